@@ -1,0 +1,344 @@
+//! [`PoolConfig`] and [`SemaphoreConfig`]: consuming builders, validated in one place.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// How a [`ThreadPoolBulkhead`](crate::ThreadPoolBulkhead) is sized.
+///
+/// A pool admits at most `max_threads + queue_capacity` calls at once. Workers start lazily,
+/// one per call that finds no idle worker, up to `max_threads`; a call waits in the queue only
+/// while all `max_threads` workers are busy. Workers above `core_threads` retire after
+/// `keep_alive` without work.
+///
+/// Setters never fail; [`validate`](PoolConfig::validate) (called by every constructor) checks
+/// the whole configuration at once and names the field at fault.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use bulkheads::PoolConfig;
+///
+/// let config = PoolConfig::new(50)
+///     .core_threads(10)
+///     .queue_capacity(10)
+///     .keep_alive(Duration::from_secs(30))
+///     .default_timeout(Duration::from_millis(500));
+/// assert_eq!(config.max_threads_value(), 50);
+/// assert_eq!(config.capacity(), 60);
+/// assert!(config.validate("inventory").is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub(crate) max_threads: usize,
+    pub(crate) core_threads: Option<usize>,
+    pub(crate) queue_capacity: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) thread_name_prefix: Option<String>,
+    pub(crate) stack_size: Option<usize>,
+}
+
+impl PoolConfig {
+    /// The largest `max_threads` a pool accepts. A pool of more OS threads than this is
+    /// almost certainly a configuration mistake, and the bound lets the pool keep its books
+    /// in one atomic word.
+    pub const MAX_THREADS: usize = (1 << 16) - 1;
+
+    /// The default keep-alive of workers above `core_threads`: 60 seconds.
+    pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+    /// A pool of `max_threads` workers and no queue: a call that finds every worker busy is
+    /// rejected at once (pure fail-fast, like Hystrix's default).
+    ///
+    /// `core_threads` defaults to `max_threads` (started workers stay), `keep_alive` to 60
+    /// seconds, no default timeout, threads named after the pool.
+    #[must_use]
+    pub fn new(max_threads: usize) -> Self {
+        Self {
+            max_threads,
+            core_threads: None,
+            queue_capacity: 0,
+            keep_alive: Self::DEFAULT_KEEP_ALIVE,
+            default_timeout: None,
+            thread_name_prefix: None,
+            stack_size: None,
+        }
+    }
+
+    /// The number of workers that stay alive once started, however long they are idle.
+    ///
+    /// Defaults to `max_threads`. Must not exceed `max_threads`; zero means every worker
+    /// retires after `keep_alive` idle.
+    #[must_use]
+    pub fn core_threads(mut self, core_threads: usize) -> Self {
+        self.core_threads = Some(core_threads);
+        self
+    }
+
+    /// How many calls may wait while all `max_threads` workers are busy.
+    ///
+    /// Defaults to 0 for [`PoolConfig::new`] (no queue) and 5 for [`PoolConfig::default`].
+    /// The capacity is a limit, not a preallocation: `usize::MAX` is accepted and means
+    /// "unbounded" (memory runs out long before the counter could).
+    #[must_use]
+    pub fn queue_capacity(mut self, queue_capacity: usize) -> Self {
+        self.queue_capacity = queue_capacity;
+        self
+    }
+
+    /// How long a worker above `core_threads` waits for work before it retires.
+    ///
+    /// Defaults to 60 seconds. Must not be zero.
+    #[must_use]
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// The deadline [`execute`](crate::ThreadPoolBulkhead::execute) applies, measured from
+    /// submission.
+    ///
+    /// Defaults to none: `execute` waits for the task however long it takes. Must not be
+    /// zero.
+    #[must_use]
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// The start of each worker thread's name; the worker's number follows after a dash.
+    ///
+    /// Defaults to the pool's name, so `top -H` and `ps -L` (which show 15 bytes) show
+    /// `inventory-3`. Must not contain a NUL byte.
+    #[must_use]
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The stack size of each worker thread, in bytes.
+    ///
+    /// Defaults to the standard library's default (2 MiB, or `RUST_MIN_STACK`). Must not
+    /// be zero.
+    #[must_use]
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The configured maximum number of worker threads.
+    pub fn max_threads_value(&self) -> usize {
+        self.max_threads
+    }
+
+    /// The number of core threads this configuration resolves to.
+    pub fn core_threads_value(&self) -> usize {
+        self.core_threads.unwrap_or(self.max_threads)
+    }
+
+    /// The configured queue capacity.
+    pub fn queue_capacity_value(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// How many calls the pool admits at once: `max_threads + queue_capacity`, saturating.
+    pub fn capacity(&self) -> usize {
+        self.max_threads.saturating_add(self.queue_capacity)
+    }
+
+    /// Checks the configuration for a bulkhead called `name`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` and the first invalid field: an empty or NUL-bearing
+    /// `name` or `thread_name_prefix`, `max_threads` of zero or above
+    /// [`MAX_THREADS`](PoolConfig::MAX_THREADS), `core_threads` above `max_threads`, or a
+    /// zero `keep_alive`, `default_timeout` or `stack_size`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::PoolConfig;
+    ///
+    /// let err = PoolConfig::new(4).core_threads(8).validate("db").unwrap_err();
+    /// assert_eq!(err.field(), "core_threads");
+    /// ```
+    pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        validate_name(name)?;
+        if self.max_threads == 0 {
+            return Err(ConfigError::new(
+                name,
+                "max_threads",
+                "must be at least 1 (got 0)",
+            ));
+        }
+        if self.max_threads > Self::MAX_THREADS {
+            return Err(ConfigError::new(
+                name,
+                "max_threads",
+                format!(
+                    "must be at most {} (got {})",
+                    Self::MAX_THREADS,
+                    self.max_threads
+                ),
+            ));
+        }
+        if let Some(core) = self.core_threads
+            && core > self.max_threads
+        {
+            return Err(ConfigError::new(
+                name,
+                "core_threads",
+                format!(
+                    "must not exceed max_threads ({}) (got {core})",
+                    self.max_threads
+                ),
+            ));
+        }
+        if self.keep_alive.is_zero() {
+            return Err(ConfigError::new(name, "keep_alive", "must not be zero"));
+        }
+        if self.default_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                name,
+                "default_timeout",
+                "must not be zero",
+            ));
+        }
+        if let Some(prefix) = &self.thread_name_prefix {
+            if prefix.is_empty() {
+                return Err(ConfigError::new(
+                    name,
+                    "thread_name_prefix",
+                    "must not be empty",
+                ));
+            }
+            if prefix.contains('\0') {
+                return Err(ConfigError::new(
+                    name,
+                    "thread_name_prefix",
+                    "must not contain a NUL byte",
+                ));
+            }
+        }
+        if self.stack_size == Some(0) {
+            return Err(ConfigError::new(name, "stack_size", "must not be zero"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for PoolConfig {
+    /// The textbook starting point: 10 threads and a queue of 5.
+    ///
+    /// This is what [`BulkheadManager::pool`](crate::BulkheadManager::pool) uses for a name
+    /// it was not configured with, unless the manager's builder set another default.
+    fn default() -> Self {
+        Self::new(10).queue_capacity(5)
+    }
+}
+
+/// How a [`SemaphoreBulkhead`](crate::SemaphoreBulkhead) is sized.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use bulkheads::SemaphoreConfig;
+///
+/// let config = SemaphoreConfig::new(25).max_wait(Duration::from_millis(20));
+/// assert_eq!(config.max_concurrent_value(), 25);
+/// assert!(config.validate("cache").is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SemaphoreConfig {
+    pub(crate) max_concurrent: usize,
+    pub(crate) max_wait: Duration,
+}
+
+impl SemaphoreConfig {
+    /// The largest `max_concurrent` a semaphore accepts.
+    pub const MAX_CONCURRENT: usize = u32::MAX as usize;
+
+    /// A semaphore of `max_concurrent` permits that never waits: a call that finds no free
+    /// permit is rejected at once.
+    #[must_use]
+    pub fn new(max_concurrent: usize) -> Self {
+        Self {
+            max_concurrent,
+            max_wait: Duration::ZERO,
+        }
+    }
+
+    /// How long [`call`](crate::SemaphoreBulkhead::call) waits for a permit before it is
+    /// rejected.
+    ///
+    /// Defaults to zero: no wait.
+    #[must_use]
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// The configured number of permits.
+    pub fn max_concurrent_value(&self) -> usize {
+        self.max_concurrent
+    }
+
+    /// The configured maximum wait.
+    pub fn max_wait_value(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// Checks the configuration for a bulkhead called `name`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` and the field: an empty or NUL-bearing `name`, or a
+    /// `max_concurrent` of zero or above [`MAX_CONCURRENT`](SemaphoreConfig::MAX_CONCURRENT).
+    pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        validate_name(name)?;
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::new(
+                name,
+                "max_concurrent",
+                "must be at least 1 (got 0)",
+            ));
+        }
+        if self.max_concurrent > Self::MAX_CONCURRENT {
+            return Err(ConfigError::new(
+                name,
+                "max_concurrent",
+                format!(
+                    "must be at most {} (got {})",
+                    Self::MAX_CONCURRENT,
+                    self.max_concurrent
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for SemaphoreConfig {
+    /// 25 permits and no wait (resilience4j's default).
+    fn default() -> Self {
+        Self::new(25)
+    }
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(name, "name", "must not be empty"));
+    }
+    if name.contains('\0') {
+        return Err(ConfigError::new(
+            name,
+            "name",
+            "must not contain a NUL byte",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! Errors: [`BulkheadError`] for calls, [`ConfigError`] for configuration.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sync::Mutex;
+
+/// Why a call through a bulkhead did not produce the task's value.
+///
+/// Every variant carries the name of the bulkhead, so a log line says which compartment is
+/// sick. The error is cheap to clone: the name is shared, never copied, and building a
+/// [`Rejected`](BulkheadError::Rejected) error allocates nothing.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let pool = ThreadPoolBulkhead::new("email", PoolConfig::new(1))?;
+/// let err = pool.execute(|| -> u32 { panic!("smtp down") }).unwrap_err();
+/// assert!(err.is_panicked());
+/// assert_eq!(err.bulkhead(), "email");
+/// assert_eq!(err.to_string(), "task in bulkhead 'email' panicked: smtp down");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BulkheadError {
+    /// The bulkhead was full: every thread busy and the queue full (pool), or no permit free
+    /// within the allowed wait (semaphore). The call was not admitted and never runs.
+    #[error("bulkhead '{name}' is full ({capacity} calls in flight): call rejected")]
+    #[non_exhaustive]
+    Rejected {
+        /// The bulkhead's name.
+        name: Arc<str>,
+        /// How many calls the bulkhead admits at once.
+        capacity: usize,
+    },
+    /// The caller's deadline passed before the task finished. A task that had not started
+    /// was cancelled and never runs; one that had started runs to its end in its own slot.
+    #[error("call in bulkhead '{name}' timed out after {timeout:?}")]
+    #[non_exhaustive]
+    Timeout {
+        /// The bulkhead's name.
+        name: Arc<str>,
+        /// The deadline the caller gave, measured from submission.
+        timeout: Duration,
+    },
+    /// The task panicked. The worker thread survived and the slot was freed.
+    #[error("task in bulkhead '{name}' panicked: {message}")]
+    #[non_exhaustive]
+    Panicked {
+        /// The bulkhead's name.
+        name: Arc<str>,
+        /// The panic's message (`&str` and `String` payloads), or a placeholder.
+        message: String,
+        /// The original payload, reachable through [`BulkheadError::into_panic`].
+        payload: PanicPayload,
+    },
+    /// The bulkhead was shut down: the call was not admitted, or it was still queued when
+    /// `shutdown_now` discarded the queue.
+    #[error("bulkhead '{name}' is shut down")]
+    #[non_exhaustive]
+    Shutdown {
+        /// The bulkhead's name.
+        name: Arc<str>,
+    },
+    /// The task was cancelled through [`TaskHandle::cancel`](crate::TaskHandle::cancel)
+    /// before it started; it never ran.
+    #[error("task in bulkhead '{name}' was cancelled before it started")]
+    #[non_exhaustive]
+    Cancelled {
+        /// The bulkhead's name.
+        name: Arc<str>,
+    },
+    /// The operating system refused to start a worker thread and no other worker could take
+    /// the task. The task never ran.
+    #[error("bulkhead '{name}' could not start a worker thread: {message}")]
+    #[non_exhaustive]
+    Spawn {
+        /// The bulkhead's name.
+        name: Arc<str>,
+        /// The kind of the operating system's error.
+        kind: std::io::ErrorKind,
+        /// The operating system's error message.
+        message: String,
+    },
+}
+
+impl BulkheadError {
+    /// The name of the bulkhead that produced this error.
+    pub fn bulkhead(&self) -> &str {
+        match self {
+            Self::Rejected { name, .. }
+            | Self::Timeout { name, .. }
+            | Self::Panicked { name, .. }
+            | Self::Shutdown { name }
+            | Self::Cancelled { name }
+            | Self::Spawn { name, .. } => name,
+        }
+    }
+
+    /// True for [`BulkheadError::Rejected`]: the bulkhead was full.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Self::Rejected { .. })
+    }
+
+    /// True for [`BulkheadError::Timeout`]: the caller's deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// True for [`BulkheadError::Panicked`]: the task panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, Self::Panicked { .. })
+    }
+
+    /// True for [`BulkheadError::Shutdown`]: the bulkhead was shut down.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, Self::Shutdown { .. })
+    }
+
+    /// True for [`BulkheadError::Cancelled`]: the task was cancelled before it started.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Self::Cancelled { .. })
+    }
+
+    /// Takes the original panic payload out of a [`Panicked`](BulkheadError::Panicked)
+    /// error, for example to resume the panic with [`std::panic::resume_unwind`].
+    ///
+    /// Clones of one error share the payload: the first to call this gets it, later calls
+    /// and other variants get `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("parser", PoolConfig::new(1))?;
+    /// let err = pool.execute(|| std::panic::panic_any(42_u32)).unwrap_err();
+    /// let payload = err.into_panic().expect("a panic payload");
+    /// assert_eq!(payload.downcast_ref::<u32>(), Some(&42));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
+        match self {
+            Self::Panicked { payload, .. } => payload.take(),
+            _ => None,
+        }
+    }
+}
+
+/// The payload of a task's panic, shared by clones of one [`BulkheadError`].
+///
+/// Take it with [`BulkheadError::into_panic`] or [`PanicPayload::take`].
+#[derive(Clone)]
+pub struct PanicPayload(Arc<Mutex<Option<Box<dyn Any + Send + 'static>>>>);
+
+impl PanicPayload {
+    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
+        Self(Arc::new(Mutex::new(Some(payload))))
+    }
+
+    /// Takes the payload; `None` if it was already taken.
+    pub fn take(&self) -> Option<Box<dyn Any + Send + 'static>> {
+        self.0.lock().take()
+    }
+}
+
+impl fmt::Debug for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PanicPayload(<any>)")
+    }
+}
+
+/// The message of a panic payload: the `&str` or `String` it carries, or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
+
+/// An invalid configuration, naming the bulkhead and the field at fault.
+///
+/// Returned by [`PoolConfig`](crate::PoolConfig) and [`SemaphoreConfig`](crate::SemaphoreConfig)
+/// validation, [`ThreadPoolBulkhead::new`](crate::ThreadPoolBulkhead::new),
+/// [`SemaphoreBulkhead::new`](crate::SemaphoreBulkhead::new) and the manager's builder. No
+/// configuration is ever clamped silently or turned into a panic.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let err = ThreadPoolBulkhead::new("inventory", PoolConfig::new(0)).unwrap_err();
+/// assert_eq!(err.bulkhead(), "inventory");
+/// assert_eq!(err.field(), "max_threads");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid configuration for bulkhead 'inventory': max_threads must be at least 1 (got 0)"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration for bulkhead '{bulkhead}': {field} {reason}")]
+pub struct ConfigError {
+    bulkhead: String,
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(bulkhead: &str, field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            bulkhead: bulkhead.to_owned(),
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The name of the bulkhead whose configuration is invalid (may be empty when the name
+    /// itself is the problem).
+    pub fn bulkhead(&self) -> &str {
+        &self.bulkhead
+    }
+
+    /// The configuration field at fault, such as `"max_threads"` or `"name"`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What is wrong with the field's value.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}

@@ -1,0 +1,320 @@
+//! [`BulkheadManager`]: the registry of named bulkheads.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::config::{PoolConfig, SemaphoreConfig, validate_name};
+use crate::error::ConfigError;
+use crate::pool::ThreadPoolBulkhead;
+use crate::semaphore::SemaphoreBulkhead;
+use crate::stats::{BulkheadStats, ManagerStats};
+use crate::sync::{Arc, RwLock};
+
+/// The name [`ConfigError`]s use for the manager's default configurations.
+const DEFAULT_NAME: &str = "<default>";
+
+/// The registry of a service's bulkheads, one per dependency, looked up by name.
+///
+/// Configure the known dependencies up front with the [builder](BulkheadManager::builder);
+/// [`pool`](BulkheadManager::pool) and [`semaphore`](BulkheadManager::semaphore) create any
+/// other name on first use from the default configuration, and return the same bulkhead
+/// (the same `Arc`) for the same name every time.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use bulkheads::{BulkheadManager, PoolConfig};
+///
+/// let manager = BulkheadManager::builder()
+///     .pool("inventory", PoolConfig::new(4).queue_capacity(2))
+///     .pool("payment", PoolConfig::new(2))
+///     .build()?;
+/// let stock = manager.pool("inventory").execute(|| 12)?;
+/// assert_eq!(stock, 12);
+/// let receipt = manager
+///     .pool("payment")
+///     .execute_timeout(Duration::from_millis(500), || "paid")?;
+/// assert_eq!(receipt, "paid");
+/// println!("{}", manager.stats());
+/// assert!(manager.shutdown(Duration::from_secs(5)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct BulkheadManager {
+    default_pool: PoolConfig,
+    default_semaphore: SemaphoreConfig,
+    pools: RwLock<HashMap<String, Arc<ThreadPoolBulkhead>>>,
+    semaphores: RwLock<HashMap<String, Arc<SemaphoreBulkhead>>>,
+}
+
+impl fmt::Debug for BulkheadManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut pools: Vec<String> = self.pools.read().keys().cloned().collect();
+        let mut semaphores: Vec<String> = self.semaphores.read().keys().cloned().collect();
+        pools.sort();
+        semaphores.sort();
+        f.debug_struct("BulkheadManager")
+            .field("default_pool", &self.default_pool)
+            .field("default_semaphore", &self.default_semaphore)
+            .field("pools", &pools)
+            .field("semaphores", &semaphores)
+            .finish()
+    }
+}
+
+impl Default for BulkheadManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BulkheadManager {
+    /// A manager with no configured bulkheads: every name gets
+    /// [`PoolConfig::default`] or [`SemaphoreConfig::default`].
+    pub fn new() -> Self {
+        Self {
+            default_pool: PoolConfig::default(),
+            default_semaphore: SemaphoreConfig::default(),
+            pools: RwLock::new(HashMap::new()),
+            semaphores: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A builder for a manager with named configurations.
+    pub fn builder() -> BulkheadManagerBuilder {
+        BulkheadManagerBuilder::default()
+    }
+
+    /// The pool called `name`, created from the default configuration on first use.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid bulkhead name (empty, or containing a NUL byte). Names that
+    /// come from outside the program should go through
+    /// [`try_pool`](BulkheadManager::try_pool).
+    pub fn pool(&self, name: &str) -> Arc<ThreadPoolBulkhead> {
+        match self.try_pool(name) {
+            Ok(pool) => pool,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// The pool called `name`, created from the default configuration on first use.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if `name` is not a valid bulkhead name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::new();
+    /// assert_eq!(manager.try_pool("tenant-42")?.name(), "tenant-42");
+    /// assert_eq!(manager.try_pool("").unwrap_err().field(), "name");
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn try_pool(&self, name: &str) -> Result<Arc<ThreadPoolBulkhead>, ConfigError> {
+        if let Some(pool) = self.pools.read().get(name) {
+            return Ok(Arc::clone(pool));
+        }
+        validate_name(name)?;
+        let mut pools = self.pools.write();
+        if let Some(pool) = pools.get(name) {
+            return Ok(Arc::clone(pool));
+        }
+        let pool = Arc::new(ThreadPoolBulkhead::new(name, self.default_pool.clone())?);
+        pools.insert(name.to_owned(), Arc::clone(&pool));
+        Ok(pool)
+    }
+
+    /// The pool called `name` if it exists; never creates one.
+    pub fn get_pool(&self, name: &str) -> Option<Arc<ThreadPoolBulkhead>> {
+        self.pools.read().get(name).cloned()
+    }
+
+    /// The semaphore called `name`, created from the default configuration on first use.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid bulkhead name (empty, or containing a NUL byte); see
+    /// [`try_semaphore`](BulkheadManager::try_semaphore).
+    pub fn semaphore(&self, name: &str) -> Arc<SemaphoreBulkhead> {
+        match self.try_semaphore(name) {
+            Ok(semaphore) => semaphore,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// The semaphore called `name`, created from the default configuration on first use.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if `name` is not a valid bulkhead name.
+    pub fn try_semaphore(&self, name: &str) -> Result<Arc<SemaphoreBulkhead>, ConfigError> {
+        if let Some(semaphore) = self.semaphores.read().get(name) {
+            return Ok(Arc::clone(semaphore));
+        }
+        validate_name(name)?;
+        let mut semaphores = self.semaphores.write();
+        if let Some(semaphore) = semaphores.get(name) {
+            return Ok(Arc::clone(semaphore));
+        }
+        let semaphore = Arc::new(SemaphoreBulkhead::new(
+            name,
+            self.default_semaphore.clone(),
+        )?);
+        semaphores.insert(name.to_owned(), Arc::clone(&semaphore));
+        Ok(semaphore)
+    }
+
+    /// The semaphore called `name` if it exists; never creates one.
+    pub fn get_semaphore(&self, name: &str) -> Option<Arc<SemaphoreBulkhead>> {
+        self.semaphores.read().get(name).cloned()
+    }
+
+    /// A snapshot of every bulkhead, ordered by name; its `Display` is a table.
+    pub fn stats(&self) -> ManagerStats {
+        let mut bulkheads: Vec<BulkheadStats> = self
+            .pools
+            .read()
+            .values()
+            .map(|p| BulkheadStats::Pool(p.stats()))
+            .collect();
+        bulkheads.extend(
+            self.semaphores
+                .read()
+                .values()
+                .map(|s| BulkheadStats::Semaphore(s.stats())),
+        );
+        bulkheads.sort_by(|a, b| a.name().cmp(b.name()));
+        ManagerStats { bulkheads }
+    }
+
+    /// Shuts every pool down (queued work still runs) and waits at most `timeout` in all
+    /// for their threads to exit. Returns true if every pool terminated in time.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let pools: Vec<_> = self.pools.read().values().cloned().collect();
+        for pool in &pools {
+            pool.shutdown();
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        pools.iter().all(|pool| {
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            pool.await_termination(left)
+        })
+    }
+}
+
+/// Builds a [`BulkheadManager`]; see [`BulkheadManager::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{BulkheadManager, PoolConfig, SemaphoreConfig};
+///
+/// let err = BulkheadManager::builder()
+///     .pool("payment", PoolConfig::new(4).core_threads(5))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!((err.bulkhead(), err.field()), ("payment", "core_threads"));
+///
+/// let manager = BulkheadManager::builder()
+///     .default_pool_config(PoolConfig::new(2))
+///     .semaphore("cache", SemaphoreConfig::new(8))
+///     .build()?;
+/// assert_eq!(manager.pool("anything").stats().max_threads, 2);
+/// # Ok::<(), bulkheads::ConfigError>(())
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct BulkheadManagerBuilder {
+    default_pool: Option<PoolConfig>,
+    default_semaphore: Option<SemaphoreConfig>,
+    pools: Vec<(String, PoolConfig)>,
+    semaphores: Vec<(String, SemaphoreConfig)>,
+}
+
+impl BulkheadManagerBuilder {
+    /// The configuration of pools created on first use by name.
+    ///
+    /// Defaults to [`PoolConfig::default`]: 10 threads and a queue of 5.
+    pub fn default_pool_config(mut self, config: PoolConfig) -> Self {
+        self.default_pool = Some(config);
+        self
+    }
+
+    /// The configuration of semaphores created on first use by name.
+    ///
+    /// Defaults to [`SemaphoreConfig::default`]: 25 permits, no wait.
+    pub fn default_semaphore_config(mut self, config: SemaphoreConfig) -> Self {
+        self.default_semaphore = Some(config);
+        self
+    }
+
+    /// A pool called `name` with its own configuration.
+    pub fn pool(mut self, name: impl Into<String>, config: PoolConfig) -> Self {
+        self.pools.push((name.into(), config));
+        self
+    }
+
+    /// A semaphore called `name` with its own configuration.
+    pub fn semaphore(mut self, name: impl Into<String>, config: SemaphoreConfig) -> Self {
+        self.semaphores.push((name.into(), config));
+        self
+    }
+
+    /// Validates every configuration and builds the manager. Configured pools start no
+    /// thread until their first call.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`]: an invalid configuration (the default ones are named
+    /// `<default>`), or a name configured twice for the same kind of bulkhead.
+    pub fn build(self) -> Result<BulkheadManager, ConfigError> {
+        let default_pool = self.default_pool.unwrap_or_default();
+        default_pool.validate(DEFAULT_NAME)?;
+        let default_semaphore = self.default_semaphore.unwrap_or_default();
+        default_semaphore.validate(DEFAULT_NAME)?;
+        let mut pools = HashMap::new();
+        for (name, config) in self.pools {
+            if pools.contains_key(&name) {
+                return Err(ConfigError::new(
+                    &name,
+                    "name",
+                    "is configured twice as a pool",
+                ));
+            }
+            let pool = ThreadPoolBulkhead::new(name.clone(), config)?;
+            pools.insert(name, Arc::new(pool));
+        }
+        let mut semaphores = HashMap::new();
+        for (name, config) in self.semaphores {
+            if semaphores.contains_key(&name) {
+                return Err(ConfigError::new(
+                    &name,
+                    "name",
+                    "is configured twice as a semaphore",
+                ));
+            }
+            let semaphore = SemaphoreBulkhead::new(name.clone(), config)?;
+            semaphores.insert(name, Arc::new(semaphore));
+        }
+        Ok(BulkheadManager {
+            default_pool,
+            default_semaphore,
+            pools: RwLock::new(pools),
+            semaphores: RwLock::new(semaphores),
+        })
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<BulkheadManager>();
+}

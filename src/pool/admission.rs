@@ -1,0 +1,361 @@
+//! The capacity counter: one atomic word that keeps the pool's books.
+//!
+//! See `README.md` beside this file for the state machine and why it is safe. In short, the
+//! word packs
+//!
+//! ```text
+//!  63        62         61..56   55..40          39..0
+//! [NOW]  [SHUTDOWN]  [unused]  [live workers]  [in flight]
+//! ```
+//!
+//! `in flight` counts admitted tasks that have neither finished nor been cancelled: the ones
+//! running and the ones queued. Because a task queues only while every worker is busy, the
+//! gauges follow from it: `running = min(in_flight, max_threads)` and
+//! `queued = in_flight - running`. Admission, the spawn-or-not decision, keep-alive
+//! retirement, cancellation and shutdown are each one compare-and-swap on this word, so no
+//! snapshot ever shows more than the compartment holds.
+//!
+//! The invariant every operation keeps (I):
+//!
+//! ```text
+//!     live >= min(in_flight, max_threads)        (while no spawn has failed)
+//! ```
+//!
+//! so every admitted task that should be running has a worker, and a queued task always
+//! has a worker that will reach it.
+
+use crate::sync::{AtomicU64, Ordering};
+
+const INFLIGHT_BITS: u32 = 40;
+const INFLIGHT_MASK: u64 = (1 << INFLIGHT_BITS) - 1;
+const LIVE_SHIFT: u32 = INFLIGHT_BITS;
+const LIVE_ONE: u64 = 1 << LIVE_SHIFT;
+const LIVE_MASK: u64 = ((1 << 16) - 1) << LIVE_SHIFT;
+const SHUTDOWN: u64 = 1 << 62;
+const SHUTDOWN_NOW: u64 = 1 << 63;
+
+/// The most tasks the word can count in flight. A capacity above this is unbounded in
+/// practice: a trillion queued closures do not fit in memory.
+pub(crate) const MAX_IN_FLIGHT: usize = INFLIGHT_MASK as usize;
+
+/// One reading of the word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct State(u64);
+
+impl State {
+    /// Admitted tasks that have neither finished nor been cancelled.
+    pub(crate) fn in_flight(self) -> usize {
+        (self.0 & INFLIGHT_MASK) as usize
+    }
+
+    /// Worker threads started and not yet retired.
+    pub(crate) fn live(self) -> usize {
+        ((self.0 & LIVE_MASK) >> LIVE_SHIFT) as usize
+    }
+
+    /// `shutdown` or `shutdown_now` was called.
+    pub(crate) fn is_shutdown(self) -> bool {
+        self.0 & SHUTDOWN != 0
+    }
+
+    /// `shutdown_now` was called: tasks not yet started complete with `Shutdown`.
+    pub(crate) fn is_shutdown_now(self) -> bool {
+        self.0 & SHUTDOWN_NOW != 0
+    }
+
+    /// Shut down and every worker gone.
+    pub(crate) fn is_terminated(self) -> bool {
+        self.is_shutdown() && self.live() == 0
+    }
+}
+
+/// What [`Admission::try_admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// The task holds a slot. When `spawn` is true the caller must start one worker (the
+    /// word already counts it) or report the failure through [`Admission::spawn_failed`].
+    Admitted {
+        /// Start a worker for this task.
+        spawn: bool,
+        /// The running gauge after this admission, for the peak.
+        running: usize,
+    },
+    /// Every slot is taken.
+    Full,
+    /// The pool is shut down.
+    Shutdown,
+}
+
+/// Why a worker asks to retire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// It waited `keep_alive` and no task came.
+    TimedOut,
+    /// It just finished a task or was woken.
+    Woken,
+}
+
+/// The pool's books in one atomic word.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    state: AtomicU64,
+    max_threads: usize,
+    core_threads: usize,
+    capacity: usize,
+}
+
+impl Admission {
+    /// Books for `max_threads` workers admitting `capacity` tasks at once.
+    ///
+    /// `capacity` is clamped to [`MAX_IN_FLIGHT`]; `max_threads` must be validated to fit
+    /// the live field (at most 65,535).
+    pub(crate) fn new(max_threads: usize, core_threads: usize, capacity: usize) -> Self {
+        debug_assert!((1..(1 << 16)).contains(&max_threads));
+        debug_assert!(core_threads <= max_threads);
+        Self {
+            state: AtomicU64::new(0),
+            max_threads,
+            core_threads,
+            capacity: capacity.min(MAX_IN_FLIGHT),
+        }
+    }
+
+    /// The word now. Acquire pairs with the release half of every update, so a reader that
+    /// sees `live == 0` after shutdown also sees everything the last worker did.
+    pub(crate) fn load(&self) -> State {
+        State(self.state.load(Ordering::Acquire))
+    }
+
+    /// The gauges `(running, queued)` of one reading.
+    pub(crate) fn gauges(&self, s: State) -> (usize, usize) {
+        let running = s.in_flight().min(self.max_threads);
+        (running, s.in_flight() - running)
+    }
+
+    /// Takes a slot for a new task if one is free: the single decision behind promise 1.
+    ///
+    /// On success the word also counts the worker the task needs when every live worker is
+    /// already assigned (`in_flight >= live`) and the pool may still grow.
+    pub(crate) fn try_admit(&self) -> Admit {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let state = State(s);
+            if state.is_shutdown() {
+                return Admit::Shutdown;
+            }
+            let in_flight = state.in_flight();
+            if in_flight >= self.capacity {
+                return Admit::Full;
+            }
+            let live = state.live();
+            // Every live worker is (or is about to be) busy with one of the tasks in flight:
+            // this task needs a worker of its own, if the pool may still grow.
+            let spawn = in_flight >= live && live < self.max_threads;
+            let next = s + 1 + if spawn { LIVE_ONE } else { 0 };
+            // AcqRel: the admission must be ordered with shutdown's fetch_or on the same
+            // word (a task admitted "before" shutdown is one the drain will see).
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Admit::Admitted {
+                        spawn,
+                        running: (in_flight + 1).min(self.max_threads),
+                    };
+                }
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Frees one slot: a task finished, or was cancelled before it started.
+    ///
+    /// Release: the slot is freed before the task's result is published, and a caller that
+    /// sees the result and submits again must find the slot free.
+    pub(crate) fn release(&self) -> State {
+        let prev = self.state.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(
+            State(prev).in_flight() > 0,
+            "release without a task in flight"
+        );
+        State(prev - 1)
+    }
+
+    /// A worker counted by [`try_admit`](Admission::try_admit) could not be started.
+    pub(crate) fn spawn_failed(&self) -> State {
+        let prev = self.state.fetch_sub(LIVE_ONE, Ordering::AcqRel);
+        debug_assert!(State(prev).live() > 0);
+        State(prev - LIVE_ONE)
+    }
+
+    /// Asks whether an idle worker may exit, and if so uncounts it in the same step.
+    ///
+    /// A worker may exit when it is surplus (`in_flight < live`, so (I) still holds after it
+    /// leaves) and either the pool is shut down, or it waited `keep_alive` in vain and the pool
+    /// has more than `core_threads` workers. Deciding this on the same word that admission
+    /// updates is what keeps a task from being stranded by a worker that timed out at the
+    /// instant the task was admitted (tokio issue 8056).
+    ///
+    /// Returns the state after the exit, or `None` if the worker must stay.
+    pub(crate) fn try_retire(&self, why: Idle) -> Option<State> {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let state = State(s);
+            let live = state.live();
+            let may_leave =
+                state.is_shutdown() || (why == Idle::TimedOut && live > self.core_threads);
+            if !may_leave || state.in_flight() >= live {
+                return None;
+            }
+            let next = s - LIVE_ONE;
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(State(next)),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Uncounts a worker that is exiting for a reason of its own (its loop unwound).
+    pub(crate) fn worker_lost(&self) -> State {
+        let prev = self.state.fetch_sub(LIVE_ONE, Ordering::AcqRel);
+        State(prev - LIVE_ONE)
+    }
+
+    /// Stops admission; with `now`, tasks not yet started will complete with `Shutdown`.
+    /// Returns the state before.
+    pub(crate) fn shutdown(&self, now: bool) -> State {
+        let bits = if now {
+            SHUTDOWN | SHUTDOWN_NOW
+        } else {
+            SHUTDOWN
+        };
+        State(self.state.fetch_or(bits, Ordering::AcqRel))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn admitted(a: &Admission) -> bool {
+        matches!(a.try_admit(), Admit::Admitted { .. })
+    }
+
+    #[test]
+    fn admits_exactly_capacity() {
+        let a = Admission::new(2, 2, 5);
+        for _ in 0..5 {
+            assert!(admitted(&a));
+        }
+        assert_eq!(a.try_admit(), Admit::Full);
+        assert_eq!(a.gauges(a.load()), (2, 3));
+        a.release();
+        assert!(admitted(&a));
+        assert_eq!(a.try_admit(), Admit::Full);
+    }
+
+    #[test]
+    fn spawns_only_when_every_worker_is_assigned() {
+        let a = Admission::new(3, 3, 10);
+        assert_eq!(
+            a.try_admit(),
+            Admit::Admitted {
+                spawn: true,
+                running: 1
+            }
+        );
+        assert_eq!(
+            a.try_admit(),
+            Admit::Admitted {
+                spawn: true,
+                running: 2
+            }
+        );
+        a.release();
+        a.release();
+        // Two idle workers: the next two tasks reuse them.
+        assert_eq!(
+            a.try_admit(),
+            Admit::Admitted {
+                spawn: false,
+                running: 1
+            }
+        );
+        assert_eq!(
+            a.try_admit(),
+            Admit::Admitted {
+                spawn: false,
+                running: 2
+            }
+        );
+        assert_eq!(
+            a.try_admit(),
+            Admit::Admitted {
+                spawn: true,
+                running: 3
+            }
+        );
+        // At max_threads: queue, never spawn.
+        assert_eq!(
+            a.try_admit(),
+            Admit::Admitted {
+                spawn: false,
+                running: 3
+            }
+        );
+        assert_eq!(a.load().live(), 3);
+    }
+
+    #[test]
+    fn retirement_keeps_a_worker_for_every_task() {
+        let a = Admission::new(2, 0, 4);
+        assert!(admitted(&a));
+        assert!(admitted(&a));
+        assert_eq!(a.load().live(), 2);
+        // Both workers are needed: neither may leave.
+        assert_eq!(a.try_retire(Idle::TimedOut), None);
+        a.release();
+        assert_eq!(a.try_retire(Idle::TimedOut).map(State::live), Some(1));
+        assert_eq!(a.try_retire(Idle::TimedOut), None);
+        a.release();
+        assert_eq!(a.try_retire(Idle::TimedOut).map(State::live), Some(0));
+    }
+
+    #[test]
+    fn core_threads_stay_after_keep_alive() {
+        let a = Admission::new(2, 1, 2);
+        assert!(admitted(&a));
+        assert!(admitted(&a));
+        a.release();
+        a.release();
+        assert!(a.try_retire(Idle::TimedOut).is_some());
+        assert_eq!(a.try_retire(Idle::TimedOut), None);
+        assert_eq!(a.try_retire(Idle::Woken), None);
+    }
+
+    #[test]
+    fn shutdown_rejects_and_lets_surplus_workers_go() {
+        let a = Admission::new(2, 2, 2);
+        assert!(admitted(&a));
+        a.shutdown(false);
+        assert_eq!(a.try_admit(), Admit::Shutdown);
+        // The one task in flight still has its worker.
+        assert_eq!(a.try_retire(Idle::Woken), None);
+        a.release();
+        let s = a.try_retire(Idle::Woken).expect("may leave");
+        assert!(s.is_terminated());
+    }
+
+    #[test]
+    fn huge_capacity_neither_overflows_nor_aborts() {
+        let a = Admission::new(1, 1, usize::MAX);
+        for _ in 0..1000 {
+            assert!(admitted(&a));
+        }
+        assert_eq!(a.gauges(a.load()), (1, 999));
+    }
+}

@@ -1,0 +1,516 @@
+//! [`ThreadPoolBulkhead`]: a dedicated, bounded pool of OS threads for one dependency.
+
+pub(crate) mod admission;
+pub(crate) mod handle;
+pub(crate) mod worker;
+
+use std::fmt;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::PoolConfig;
+use crate::error::{BulkheadError, ConfigError, PanicPayload, panic_message};
+use crate::stats::{PoolCounters, PoolStats};
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering};
+
+use admission::{Admission, Admit, State};
+pub use handle::TaskHandle;
+use handle::{Slot, Task};
+use worker::Message;
+
+pub(crate) use admission::MAX_IN_FLIGHT;
+
+/// State shared by the pool's face, its workers and its task handles.
+pub(crate) struct Shared {
+    pub(crate) name: Arc<str>,
+    pub(crate) admission: Admission,
+    pub(crate) counters: PoolCounters,
+    config: PoolConfig,
+    capacity: usize,
+    sender: Sender<Message>,
+    pub(crate) receiver: Receiver<Message>,
+    pub(crate) keep_alive: Duration,
+    pub(crate) thread_prefix: String,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) next_worker_id: AtomicUsize,
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Spawns still to refuse: a test hook for the OS refusing a thread.
+    pub(crate) failing_spawns: AtomicUsize,
+    terminated_lock: Mutex<()>,
+    terminated: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn shutdown_error(&self) -> BulkheadError {
+        BulkheadError::Shutdown {
+            name: self.name.clone(),
+        }
+    }
+
+    /// A task ran: free its slot, count it, and turn a panic into the caller's error.
+    pub(crate) fn task_finished<T>(
+        &self,
+        outcome: std::thread::Result<T>,
+    ) -> Result<T, BulkheadError> {
+        self.admission.release();
+        match outcome {
+            Ok(value) => {
+                PoolCounters::bump(&self.counters.completed);
+                Ok(value)
+            }
+            Err(payload) => {
+                PoolCounters::bump(&self.counters.panicked);
+                Err(BulkheadError::Panicked {
+                    name: self.name.clone(),
+                    message: panic_message(&*payload),
+                    payload: PanicPayload::new(payload),
+                })
+            }
+        }
+    }
+
+    /// A task that never started was discarded (shutdown_now, no worker).
+    pub(crate) fn task_discarded(&self) {
+        self.admission.release();
+        PoolCounters::bump(&self.counters.cancelled);
+    }
+
+    /// A task that never started was cancelled through its handle.
+    pub(crate) fn task_cancelled(&self) {
+        self.task_discarded();
+    }
+
+    /// Waits for `slot` until `deadline`; on timeout cancels it if it has not started.
+    pub(crate) fn wait_deadline<T>(
+        &self,
+        slot: &dyn Slot<T>,
+        deadline: Option<Instant>,
+        timeout: Duration,
+    ) -> Result<T, BulkheadError> {
+        if slot.wait(deadline) {
+            return slot.take(self);
+        }
+        PoolCounters::bump(&self.counters.timed_out);
+        if slot.abandon() {
+            // EXPIRED: it was still queued; it frees its slot now and never runs.
+            self.admission.release();
+            PoolCounters::bump(&self.counters.expired);
+        } else if slot.is_finished() {
+            // It finished in the instant between the deadline and the cancel: the caller has
+            // already been counted as timed out, but the value is here, so hand it over.
+            return slot.take(self);
+        }
+        Err(BulkheadError::Timeout {
+            name: self.name.clone(),
+            timeout,
+        })
+    }
+
+    /// A worker left; wake the next one (shutdown) and anyone awaiting termination.
+    pub(crate) fn worker_exited(&self, after: State) {
+        if !after.is_shutdown() {
+            return;
+        }
+        if after.live() > 0 {
+            // Belt and braces: each exit during shutdown wakes one more idle worker, so the
+            // chain reaches every worker even if a wake-up was consumed by a busy one.
+            let _ = self.sender.send(Message::Wake);
+        } else {
+            let _guard = self.terminated_lock.lock();
+            self.terminated.notify_all();
+        }
+    }
+
+    /// The OS refused the worker that `task`'s admission counted. Returns the error to give
+    /// the caller if the task cannot be served, or `None` if it will be.
+    fn spawn_failed(
+        &self,
+        task: &Arc<dyn handle::Job>,
+        err: std::io::Error,
+    ) -> Option<BulkheadError> {
+        let after = self.admission.spawn_failed();
+        if after.live() > 0 {
+            // Serve from the workers that exist: the task waits its turn in the queue.
+            return None;
+        }
+        // No worker at all: nothing would ever take the queued tasks. Complete them all with
+        // the error, ours included, unless a worker started meanwhile claims them first.
+        let error = BulkheadError::Spawn {
+            name: self.name.clone(),
+            kind: err.kind(),
+            message: err.to_string(),
+        };
+        let mut ours = false;
+        while let Ok(message) = self.receiver.try_recv() {
+            if let Message::Task(job) = message {
+                let discarded = job.discard(self, error.clone());
+                ours |= discarded && std::ptr::addr_eq(Arc::as_ptr(&job), Arc::as_ptr(task));
+            }
+        }
+        // Ours may have been taken off the queue by a worker that started meanwhile, before
+        // it claimed it: then the claim decides.
+        ours |= task.discard(self, error.clone());
+        ours.then_some(error)
+    }
+}
+
+/// A bulkhead that runs each call on a dedicated, bounded pool of OS threads.
+///
+/// At most `max_threads + queue_capacity` calls are admitted at once; the next is rejected
+/// at once with [`BulkheadError::Rejected`], without allocating, locking or blocking.
+/// Workers start lazily, up to `max_threads`, and a call waits in the FIFO queue only while
+/// every worker is busy. A panicking task gives its caller [`BulkheadError::Panicked`]; the
+/// worker survives.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let inventory = ThreadPoolBulkhead::new("inventory", PoolConfig::new(4).queue_capacity(2))?;
+/// let stock = inventory.execute(|| 42)?;
+/// assert_eq!(stock, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Rejection when the compartment is full:
+///
+/// ```
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let pool = ThreadPoolBulkhead::new("payment", PoolConfig::new(1))?;
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let busy = pool.submit(move || rx.recv().ok())?; // takes the only slot
+/// let err = pool.execute(|| ()).unwrap_err();
+/// assert!(err.is_rejected());
+/// tx.send(()).unwrap();
+/// busy.join()?;
+/// assert_eq!(pool.stats().rejected, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Closures must be `Send`:
+///
+/// ```compile_fail
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let pool = ThreadPoolBulkhead::new("x", PoolConfig::new(1)).unwrap();
+/// let not_send = std::rc::Rc::new(1);
+/// pool.execute(move || *not_send);
+/// ```
+pub struct ThreadPoolBulkhead {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ThreadPoolBulkhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBulkhead")
+            .field("name", &&*self.shared.name)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ThreadPoolBulkhead {
+    /// Creates a pool called `name`. No thread starts until the first call.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` and the field if the configuration is invalid (see
+    /// [`PoolConfig::validate`]).
+    pub fn new(name: impl Into<String>, config: PoolConfig) -> Result<Self, ConfigError> {
+        let name: String = name.into();
+        config.validate(&name)?;
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let core = config.core_threads_value();
+        let capacity = config.capacity();
+        let thread_prefix = config
+            .thread_name_prefix
+            .clone()
+            .unwrap_or_else(|| name.clone());
+        let shared = Shared {
+            name: Arc::from(name),
+            admission: Admission::new(config.max_threads, core, capacity),
+            counters: PoolCounters::default(),
+            capacity: capacity.min(MAX_IN_FLIGHT),
+            sender,
+            receiver,
+            keep_alive: config.keep_alive,
+            thread_prefix,
+            stack_size: config.stack_size,
+            next_worker_id: AtomicUsize::new(0),
+            threads: Mutex::new(Vec::new()),
+            failing_spawns: AtomicUsize::new(0),
+            terminated_lock: Mutex::new(()),
+            terminated: Condvar::new(),
+            config,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The configuration the pool was built with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// Runs `f` on one of the pool's threads and waits for its result, at most the
+    /// configured [`default_timeout`](PoolConfig::default_timeout) if there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] at once if the pool is full, [`BulkheadError::Shutdown`]
+    /// if it is shut down, [`BulkheadError::Panicked`] if `f` panicked,
+    /// [`BulkheadError::Timeout`] if the default timeout passed, and
+    /// [`BulkheadError::Spawn`] if the OS refused the only worker thread it needed.
+    pub fn execute<F, T>(&self, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.shared.config.default_timeout {
+            Some(timeout) => self.execute_timeout(timeout, f),
+            None => {
+                let task = self.start(f)?;
+                task.wait(None);
+                task.take(&self.shared)
+            }
+        }
+    }
+
+    /// Runs `f` on one of the pool's threads and waits at most `timeout`, counted from this
+    /// call, for its result.
+    ///
+    /// If the time runs out while `f` is still queued, it is cancelled: it frees its slot at
+    /// once, never runs, and is counted as `expired`. If `f` has started it keeps its slot and
+    /// runs to its end (threads cannot be killed); its result is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Timeout`] when the time is up, and the errors of
+    /// [`execute`](ThreadPoolBulkhead::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("payment", PoolConfig::new(1))?;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let err = pool
+    ///     .execute_timeout(Duration::from_millis(20), move || rx.recv().ok())
+    ///     .unwrap_err();
+    /// assert!(err.is_timeout());
+    /// tx.send(()).unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_timeout<F, T>(&self, timeout: Duration, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        // The clock starts at submission, not when the task starts.
+        let deadline = Instant::now().checked_add(timeout);
+        let task = self.start(f)?;
+        self.shared.wait_deadline(&*task, deadline, timeout)
+    }
+
+    /// Submits `f` and returns a [`TaskHandle`] to join, join with a timeout, or cancel.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] at once if the pool is full, [`BulkheadError::Shutdown`]
+    /// if it is shut down, [`BulkheadError::Spawn`] if the OS refused the only worker thread
+    /// it needed.
+    pub fn submit<F, T>(&self, f: F) -> Result<TaskHandle<T>, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let submitted_at = Instant::now();
+        let task = self.start(f)?;
+        Ok(TaskHandle::new(
+            task,
+            Arc::clone(&self.shared),
+            submitted_at,
+        ))
+    }
+
+    /// Admits `f`, queues it, and starts a worker for it if every worker is assigned.
+    fn start<F, T>(&self, f: F) -> Result<Arc<Task<F, T>>, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let shared = &self.shared;
+        let spawn = match shared.admission.try_admit() {
+            Admit::Admitted { spawn, running } => {
+                shared.counters.observe_running(running);
+                spawn
+            }
+            // REJECTED: no allocation (the name is shared), no lock, no wait.
+            Admit::Full => {
+                PoolCounters::bump(&shared.counters.rejected);
+                return Err(BulkheadError::Rejected {
+                    name: shared.name.clone(),
+                    capacity: shared.capacity,
+                });
+            }
+            Admit::Shutdown => {
+                PoolCounters::bump(&shared.counters.rejected);
+                return Err(shared.shutdown_error());
+            }
+        };
+        PoolCounters::bump(&shared.counters.submitted);
+        let task = Arc::new(Task::new(f));
+        let job: Arc<dyn handle::Job> = task.clone();
+        // The pool holds a receiver, so the channel is never disconnected; and it is
+        // unbounded, so this never blocks (the bound lives in the admission word).
+        let _ = shared.sender.send(Message::Task(Arc::clone(&job)));
+        if spawn {
+            if let Err(err) = worker::spawn(shared) {
+                if let Some(error) = shared.spawn_failed(&job, err) {
+                    return Err(error);
+                }
+            }
+        }
+        Ok(task)
+    }
+
+    /// A snapshot of the pool's gauges and counters.
+    pub fn stats(&self) -> PoolStats {
+        let shared = &self.shared;
+        let state = shared.admission.load();
+        let config = &shared.config;
+        PoolStats::new(
+            &shared.name,
+            config.max_threads,
+            config.core_threads_value(),
+            config.queue_capacity,
+            state.live(),
+            shared.admission.gauges(state),
+            state.is_shutdown(),
+            &shared.counters,
+        )
+    }
+
+    /// Stops admitting calls. Queued and running tasks still run to their end; then the
+    /// workers exit. Idempotent, and never blocks: use
+    /// [`await_termination`](ThreadPoolBulkhead::await_termination) to wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("batch", PoolConfig::new(1).queue_capacity(1))?;
+    /// let queued = pool.submit(|| 7)?;
+    /// pool.shutdown();
+    /// assert!(pool.execute(|| 8).unwrap_err().is_shutdown());
+    /// assert_eq!(queued.join()?, 7);
+    /// assert!(pool.await_termination(Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shutdown(&self) {
+        let before = self.shared.admission.shutdown(false);
+        self.wake_workers(before);
+    }
+
+    /// Stops admitting calls and discards the queue: every task that has not started
+    /// completes with [`BulkheadError::Shutdown`] (counted as `cancelled`). Running tasks run
+    /// to their end. Idempotent; never blocks.
+    pub fn shutdown_now(&self) {
+        let shared = &self.shared;
+        let before = shared.admission.shutdown(true);
+        while let Ok(message) = shared.receiver.try_recv() {
+            if let Message::Task(job) = message {
+                job.discard(shared, shared.shutdown_error());
+            }
+        }
+        self.wake_workers(before);
+    }
+
+    fn wake_workers(&self, before: State) {
+        // One wake-up per worker alive at the moment admission stopped; no worker can start
+        // after that moment.
+        for _ in 0..before.live() {
+            let _ = self.shared.sender.send(Message::Wake);
+        }
+    }
+
+    /// True once the pool is shut down and every worker has exited.
+    pub fn is_terminated(&self) -> bool {
+        self.shared.admission.load().is_terminated()
+    }
+
+    /// True once [`shutdown`](ThreadPoolBulkhead::shutdown) or
+    /// [`shutdown_now`](ThreadPoolBulkhead::shutdown_now) was called.
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.admission.load().is_shutdown()
+    }
+
+    /// Waits until the pool is shut down and every worker thread has exited, at most
+    /// `timeout`. Returns false at the timeout (for example when a task never returns, or
+    /// when the pool was never shut down).
+    pub fn await_termination(&self, timeout: Duration) -> bool {
+        let shared = &self.shared;
+        let deadline = Instant::now().checked_add(timeout);
+        {
+            let mut guard = shared.terminated_lock.lock();
+            while !shared.admission.load().is_terminated() {
+                match deadline {
+                    None => shared.terminated.wait(&mut guard),
+                    Some(deadline) => {
+                        let timed_out = shared
+                            .terminated
+                            .wait_until(&mut guard, deadline)
+                            .timed_out();
+                        if timed_out && !shared.admission.load().is_terminated() {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        // Every worker has uncounted itself and is returning: join them, so that no thread
+        // outlives a terminated pool.
+        let threads = std::mem::take(&mut *shared.threads.lock());
+        for thread in threads {
+            let _ = thread.join();
+        }
+        true
+    }
+
+    /// Makes the next `n` worker spawns fail as if the OS refused a thread. For tests of the
+    /// failure path; not part of the stable API.
+    #[doc(hidden)]
+    pub fn inject_spawn_failures(&self, n: usize) {
+        self.shared.failing_spawns.store(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ThreadPoolBulkhead {
+    /// Shuts the pool down gracefully without waiting: queued tasks still run and every
+    /// handle still gets its outcome; the workers exit when the queue is empty.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<ThreadPoolBulkhead>();
+    is::<TaskHandle<u32>>();
+    is::<BulkheadError>();
+}

@@ -1,0 +1,96 @@
+//! The worker: spawn, the run loop, panic containment, retirement.
+
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::thread;
+
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::pool::Shared;
+use crate::pool::admission::Idle;
+use crate::sync::{Arc, Ordering};
+
+/// What travels on the pool's channel.
+pub(crate) enum Message {
+    /// A task to claim and run.
+    Task(Arc<dyn super::handle::Job>),
+    /// Look at the admission word again (shutdown).
+    Wake,
+}
+
+/// Starts one worker thread, named `<prefix>-<n>`.
+///
+/// The caller has already counted the worker in the admission word; on error it must
+/// uncount it ([`Shared::spawn_failed`]).
+pub(crate) fn spawn(shared: &Arc<Shared>) -> io::Result<()> {
+    if shared
+        .failing_spawns
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(io::Error::other(
+            "thread spawn refused (injected for a test)",
+        ));
+    }
+    let id = shared.next_worker_id.fetch_add(1, Ordering::Relaxed);
+    let mut builder = thread::Builder::new().name(format!("{}-{id}", shared.thread_prefix));
+    if let Some(bytes) = shared.stack_size {
+        builder = builder.stack_size(bytes);
+    }
+    let worker_shared = Arc::clone(shared);
+    let handle = builder.spawn(move || run(&worker_shared))?;
+    let mut threads = shared.threads.lock();
+    // Handles of workers that retired on keep-alive would pile up in a long-lived pool.
+    threads.retain(|h| !h.is_finished());
+    threads.push(handle);
+    Ok(())
+}
+
+/// Uncounts the worker if its loop unwinds (a bug, not a task's panic: those are caught).
+/// It does not respawn: a replacement would be started from a `Drop`, on an unwinding thread.
+struct Sentinel<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl Drop for Sentinel<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let after = self.shared.admission.worker_lost();
+            self.shared.worker_exited(after);
+        }
+    }
+}
+
+fn run(shared: &Shared) {
+    let mut sentinel = Sentinel {
+        shared,
+        armed: true,
+    };
+    let receiver = shared.receiver.clone();
+    loop {
+        // IDLE: wait for a task. crossbeam's blocking receive spins briefly before it parks,
+        // which is what makes a back-to-back hand-off cheap.
+        let why = match receiver.recv_timeout(shared.keep_alive) {
+            Ok(Message::Task(job)) => {
+                // BUSY. A task's panic is caught inside `run`; this catch is for a panic in
+                // dropping the task's result (a detached task), which must not kill the worker.
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    job.run(shared);
+                    drop(job);
+                }));
+                Idle::Woken
+            }
+            Ok(Message::Wake) => Idle::Woken,
+            Err(RecvTimeoutError::Timeout) => Idle::TimedOut,
+            // The pool owns a sender for as long as any worker lives.
+            Err(RecvTimeoutError::Disconnected) => Idle::TimedOut,
+        };
+        if let Some(after) = shared.admission.try_retire(why) {
+            // EXITING: uncounted already; nothing of the pool's is touched after this.
+            sentinel.armed = false;
+            shared.worker_exited(after);
+            return;
+        }
+    }
+}

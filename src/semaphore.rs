@@ -1,0 +1,367 @@
+//! [`SemaphoreBulkhead`]: a counting semaphore that runs calls on the caller's thread.
+//!
+//! The state is one atomic word, `waiters << 32 | in_use`. The fast paths (a free permit and
+//! nobody waiting; a release with nobody waiting) are one compare-and-swap each and touch
+//! no lock. Waiters queue in FIFO order behind a mutex, and a release while anyone waits
+//! hands its permit straight to the oldest waiter instead of putting it back, so newcomers
+//! never barge past a waiter. The invariant this keeps: `waiters > 0` implies
+//! `in_use == max_concurrent` (a waiter registers only when no permit is free, and while
+//! anyone waits a release does not lower `in_use`), so no waiter is ever stranded beside a
+//! free permit.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::config::SemaphoreConfig;
+use crate::error::{BulkheadError, ConfigError};
+use crate::stats::{SemaphoreCounters, SemaphoreStats};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
+
+const IN_USE_MASK: u64 = u32::MAX as u64;
+const WAITER_ONE: u64 = 1 << 32;
+
+fn in_use(s: u64) -> usize {
+    (s & IN_USE_MASK) as usize
+}
+
+fn waiters(s: u64) -> usize {
+    (s >> 32) as usize
+}
+
+/// One caller parked for a permit.
+#[derive(Debug)]
+struct Waiter {
+    /// Set by the releaser that handed this waiter its permit.
+    granted: AtomicBool,
+    thread: Thread,
+}
+
+/// A bulkhead that limits how many calls run at once on their callers' own threads.
+///
+/// Use it where a thread hand-off would cost more than the call (an in-process cache, a
+/// connection pool that already owns its threads), or where the call must stay on the
+/// caller's thread. It offers three tiers: [`try_acquire`](SemaphoreBulkhead::try_acquire)
+/// never waits, [`acquire_timeout`](SemaphoreBulkhead::acquire_timeout) waits at most a given
+/// time, and [`call`](SemaphoreBulkhead::call) / [`acquire`](SemaphoreBulkhead::acquire) wait
+/// at most the configured [`max_wait`](SemaphoreConfig::max_wait).
+///
+/// Waiting is fair: permits are handed to waiters in the order they began to wait (FIFO),
+/// and while anyone waits a newcomer cannot take a permit, even through `try_acquire`.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+///
+/// let cache = SemaphoreBulkhead::new("cache", SemaphoreConfig::new(2))?;
+/// let value = cache.call(|| "hit")?;
+/// assert_eq!(value, "hit");
+///
+/// let a = cache.try_acquire()?;
+/// let b = cache.try_acquire()?;
+/// assert!(cache.try_acquire().unwrap_err().is_rejected());
+/// drop((a, b));
+/// assert!(cache.try_acquire().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SemaphoreBulkhead {
+    name: Arc<str>,
+    config: SemaphoreConfig,
+    state: AtomicU64,
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    counters: SemaphoreCounters,
+}
+
+impl fmt::Debug for SemaphoreBulkhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphoreBulkhead")
+            .field("name", &&*self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A permit of a [`SemaphoreBulkhead`], released when dropped, also during unwinding.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+///
+/// let sem = SemaphoreBulkhead::new("db", SemaphoreConfig::new(1))?;
+/// {
+///     let _permit = sem.try_acquire()?;
+///     assert_eq!(sem.stats().running, 1);
+/// }
+/// assert_eq!(sem.stats().running, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a permit is released as soon as it is dropped"]
+pub struct Permit<'a> {
+    semaphore: &'a SemaphoreBulkhead,
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("bulkhead", &&*self.semaphore.name)
+            .finish()
+    }
+}
+
+impl Permit<'_> {
+    /// The name of the semaphore this permit belongs to.
+    pub fn bulkhead(&self) -> &str {
+        &self.semaphore.name
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.semaphore.release();
+    }
+}
+
+impl SemaphoreBulkhead {
+    /// Creates a semaphore bulkhead called `name`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` and the field if the configuration is invalid (see
+    /// [`SemaphoreConfig::validate`]).
+    pub fn new(name: impl Into<String>, config: SemaphoreConfig) -> Result<Self, ConfigError> {
+        let name: String = name.into();
+        config.validate(&name)?;
+        Ok(Self {
+            name: Arc::from(name),
+            config,
+            state: AtomicU64::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            counters: SemaphoreCounters::default(),
+        })
+    }
+
+    /// The semaphore's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configuration the semaphore was built with.
+    pub fn config(&self) -> &SemaphoreConfig {
+        &self.config
+    }
+
+    fn max(&self) -> usize {
+        self.config.max_concurrent
+    }
+
+    fn rejected(&self) -> BulkheadError {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        BulkheadError::Rejected {
+            name: self.name.clone(),
+            capacity: self.max(),
+        }
+    }
+
+    fn permit(&self) -> Permit<'_> {
+        self.counters.permitted.fetch_add(1, Ordering::Relaxed);
+        Permit { semaphore: self }
+    }
+
+    /// Takes a permit if one is free and nobody is waiting: one compare-and-swap.
+    fn try_take(&self) -> bool {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if waiters(s) > 0 || in_use(s) >= self.max() {
+                return false;
+            }
+            // Acquire: the permit orders this caller's work after the previous holder's.
+            match self
+                .state
+                .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Takes a permit without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if every permit is held or someone is already waiting.
+    pub fn try_acquire(&self) -> Result<Permit<'_>, BulkheadError> {
+        if self.try_take() {
+            Ok(self.permit())
+        } else {
+            Err(self.rejected())
+        }
+    }
+
+    /// Takes a permit, waiting at most the configured
+    /// [`max_wait`](SemaphoreConfig::max_wait).
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if no permit came free in time.
+    pub fn acquire(&self) -> Result<Permit<'_>, BulkheadError> {
+        self.acquire_timeout(self.config.max_wait)
+    }
+
+    /// Takes a permit, waiting at most `timeout` for one. Waiters are served in FIFO order.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if no permit came free within `timeout`. A waiter that
+    /// gives up leaves nothing behind: its place in the queue is removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let sem = SemaphoreBulkhead::new("api", SemaphoreConfig::new(1))?;
+    /// let held = sem.try_acquire()?;
+    /// let err = sem.acquire_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_rejected());
+    /// drop(held);
+    /// assert!(sem.acquire_timeout(Duration::from_millis(10)).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, BulkheadError> {
+        if self.try_take() {
+            return Ok(self.permit());
+        }
+        if timeout.is_zero() {
+            return Err(self.rejected());
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let waiter = Arc::new(Waiter {
+            granted: AtomicBool::new(false),
+            thread: thread::current(),
+        });
+        {
+            let mut queue = self.queue.lock();
+            // Under the queue lock the waiter count equals the queue's length, so a releaser
+            // that sees a waiter will find one here (or retry).
+            let mut s = self.state.load(Ordering::Relaxed);
+            loop {
+                let (next, take) = if waiters(s) == 0 && in_use(s) < self.max() {
+                    (s + 1, true)
+                } else {
+                    (s + WAITER_ONE, false)
+                };
+                match self.state.compare_exchange_weak(
+                    s,
+                    next,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) if take => return Ok(self.permit()),
+                    Ok(_) => break,
+                    Err(actual) => s = actual,
+                }
+            }
+            queue.push_back(Arc::clone(&waiter));
+        }
+        loop {
+            // Acquire pairs with the releaser's store: the permit's previous holder's work
+            // happens before ours.
+            if waiter.granted.load(Ordering::Acquire) {
+                return Ok(self.permit());
+            }
+            match deadline {
+                None => thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }
+        }
+        let mut queue = self.queue.lock();
+        // Granted at the last moment: the permit is ours, take it rather than leak it.
+        if waiter.granted.load(Ordering::Acquire) {
+            return Ok(self.permit());
+        }
+        if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+            queue.remove(at);
+            self.state.fetch_sub(WAITER_ONE, Ordering::Relaxed);
+        }
+        drop(queue);
+        Err(self.rejected())
+    }
+
+    fn release(&self) {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if waiters(s) == 0 {
+                // Nobody waits: put the permit back, wake nobody.
+                match self.state.compare_exchange_weak(
+                    s,
+                    s - 1,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(actual) => s = actual,
+                }
+                continue;
+            }
+            let mut queue = self.queue.lock();
+            if let Some(waiter) = queue.pop_front() {
+                // Hand the permit to the oldest waiter: `in_use` stays, one waiter fewer.
+                self.state.fetch_sub(WAITER_ONE, Ordering::Relaxed);
+                drop(queue);
+                waiter.granted.store(true, Ordering::Release);
+                waiter.thread.unpark();
+                return;
+            }
+            // The waiter gave up between our look and the lock; look again.
+            drop(queue);
+            s = self.state.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `f` on the caller's thread under a permit, waiting for one at most the configured
+    /// [`max_wait`](SemaphoreConfig::max_wait).
+    ///
+    /// A panic in `f` unwinds to the caller as any panic would; the permit is released on
+    /// the way.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if no permit came free in time; `f` did not run.
+    pub fn call<F, T>(&self, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T,
+    {
+        let _permit = self.acquire()?;
+        Ok(f())
+    }
+
+    /// A snapshot of the semaphore's gauges and counters.
+    pub fn stats(&self) -> SemaphoreStats {
+        let s = self.state.load(Ordering::Relaxed);
+        SemaphoreStats::new(
+            &self.name,
+            self.max(),
+            in_use(s),
+            waiters(s),
+            &self.counters,
+        )
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<SemaphoreBulkhead>();
+    is::<Permit<'static>>();
+}

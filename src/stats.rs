@@ -1,0 +1,346 @@
+//! Counters, snapshots and the stats table.
+//!
+//! Counters are monotonic atomics updated with `Relaxed` ordering: each is a tally, and
+//! nothing else is published through them. The gauges (`running`, `queued`, `live_threads`)
+//! come from one reading of the pool's admission word, so they are mutually consistent and
+//! never exceed the configured limits.
+
+use std::fmt;
+
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+
+/// The counters of one pool, kept in one place so later features (histograms, events) hook
+/// into the same spots.
+#[derive(Debug, Default)]
+pub(crate) struct PoolCounters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) expired: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) peak_running: AtomicUsize,
+}
+
+impl PoolCounters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Raises the peak; the load first keeps the common case (no new peak) read-only.
+    pub(crate) fn observe_running(&self, running: usize) {
+        if running > self.peak_running.load(Ordering::Relaxed) {
+            self.peak_running.fetch_max(running, Ordering::Relaxed);
+        }
+    }
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// A snapshot of one [`ThreadPoolBulkhead`](crate::ThreadPoolBulkhead).
+///
+/// The gauges (`live_threads`, `running`, `queued`) are one consistent reading: `running`
+/// never exceeds `max_threads` and `queued` never exceeds `queue_capacity`. A task counts as
+/// running from the moment a worker is assigned to it. The counters are exact once the pool
+/// is quiet: then `running == 0`, `queued == 0` and
+/// `submitted == completed + panicked + expired + cancelled`; at every moment
+/// `submitted + rejected` is the number of calls attempted.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let pool = ThreadPoolBulkhead::new("inventory", PoolConfig::new(2))?;
+/// assert_eq!(pool.execute(|| 1 + 1)?, 2);
+/// let stats = pool.stats();
+/// assert_eq!((stats.submitted, stats.completed, stats.running), (1, 1, 0));
+/// assert_eq!(stats.submitted, stats.completed + stats.panicked + stats.expired + stats.cancelled);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool's name.
+    pub name: String,
+    /// Most workers the pool starts.
+    pub max_threads: usize,
+    /// Workers that stay once started.
+    pub core_threads: usize,
+    /// Most tasks that wait while every worker is busy.
+    pub queue_capacity: usize,
+    /// Worker threads alive now.
+    pub live_threads: usize,
+    /// Tasks assigned to a worker now.
+    pub running: usize,
+    /// Tasks waiting for a worker now.
+    pub queued: usize,
+    /// The most tasks ever running at once.
+    pub peak_running: usize,
+    /// Calls admitted.
+    pub submitted: u64,
+    /// Calls refused: the pool was full or shut down.
+    pub rejected: u64,
+    /// Tasks that ran and returned.
+    pub completed: u64,
+    /// Tasks that ran and panicked.
+    pub panicked: u64,
+    /// Callers that got [`Timeout`](crate::BulkheadError::Timeout).
+    pub timed_out: u64,
+    /// Queued tasks cancelled because their caller timed out; they never ran.
+    pub expired: u64,
+    /// Tasks that never ran because they were cancelled through their handle, discarded by
+    /// `shutdown_now`, or left without a worker when the OS refused a thread.
+    pub cancelled: u64,
+    /// `shutdown` or `shutdown_now` was called.
+    pub is_shutdown: bool,
+}
+
+impl PoolStats {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: &str,
+        max_threads: usize,
+        core_threads: usize,
+        queue_capacity: usize,
+        live_threads: usize,
+        (running, queued): (usize, usize),
+        is_shutdown: bool,
+        c: &PoolCounters,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            max_threads,
+            core_threads,
+            queue_capacity,
+            live_threads,
+            running,
+            queued,
+            peak_running: c.peak_running.load(Ordering::Relaxed),
+            submitted: read(&c.submitted),
+            rejected: read(&c.rejected),
+            completed: read(&c.completed),
+            panicked: read(&c.panicked),
+            timed_out: read(&c.timed_out),
+            expired: read(&c.expired),
+            cancelled: read(&c.cancelled),
+            is_shutdown,
+        }
+    }
+}
+
+/// The counters of one semaphore.
+#[derive(Debug, Default)]
+pub(crate) struct SemaphoreCounters {
+    pub(crate) permitted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+}
+
+/// A snapshot of one [`SemaphoreBulkhead`](crate::SemaphoreBulkhead).
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+///
+/// let sem = SemaphoreBulkhead::new("cache", SemaphoreConfig::new(1))?;
+/// let permit = sem.try_acquire()?;
+/// assert!(sem.try_acquire().is_err());
+/// let stats = sem.stats();
+/// assert_eq!((stats.running, stats.permitted, stats.rejected), (1, 1, 1));
+/// drop(permit);
+/// assert_eq!(sem.stats().running, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SemaphoreStats {
+    /// The semaphore's name.
+    pub name: String,
+    /// Permits in all.
+    pub max_concurrent: usize,
+    /// Permits held now.
+    pub running: usize,
+    /// Callers waiting for a permit now.
+    pub waiting: usize,
+    /// Permits granted.
+    pub permitted: u64,
+    /// Calls refused: no permit within the allowed wait.
+    pub rejected: u64,
+}
+
+impl SemaphoreStats {
+    pub(crate) fn new(
+        name: &str,
+        max_concurrent: usize,
+        running: usize,
+        waiting: usize,
+        c: &SemaphoreCounters,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            max_concurrent,
+            running,
+            waiting,
+            permitted: read(&c.permitted),
+            rejected: read(&c.rejected),
+        }
+    }
+}
+
+/// A snapshot of one bulkhead of either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkheadStats {
+    /// A thread-pool bulkhead.
+    Pool(PoolStats),
+    /// A semaphore bulkhead.
+    Semaphore(SemaphoreStats),
+}
+
+impl BulkheadStats {
+    /// The bulkhead's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Pool(s) => &s.name,
+            Self::Semaphore(s) => &s.name,
+        }
+    }
+}
+
+/// A snapshot of every bulkhead of a [`BulkheadManager`](crate::BulkheadManager), ordered by
+/// name. Its `Display` is a table, one row per bulkhead.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{BulkheadManager, PoolConfig, SemaphoreConfig};
+///
+/// let manager = BulkheadManager::builder()
+///     .pool("payment", PoolConfig::new(2))
+///     .semaphore("cache", SemaphoreConfig::new(4))
+///     .build()?;
+/// manager.pool("payment").execute(|| ())?;
+/// let stats = manager.stats();
+/// assert_eq!(stats.pool("payment").map(|p| p.completed), Some(1));
+/// let table = stats.to_string();
+/// assert!(table.lines().nth(1).unwrap().starts_with("cache"));
+/// assert!(table.lines().nth(2).unwrap().starts_with("payment"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ManagerStats {
+    /// One snapshot per bulkhead, ordered by name.
+    pub bulkheads: Vec<BulkheadStats>,
+}
+
+impl ManagerStats {
+    /// The snapshot of the pool called `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolStats> {
+        self.bulkheads.iter().find_map(|b| match b {
+            BulkheadStats::Pool(p) if p.name == name => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The snapshot of the semaphore called `name`.
+    pub fn semaphore(&self, name: &str) -> Option<&SemaphoreStats> {
+        self.bulkheads.iter().find_map(|b| match b {
+            BulkheadStats::Semaphore(s) if s.name == name => Some(s),
+            _ => None,
+        })
+    }
+}
+
+const HEADERS: [&str; 8] = [
+    "bulkhead",
+    "kind",
+    "running/max",
+    "queued/capacity",
+    "submitted",
+    "rejected",
+    "timed out",
+    "panicked",
+];
+
+fn limit(n: usize) -> String {
+    if n >= crate::pool::MAX_IN_FLIGHT {
+        "unbounded".to_owned()
+    } else {
+        n.to_string()
+    }
+}
+
+impl BulkheadStats {
+    fn row(&self) -> [String; 8] {
+        match self {
+            Self::Pool(p) => [
+                p.name.clone(),
+                "pool".to_owned(),
+                format!("{}/{}", p.running, p.max_threads),
+                format!("{}/{}", p.queued, limit(p.queue_capacity)),
+                p.submitted.to_string(),
+                p.rejected.to_string(),
+                p.timed_out.to_string(),
+                p.panicked.to_string(),
+            ],
+            Self::Semaphore(s) => [
+                s.name.clone(),
+                "semaphore".to_owned(),
+                format!("{}/{}", s.running, s.max_concurrent),
+                format!("{} waiting", s.waiting),
+                s.permitted.to_string(),
+                s.rejected.to_string(),
+                "-".to_owned(),
+                "-".to_owned(),
+            ],
+        }
+    }
+}
+
+fn write_table(f: &mut fmt::Formatter<'_>, rows: &[[String; 8]]) -> fmt::Result {
+    let mut widths = HEADERS.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header = HEADERS.map(str::to_owned);
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i == 0 {
+                line.push_str(&format!("{cell:<w$}"));
+            } else {
+                line.push_str(&format!("  {cell:>w$}"));
+            }
+        }
+        writeln!(f, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for ManagerStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<_> = self.bulkheads.iter().map(BulkheadStats::row).collect();
+        write_table(f, &rows)
+    }
+}
+
+impl fmt::Display for PoolStats {
+    /// The same table as [`ManagerStats`], with this pool's one row.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_table(f, &[BulkheadStats::Pool(self.clone()).row()])
+    }
+}
+
+impl fmt::Display for SemaphoreStats {
+    /// The same table as [`ManagerStats`], with this semaphore's one row.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_table(f, &[BulkheadStats::Semaphore(self.clone()).row()])
+    }
+}
