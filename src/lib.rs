@@ -1,4 +1,139 @@
-//! Bulkheads for blocking Rust.
+//! Bulkheads for blocking Rust: one watertight compartment per dependency.
+//!
+//! When a database, an HTTP API or a file system slows down, every thread that calls it
+//! blocks. In a shared pool the slow dependency soon holds every thread, and calls to
+//! healthy dependencies cannot run either. `bulkheads` gives each named dependency its own
+//! compartment — a dedicated pool of OS threads with a bounded queue
+//! ([`ThreadPoolBulkhead`]), or a counting semaphore on the caller's thread
+//! ([`SemaphoreBulkhead`]) — so a sick dependency fills only its own compartment: excess
+//! calls are rejected at once and counted, and the rest of the service keeps flowing.
+//!
+//! It is for synchronous code; no async runtime is needed or pulled in.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use bulkheads::{BulkheadManager, PoolConfig};
+//!
+//! let manager = BulkheadManager::builder()
+//!     .pool("inventory", PoolConfig::new(8).queue_capacity(4))
+//!     .pool("payment", PoolConfig::new(4))
+//!     .build()?;
+//!
+//! let item = 17;
+//! let stock = manager.pool("inventory").execute(move || item * 3)?;
+//! assert_eq!(stock, 51);
+//!
+//! let receipt = manager
+//!     .pool("payment")
+//!     .execute_timeout(Duration::from_millis(500), || "charged")?;
+//! assert_eq!(receipt, "charged");
+//!
+//! println!("{}", manager.stats()); // one row per compartment
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Rejection: fail fast when the compartment is full
+//!
+//! A pool admits at most `max_threads + queue_capacity` calls at once, exactly. The next call
+//! gets [`BulkheadError::Rejected`] in nanoseconds — no allocation, no lock, no waiting — so
+//! the caller can fall back (serve from cache, "send later") instead of piling up.
+//!
+//! ```
+//! use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+//!
+//! let email = ThreadPoolBulkhead::new("email", PoolConfig::new(1))?;
+//! let (release, blocked) = std::sync::mpsc::channel::<()>();
+//! let slow = email.submit(move || blocked.recv().ok())?; // the one thread is busy
+//!
+//! let outcome = email.execute(|| "sent").unwrap_or_else(|err| {
+//!     assert!(err.is_rejected());
+//!     "queued for later"
+//! });
+//! assert_eq!(outcome, "queued for later");
+//! release.send(()).unwrap();
+//! slow.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Deadlines
+//!
+//! [`execute_timeout`](ThreadPoolBulkhead::execute_timeout) returns
+//! [`BulkheadError::Timeout`] on time, with the clock started at submission. A call still
+//! queued when its caller gives up is cancelled: it frees its slot at once and never runs.
+//! A call that has started keeps its slot until it really finishes — threads cannot be
+//! killed, and pretending otherwise would let a sick dependency exceed its compartment.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+//!
+//! let api = ThreadPoolBulkhead::new("api", PoolConfig::new(1).queue_capacity(1))?;
+//! let (release, blocked) = std::sync::mpsc::channel::<()>();
+//! let busy = api.submit(move || blocked.recv().ok())?;
+//! // Queued behind the busy worker; gives up after 20 ms and never runs.
+//! let err = api.execute_timeout(Duration::from_millis(20), || "late").unwrap_err();
+//! assert!(err.is_timeout());
+//! release.send(()).unwrap();
+//! busy.join()?;
+//! assert_eq!(api.stats().expired, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Panics stay inside
+//!
+//! A panicking task gives its caller [`BulkheadError::Panicked`] with the panic's message
+//! (and the payload, through [`BulkheadError::into_panic`]); the worker thread survives and
+//! the slot is freed.
+//!
+//! ```
+//! use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+//!
+//! let pool = ThreadPoolBulkhead::new("parser", PoolConfig::new(1))?;
+//! let err = pool.execute(|| -> u8 { panic!("bad input") }).unwrap_err();
+//! assert!(err.to_string().contains("bad input"));
+//! assert_eq!(pool.execute(|| 5)?, 5); // the same worker, still alive
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Shutdown that loses nothing
+//!
+//! [`shutdown`](ThreadPoolBulkhead::shutdown) stops admitting and lets queued work finish;
+//! [`shutdown_now`](ThreadPoolBulkhead::shutdown_now) completes queued work with
+//! [`BulkheadError::Shutdown`]. Either way every admitted task has exactly one outcome, and
+//! [`await_termination`](ThreadPoolBulkhead::await_termination) waits for the threads.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+//!
+//! let pool = ThreadPoolBulkhead::new("batch", PoolConfig::new(2).queue_capacity(8))?;
+//! let handles: Vec<_> = (0..4).map(|i| pool.submit(move || i)).collect::<Result<_, _>>()?;
+//! pool.shutdown();
+//! let sum: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+//! assert_eq!(sum, 6);
+//! assert!(pool.await_termination(Duration::from_secs(5)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Semaphores: isolation without a thread hop
+//!
+//! ```
+//! use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+//!
+//! let cache = SemaphoreBulkhead::new("cache", SemaphoreConfig::new(16))?;
+//! let hit = cache.call(|| Some("value"))?;
+//! assert_eq!(hit, Some("value"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Stats that never lie
+//!
+//! [`ThreadPoolBulkhead::stats`] and [`BulkheadManager::stats`] take snapshots whose gauges
+//! come from one atomic reading: no snapshot shows more running tasks than threads or more
+//! queued tasks than the queue holds, and once a pool is quiet
+//! `submitted == completed + panicked + expired + cancelled`.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
