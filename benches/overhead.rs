@@ -4,62 +4,13 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 
 use bulkheads::{PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use crossbeam_channel::{Sender, bounded};
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The naive form of this design: std threads reading boxed jobs from a crossbeam `bounded`
-/// queue, each result sent back through its own `bounded(1)` channel.
-struct NaivePool {
-    jobs: Option<Sender<Job>>,
-    workers: Vec<thread::JoinHandle<()>>,
-}
-
-impl NaivePool {
-    fn new(threads: usize, queue: usize) -> Self {
-        let (jobs, rx) = bounded::<Job>(queue.max(threads));
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = rx.clone();
-                thread::spawn(move || {
-                    while let Ok(job) = rx.recv() {
-                        job();
-                    }
-                })
-            })
-            .collect();
-        Self {
-            jobs: Some(jobs),
-            workers,
-        }
-    }
-
-    fn execute<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = bounded(1);
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        self.jobs
-            .as_ref()
-            .expect("open")
-            .send(job)
-            .expect("workers alive");
-        rx.recv().expect("a result")
-    }
-}
-
-impl Drop for NaivePool {
-    fn drop(&mut self) {
-        self.jobs.take();
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
-}
+#[path = "support/naive.rs"]
+mod naive;
+use naive::NaivePool;
 
 fn execute_hot(c: &mut Criterion) {
     let mut group = c.benchmark_group("execute_noop_hot");

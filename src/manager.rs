@@ -9,7 +9,7 @@ use crate::error::ConfigError;
 use crate::pool::ThreadPoolBulkhead;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
-use crate::sync::{Arc, RwLock};
+use crate::sync::{Arc, RegistryLock};
 
 /// The name [`ConfigError`]s use for the manager's default configurations.
 const DEFAULT_NAME: &str = "<default>";
@@ -44,8 +44,8 @@ const DEFAULT_NAME: &str = "<default>";
 pub struct BulkheadManager {
     default_pool: PoolConfig,
     default_semaphore: SemaphoreConfig,
-    pools: RwLock<HashMap<String, Arc<ThreadPoolBulkhead>>>,
-    semaphores: RwLock<HashMap<String, Arc<SemaphoreBulkhead>>>,
+    pools: RegistryLock<HashMap<String, Arc<ThreadPoolBulkhead>>>,
+    semaphores: RegistryLock<HashMap<String, Arc<SemaphoreBulkhead>>>,
 }
 
 impl fmt::Debug for BulkheadManager {
@@ -76,8 +76,8 @@ impl BulkheadManager {
         Self {
             default_pool: PoolConfig::default(),
             default_semaphore: SemaphoreConfig::default(),
-            pools: RwLock::new(HashMap::new()),
-            semaphores: RwLock::new(HashMap::new()),
+            pools: RegistryLock::new(HashMap::new()),
+            semaphores: RegistryLock::new(HashMap::new()),
         }
     }
 
@@ -307,8 +307,8 @@ impl BulkheadManagerBuilder {
         Ok(BulkheadManager {
             default_pool,
             default_semaphore,
-            pools: RwLock::new(pools),
-            semaphores: RwLock::new(semaphores),
+            pools: RegistryLock::new(pools),
+            semaphores: RegistryLock::new(semaphores),
         })
     }
 }

@@ -92,16 +92,16 @@ impl Shared {
         if slot.wait(deadline) {
             return slot.take(self);
         }
-        PoolCounters::bump(&self.counters.timed_out);
         if slot.abandon() {
             // EXPIRED: it was still queued; it frees its slot now and never runs.
             self.admission.release();
             PoolCounters::bump(&self.counters.expired);
         } else if slot.is_finished() {
-            // It finished in the instant between the deadline and the cancel: the caller has
-            // already been counted as timed out, but the value is here, so hand it over.
+            // It finished in the instant between the deadline and the cancel: the value is
+            // here, so hand it over rather than report a timeout.
             return slot.take(self);
         }
+        PoolCounters::bump(&self.counters.timed_out);
         Err(BulkheadError::Timeout {
             name: self.name.clone(),
             timeout,

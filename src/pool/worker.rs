@@ -38,8 +38,10 @@ pub(crate) fn spawn(shared: &Arc<Shared>) -> io::Result<()> {
         builder = builder.stack_size(bytes);
     }
     let worker_shared = Arc::clone(shared);
-    let handle = builder.spawn(move || run(&worker_shared))?;
+    // Spawn under the lock of the handle list: `await_termination` takes the same lock, so
+    // it cannot miss the handle of a worker that started and retired before the push.
     let mut threads = shared.threads.lock();
+    let handle = builder.spawn(move || run(&worker_shared))?;
     // Handles of workers that retired on keep-alive would pile up in a long-lived pool.
     threads.retain(|h| !h.is_finished());
     threads.push(handle);
