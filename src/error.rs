@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sync::Mutex;
+use crate::sync::plain::Mutex;
 
 /// Why a call through a bulkhead did not produce the task's value.
 ///

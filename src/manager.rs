@@ -9,7 +9,8 @@ use crate::error::ConfigError;
 use crate::pool::ThreadPoolBulkhead;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
-use crate::sync::{Arc, RegistryLock};
+use crate::sync::Arc;
+use crate::sync::plain::RegistryLock;
 
 /// The name [`ConfigError`]s use for the manager's default configurations.
 const DEFAULT_NAME: &str = "<default>";

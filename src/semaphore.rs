@@ -11,12 +11,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::config::SemaphoreConfig;
 use crate::error::{BulkheadError, ConfigError};
 use crate::stats::{SemaphoreCounters, SemaphoreStats};
+use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 const IN_USE_MASK: u64 = u32::MAX as u64;
@@ -318,8 +318,11 @@ impl SemaphoreBulkhead {
             if let Some(waiter) = queue.pop_front() {
                 // Hand the permit to the oldest waiter: `in_use` stays, one waiter fewer.
                 self.state.fetch_sub(WAITER_ONE, Ordering::Relaxed);
-                drop(queue);
+                // Grant under the lock: a waiter giving up takes the same lock and must see
+                // either its place in the queue or the grant, never neither (the permit
+                // would be lost — found by the loom model `release_vs_waiter_timeout`).
                 waiter.granted.store(true, Ordering::Release);
+                drop(queue);
                 waiter.thread.unpark();
                 return;
             }
@@ -364,4 +367,84 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<SemaphoreBulkhead>();
     is::<Permit<'static>>();
+}
+
+/// Loom models of the semaphore:
+/// `RUSTFLAGS="--cfg bulkheads_loom" cargo test --lib --release loom`.
+#[cfg(all(test, bulkheads_loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+    use std::sync::Arc;
+
+    fn sem(max: usize) -> Arc<SemaphoreBulkhead> {
+        Arc::new(SemaphoreBulkhead::new("model", SemaphoreConfig::new(max)).unwrap())
+    }
+
+    fn quiet(sem: &SemaphoreBulkhead) {
+        let s = sem.state.load(Ordering::Relaxed);
+        assert_eq!(
+            (in_use(s), waiters(s)),
+            (0, 0),
+            "leaked a permit or a waiter"
+        );
+        assert!(sem.queue.lock().is_empty());
+        assert!(sem.try_acquire().is_ok(), "the permit is usable again");
+    }
+
+    /// A release racing a waiter whose deadline has passed: the permit is either handed to
+    /// the waiter (who keeps it) or put back; never lost, never doubled.
+    #[test]
+    fn release_vs_waiter_timeout() {
+        loom::model(|| {
+            let sem = sem(1);
+            std::mem::forget(sem.try_acquire().unwrap());
+            let waiter = {
+                let sem = Arc::clone(&sem);
+                // A granted permit is dropped at once, inside the model.
+                thread::spawn(move || sem.acquire_timeout(Duration::from_nanos(1)).is_ok())
+            };
+            sem.release();
+            let _got = waiter.join().unwrap();
+            quiet(&sem);
+        });
+    }
+
+    /// A waiter with no deadline is always woken by a release (no lost wake-up), and a
+    /// newcomer racing them never makes two holders of the one permit.
+    #[test]
+    fn release_hands_off_to_waiter_not_newcomer() {
+        loom::model(|| {
+            let sem = sem(1);
+            std::mem::forget(sem.try_acquire().unwrap());
+            // Holders besides the main thread's forgotten permit, which `release` returns.
+            let holders = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+            let waiter = {
+                let sem = Arc::clone(&sem);
+                let holders = Arc::clone(&holders);
+                thread::spawn(move || {
+                    // Duration::MAX: no deadline; parks until granted.
+                    let permit = sem.acquire_timeout(Duration::MAX).expect("granted");
+                    assert_eq!(holders.fetch_add(1, Ordering::Relaxed), 0, "two holders");
+                    holders.fetch_sub(1, Ordering::Relaxed);
+                    drop(permit);
+                })
+            };
+            let newcomer = {
+                let sem = Arc::clone(&sem);
+                let holders = Arc::clone(&holders);
+                thread::spawn(move || {
+                    if let Ok(permit) = sem.try_acquire() {
+                        assert_eq!(holders.fetch_add(1, Ordering::Relaxed), 0, "two holders");
+                        holders.fetch_sub(1, Ordering::Relaxed);
+                        drop(permit);
+                    }
+                })
+            };
+            sem.release();
+            waiter.join().unwrap();
+            newcomer.join().unwrap();
+            quiet(&sem);
+        });
+    }
 }

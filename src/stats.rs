@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering};
 
 /// The counters of one pool, kept in one place so later features (histograms, events) hook
 /// into the same spots.

@@ -16,11 +16,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::Backoff;
-
 use crate::error::BulkheadError;
 use crate::pool::Shared;
-use crate::sync::{Arc, AtomicU8, Condvar, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU8, Backoff, Condvar, Mutex, Ordering};
 
 // PENDING: queued (or handed to a worker that has not claimed it yet).
 const PENDING: u8 = 0;
@@ -34,7 +32,7 @@ const ABANDONED: u8 = 3;
 /// The worker's view of a task.
 pub(crate) trait Job: Send + Sync {
     /// Claims and runs the task, or skips it if its caller gave up.
-    fn run(&self, shared: &Shared);
+    fn run(self: Arc<Self>, shared: &Shared);
 
     /// Completes a task that has not started with `error` instead of running it; false if
     /// it had already started or been cancelled.
@@ -54,6 +52,9 @@ pub(crate) trait Slot<T>: Send + Sync {
 
     /// The outcome once [`wait`](Slot::wait) returned true.
     fn take(&self, shared: &Shared) -> Result<T, BulkheadError>;
+
+    /// Drops the outcome, if there is one, on the calling thread.
+    fn drop_outcome(&self);
 }
 
 pub(crate) struct Task<F, T> {
@@ -110,7 +111,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    fn run(&self, shared: &Shared) {
+    fn run(self: Arc<Self>, shared: &Shared) {
         if !self.leave_pending(RUNNING) {
             // The caller cancelled it or timed out; it already freed the slot.
             return;
@@ -127,7 +128,19 @@ where
         }
         // TASK START: the one spot where a task begins to run.
         let outcome = catch_unwind(AssertUnwindSafe(f));
-        // TASK END: free the slot before the result is handed back (promise 5).
+        // TASK END.
+        if Arc::strong_count(&self) == 1 {
+            // DETACHED: no handle and no caller is left to take the outcome (handles cannot
+            // be cloned, and the queue gave up its reference). Dropping it is still this
+            // task's work — a connection closed on drop, a large structure freed — so it
+            // happens while the task holds its slot, and the worker does not look idle to
+            // admission while it is busy (regression test in tests/pool.rs).
+            let panicked = outcome.is_err();
+            drop_quietly(Some(outcome));
+            shared.task_finished_detached(panicked);
+            return;
+        }
+        // Free the slot before the result is handed back (promise 5).
         let outcome = shared.task_finished(outcome);
         self.complete(outcome);
     }
@@ -157,6 +170,11 @@ where
                 return true;
             }
             backoff.snooze();
+            // A yield can take a whole time slice on a loaded machine: a short deadline must
+            // not be overrun by the spin that was meant to save microseconds.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
         }
         let mut slot = self.result.lock();
         loop {
@@ -184,6 +202,11 @@ where
         }
         drop_quietly(self.take_func());
         true
+    }
+
+    fn drop_outcome(&self) {
+        let outcome = self.result.lock().take();
+        drop(outcome);
     }
 
     fn take(&self, shared: &Shared) -> Result<T, BulkheadError> {
@@ -233,6 +256,16 @@ impl<T> std::fmt::Debug for TaskHandle<T> {
             .field("bulkhead", &&*self.shared.name)
             .field("submitted_at", &self.submitted_at)
             .finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for TaskHandle<T> {
+    /// Detaches the task. An outcome already delivered is dropped here, on the caller's
+    /// thread, not later on a worker.
+    fn drop(&mut self) {
+        if self.slot.is_finished() {
+            self.slot.drop_outcome();
+        }
     }
 }
 
@@ -324,5 +357,141 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// The name of the bulkhead running the task.
     pub fn bulkhead(&self) -> &str {
         &self.shared.name
+    }
+}
+
+/// Loom models of one task's life:
+/// `RUSTFLAGS="--cfg bulkheads_loom" cargo test --lib --release loom`.
+///
+/// They drive the real `Task`, `Shared` and admission word; only the channel and the worker
+/// thread's loop are left out (loom cannot see inside crossbeam-channel), the worker being
+/// played by a loom thread calling `Job::run` as the loop does.
+#[cfg(all(test, bulkheads_loom))]
+mod loom_models {
+    use super::*;
+    use crate::pool::admission::Admit;
+    use crate::{PoolConfig, ThreadPoolBulkhead};
+    use loom::sync::atomic::AtomicBool;
+    use loom::thread;
+
+    struct Fixture {
+        _pool: ThreadPoolBulkhead,
+        shared: Arc<Shared>,
+        ran: std::sync::Arc<AtomicBool>,
+        task: Arc<Task<Box<dyn FnOnce() -> u32 + Send>, u32>>,
+    }
+
+    fn fixture() -> Fixture {
+        let pool = ThreadPoolBulkhead::new("model", PoolConfig::new(1)).unwrap();
+        let shared = Arc::clone(&pool.shared);
+        assert!(matches!(
+            shared.admission.try_admit(),
+            Admit::Admitted { .. }
+        ));
+        shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        let ran = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&ran);
+        let f: Box<dyn FnOnce() -> u32 + Send> = Box::new(move || {
+            flag.store(true, Ordering::Relaxed);
+            7
+        });
+        Fixture {
+            _pool: pool,
+            shared,
+            ran,
+            task: Arc::new(Task::new(f)),
+        }
+    }
+
+    fn worker(fx: &Fixture) -> thread::JoinHandle<()> {
+        let job: Arc<dyn Job> = fx.task.clone();
+        let shared = Arc::clone(&fx.shared);
+        thread::spawn(move || job.run(&shared))
+    }
+
+    /// Exactly one outcome, and the slot freed exactly once.
+    fn books_balance(fx: &Fixture) {
+        let c = &fx.shared.counters;
+        let outcomes = c.completed.load(Ordering::Relaxed)
+            + c.expired.load(Ordering::Relaxed)
+            + c.cancelled.load(Ordering::Relaxed)
+            + c.panicked.load(Ordering::Relaxed);
+        assert_eq!(outcomes, 1, "a task must have exactly one outcome");
+        assert_eq!(
+            fx.shared.admission.load().in_flight(),
+            0,
+            "slot not freed once"
+        );
+    }
+
+    /// The caller's deadline passing while the worker claims the task.
+    #[test]
+    fn timeout_vs_worker() {
+        loom::model(|| {
+            let fx = fixture();
+            let w = worker(&fx);
+            let past = Instant::now();
+            let outcome = fx
+                .shared
+                .wait_deadline(&*fx.task, Some(past), Duration::ZERO);
+            w.join().unwrap();
+            books_balance(&fx);
+            let c = &fx.shared.counters;
+            let ran = fx.ran.load(Ordering::Relaxed);
+            match outcome {
+                Ok(v) => assert!(v == 7 && ran),
+                Err(e) => {
+                    assert!(e.is_timeout());
+                    assert_eq!(c.timed_out.load(Ordering::Relaxed), 1);
+                    // Either it expired in the queue and never ran, or it had started.
+                    assert_eq!(c.expired.load(Ordering::Relaxed) == 1, !ran);
+                }
+            }
+        });
+    }
+
+    /// `join` with no deadline never misses the worker's wake-up.
+    #[test]
+    fn join_vs_worker() {
+        loom::model(|| {
+            let fx = fixture();
+            let w = worker(&fx);
+            assert!(fx.task.wait(None));
+            assert_eq!(fx.task.take(&fx.shared).unwrap(), 7);
+            w.join().unwrap();
+            books_balance(&fx);
+        });
+    }
+
+    /// `cancel`, `shutdown_now`'s discard and the worker's claim, all at once.
+    #[test]
+    fn cancel_vs_discard_vs_worker() {
+        loom::model(|| {
+            let fx = fixture();
+            let w = worker(&fx);
+            let discarder = {
+                let job: Arc<dyn Job> = fx.task.clone();
+                let shared = Arc::clone(&fx.shared);
+                thread::spawn(move || {
+                    let error = shared.shutdown_error();
+                    job.discard(&shared, error)
+                })
+            };
+            let cancelled = fx.task.abandon();
+            if cancelled {
+                fx.shared.task_cancelled();
+            }
+            let discarded = discarder.join().unwrap();
+            w.join().unwrap();
+            books_balance(&fx);
+            let ran = fx.ran.load(Ordering::Relaxed);
+            assert_eq!(
+                usize::from(cancelled) + usize::from(discarded) + usize::from(ran),
+                1
+            );
+            assert!(fx.task.wait(None));
+            let outcome = fx.task.take(&fx.shared);
+            assert_eq!(outcome.is_ok(), ran);
+        });
     }
 }

@@ -13,7 +13,8 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::config::PoolConfig;
 use crate::error::{BulkheadError, ConfigError, PanicPayload, panic_message};
 use crate::stats::{PoolCounters, PoolStats};
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::Arc;
+use crate::sync::plain::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 
 use admission::{Admission, Admit, State};
 pub use handle::TaskHandle;
@@ -21,6 +22,28 @@ use handle::{Slot, Task};
 use worker::Message;
 
 pub(crate) use admission::MAX_IN_FLIGHT;
+
+/// Where `await_termination` stands: threads being joined, threads joined.
+#[derive(Debug, Default)]
+struct Termination {
+    reaping: bool,
+    joined: bool,
+}
+
+/// Waits on `condvar` until notified or `deadline`; false if the deadline passed.
+fn wait_until<T>(
+    condvar: &Condvar,
+    guard: &mut MutexGuard<'_, T>,
+    deadline: Option<Instant>,
+) -> bool {
+    match deadline {
+        None => {
+            condvar.wait(guard);
+            true
+        }
+        Some(deadline) => !condvar.wait_until(guard, deadline).timed_out(),
+    }
+}
 
 /// State shared by the pool's face, its workers and its task handles.
 pub(crate) struct Shared {
@@ -38,7 +61,7 @@ pub(crate) struct Shared {
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     /// Spawns still to refuse: a test hook for the OS refusing a thread.
     pub(crate) failing_spawns: AtomicUsize,
-    terminated_lock: Mutex<()>,
+    termination: Mutex<Termination>,
     terminated: Condvar,
 }
 
@@ -54,8 +77,9 @@ impl Shared {
         &self,
         outcome: std::thread::Result<T>,
     ) -> Result<T, BulkheadError> {
-        self.admission.release();
-        match outcome {
+        // Count the outcome before freeing the slot: whoever sees the pool quiet (the
+        // release is ordered before their acquire load of the word) sees the books complete.
+        let outcome = match outcome {
             Ok(value) => {
                 PoolCounters::bump(&self.counters.completed);
                 Ok(value)
@@ -68,13 +92,27 @@ impl Shared {
                     payload: PanicPayload::new(payload),
                 })
             }
-        }
+        };
+        self.admission.release();
+        outcome
+    }
+
+    /// A task ran and nobody is left to take its outcome (already dropped): count it and
+    /// free the slot.
+    pub(crate) fn task_finished_detached(&self, panicked: bool) {
+        let counter = if panicked {
+            &self.counters.panicked
+        } else {
+            &self.counters.completed
+        };
+        PoolCounters::bump(counter);
+        self.admission.release();
     }
 
     /// A task that never started was discarded (shutdown_now, no worker).
     pub(crate) fn task_discarded(&self) {
-        self.admission.release();
         PoolCounters::bump(&self.counters.cancelled);
+        self.admission.release();
     }
 
     /// A task that never started was cancelled through its handle.
@@ -94,8 +132,8 @@ impl Shared {
         }
         if slot.abandon() {
             // EXPIRED: it was still queued; it frees its slot now and never runs.
-            self.admission.release();
             PoolCounters::bump(&self.counters.expired);
+            self.admission.release();
         } else if slot.is_finished() {
             // It finished in the instant between the deadline and the cancel: the value is
             // here, so hand it over rather than report a timeout.
@@ -108,6 +146,17 @@ impl Shared {
         })
     }
 
+    /// Joins every worker thread of a terminated pool (no worker can start after
+    /// termination, so these are all there will be), then tells `await_termination`.
+    fn reap(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for thread in threads {
+            let _ = thread.join();
+        }
+        self.termination.lock().joined = true;
+        self.terminated.notify_all();
+    }
+
     /// A worker left; wake the next one (shutdown) and anyone awaiting termination.
     pub(crate) fn worker_exited(&self, after: State) {
         if !after.is_shutdown() {
@@ -118,7 +167,7 @@ impl Shared {
             // chain reaches every worker even if a wake-up was consumed by a busy one.
             let _ = self.sender.send(Message::Wake);
         } else {
-            let _guard = self.terminated_lock.lock();
+            let _guard = self.termination.lock();
             self.terminated.notify_all();
         }
     }
@@ -243,7 +292,7 @@ impl ThreadPoolBulkhead {
             next_worker_id: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             failing_spawns: AtomicUsize::new(0),
-            terminated_lock: Mutex::new(()),
+            termination: Mutex::new(Termination::default()),
             terminated: Condvar::new(),
             config,
         };
@@ -462,31 +511,43 @@ impl ThreadPoolBulkhead {
     /// Waits until the pool is shut down and every worker thread has exited, at most
     /// `timeout`. Returns false at the timeout (for example when a task never returns, or
     /// when the pool was never shut down).
+    ///
+    /// "Exited" is strict: the threads have been joined, so their thread-local destructors
+    /// have run. The joins happen on a short-lived helper thread, so that a thread slow to
+    /// exit cannot hold this call past its timeout; concurrent callers all wait for the same
+    /// joins.
     pub fn await_termination(&self, timeout: Duration) -> bool {
         let shared = &self.shared;
         let deadline = Instant::now().checked_add(timeout);
-        {
-            let mut guard = shared.terminated_lock.lock();
-            while !shared.admission.load().is_terminated() {
-                match deadline {
-                    None => shared.terminated.wait(&mut guard),
-                    Some(deadline) => {
-                        let timed_out = shared
-                            .terminated
-                            .wait_until(&mut guard, deadline)
-                            .timed_out();
-                        if timed_out && !shared.admission.load().is_terminated() {
-                            return false;
-                        }
-                    }
-                }
+        let mut termination = shared.termination.lock();
+        // The books first: every worker has uncounted itself.
+        while !termination.joined && !shared.admission.load().is_terminated() {
+            if !wait_until(&shared.terminated, &mut termination, deadline) {
+                return termination.joined || shared.admission.load().is_terminated();
             }
         }
-        // Every worker has uncounted itself and is returning: join them, so that no thread
-        // outlives a terminated pool.
-        let threads = std::mem::take(&mut *shared.threads.lock());
-        for thread in threads {
-            let _ = thread.join();
+        if !termination.reaping && shared.threads.lock().is_empty() {
+            // Never started a thread, or already joined them all: nothing to wait for.
+            termination.reaping = true;
+            termination.joined = true;
+        }
+        if !termination.reaping {
+            termination.reaping = true;
+            drop(termination);
+            let reaper_shared = Arc::clone(shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-reaper", shared.thread_prefix))
+                .spawn(move || reaper_shared.reap());
+            if spawned.is_err() {
+                // No thread for the reaper: join here, past the deadline if need be.
+                shared.reap();
+            }
+            termination = shared.termination.lock();
+        }
+        while !termination.joined {
+            if !wait_until(&shared.terminated, &mut termination, deadline) {
+                return termination.joined;
+            }
         }
         true
     }

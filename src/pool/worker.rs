@@ -8,7 +8,8 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::pool::Shared;
 use crate::pool::admission::Idle;
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
+use crate::sync::plain::Ordering;
 
 /// What travels on the pool's channel.
 pub(crate) enum Message {
@@ -75,11 +76,10 @@ fn run(shared: &Shared) {
         // which is what makes a back-to-back hand-off cheap.
         let why = match receiver.recv_timeout(shared.keep_alive) {
             Ok(Message::Task(job)) => {
-                // BUSY. A task's panic is caught inside `run`; this catch is for a panic in
-                // dropping the task's result (a detached task), which must not kill the worker.
+                // BUSY. A task's panic is caught inside `run`; this catch is a second line
+                // for anything else that unwinds out of it, which must not kill the worker.
                 let _ = catch_unwind(AssertUnwindSafe(|| {
                     job.run(shared);
-                    drop(job);
                 }));
                 Idle::Woken
             }
