@@ -153,7 +153,7 @@ mod sync;
 
 pub use config::{PoolConfig, SemaphoreConfig};
 pub use error::{BulkheadError, ConfigError, PanicPayload};
-pub use manager::{BulkheadManager, BulkheadManagerBuilder};
+pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 pub use semaphore::{Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};

@@ -10,10 +10,13 @@ use crate::pool::ThreadPoolBulkhead;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
 use crate::sync::Arc;
-use crate::sync::plain::RegistryLock;
+use crate::sync::plain::{AtomicUsize, Ordering, RegistryLock};
 
 /// The name [`ConfigError`]s use for the manager's default configurations.
 const DEFAULT_NAME: &str = "<default>";
+
+/// The default cap on the number of bulkheads a manager holds.
+pub const DEFAULT_MAX_BULKHEADS: usize = 1024;
 
 /// The registry of a service's bulkheads, one per dependency, looked up by name.
 ///
@@ -45,6 +48,9 @@ const DEFAULT_NAME: &str = "<default>";
 pub struct BulkheadManager {
     default_pool: PoolConfig,
     default_semaphore: SemaphoreConfig,
+    max_bulkheads: usize,
+    /// Pools and semaphores registered, against `max_bulkheads`.
+    registered: AtomicUsize,
     pools: RegistryLock<HashMap<String, Arc<ThreadPoolBulkhead>>>,
     semaphores: RegistryLock<HashMap<String, Arc<SemaphoreBulkhead>>>,
 }
@@ -77,6 +83,8 @@ impl BulkheadManager {
         Self {
             default_pool: PoolConfig::default(),
             default_semaphore: SemaphoreConfig::default(),
+            max_bulkheads: DEFAULT_MAX_BULKHEADS,
+            registered: AtomicUsize::new(0),
             pools: RegistryLock::new(HashMap::new()),
             semaphores: RegistryLock::new(HashMap::new()),
         }
@@ -91,9 +99,10 @@ impl BulkheadManager {
     ///
     /// # Panics
     ///
-    /// If `name` is not a valid bulkhead name (empty, or containing a NUL byte). Names that
-    /// come from outside the program should go through
-    /// [`try_pool`](BulkheadManager::try_pool).
+    /// If `name` is new and not a valid bulkhead name (empty, or containing a NUL byte), or
+    /// the manager already holds [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads).
+    /// Configured names never panic. Names that come from outside the program (tenant ids,
+    /// URLs) should go through [`try_pool`](BulkheadManager::try_pool).
     pub fn pool(&self, name: &str) -> Arc<ThreadPoolBulkhead> {
         match self.try_pool(name) {
             Ok(pool) => pool,
@@ -105,7 +114,9 @@ impl BulkheadManager {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] if `name` is not a valid bulkhead name.
+    /// A [`ConfigError`] if `name` is not a valid bulkhead name (field `name`), or if it is
+    /// new and the manager already holds
+    /// [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads) (field `max_bulkheads`).
     ///
     /// # Examples
     ///
@@ -127,8 +138,37 @@ impl BulkheadManager {
             return Ok(Arc::clone(pool));
         }
         let pool = Arc::new(ThreadPoolBulkhead::new(name, self.default_pool.clone())?);
+        self.register(name)?;
         pools.insert(name.to_owned(), Arc::clone(&pool));
         Ok(pool)
+    }
+
+    /// Counts one more bulkhead against the cap.
+    fn register(&self, name: &str) -> Result<(), ConfigError> {
+        self.registered
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_bulkheads).then_some(n + 1)
+            })
+            .map(drop)
+            .map_err(|n| {
+                ConfigError::new(
+                    name,
+                    "max_bulkheads",
+                    format!(
+                        "cannot be created: the manager already holds {n} bulkheads, its max_bulkheads"
+                    ),
+                )
+            })
+    }
+
+    /// How many bulkheads (pools and semaphores) the manager holds.
+    pub fn len(&self) -> usize {
+        self.registered.load(Ordering::Relaxed)
+    }
+
+    /// True if the manager holds no bulkhead.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The pool called `name` if it exists; never creates one.
@@ -140,7 +180,7 @@ impl BulkheadManager {
     ///
     /// # Panics
     ///
-    /// If `name` is not a valid bulkhead name (empty, or containing a NUL byte); see
+    /// If `name` is new and not a valid bulkhead name, or the manager is full; see
     /// [`try_semaphore`](BulkheadManager::try_semaphore).
     pub fn semaphore(&self, name: &str) -> Arc<SemaphoreBulkhead> {
         match self.try_semaphore(name) {
@@ -153,7 +193,8 @@ impl BulkheadManager {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] if `name` is not a valid bulkhead name.
+    /// A [`ConfigError`] if `name` is not a valid bulkhead name, or if it is new and the
+    /// manager already holds [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads).
     pub fn try_semaphore(&self, name: &str) -> Result<Arc<SemaphoreBulkhead>, ConfigError> {
         if let Some(semaphore) = self.semaphores.read().get(name) {
             return Ok(Arc::clone(semaphore));
@@ -167,6 +208,7 @@ impl BulkheadManager {
             name,
             self.default_semaphore.clone(),
         )?);
+        self.register(name)?;
         semaphores.insert(name.to_owned(), Arc::clone(&semaphore));
         Ok(semaphore)
     }
@@ -234,6 +276,7 @@ impl BulkheadManager {
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct BulkheadManagerBuilder {
+    max_bulkheads: Option<usize>,
     default_pool: Option<PoolConfig>,
     default_semaphore: Option<SemaphoreConfig>,
     pools: Vec<(String, PoolConfig)>,
@@ -254,6 +297,32 @@ impl BulkheadManagerBuilder {
     /// Defaults to [`SemaphoreConfig::default`]: 25 permits, no wait.
     pub fn default_semaphore_config(mut self, config: SemaphoreConfig) -> Self {
         self.default_semaphore = Some(config);
+        self
+    }
+
+    /// The most bulkheads (pools and semaphores, configured or created on first use) the
+    /// manager holds. Past it, [`BulkheadManager::try_pool`] and
+    /// [`try_semaphore`](BulkheadManager::try_semaphore) return an error for a new name, so
+    /// names that come from users cannot grow the manager (and its threads) without bound.
+    ///
+    /// Defaults to [`DEFAULT_MAX_BULKHEADS`] (1,024). Must be at least the number of
+    /// configured bulkheads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::builder().max_bulkheads(2).build()?;
+    /// manager.try_pool("tenant-1")?;
+    /// manager.try_semaphore("tenant-2")?;
+    /// let err = manager.try_pool("tenant-3").unwrap_err();
+    /// assert_eq!((err.bulkhead(), err.field()), ("tenant-3", "max_bulkheads"));
+    /// assert!(manager.try_pool("tenant-1").is_ok()); // existing names still resolve
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn max_bulkheads(mut self, max: usize) -> Self {
+        self.max_bulkheads = Some(max);
         self
     }
 
@@ -305,9 +374,22 @@ impl BulkheadManagerBuilder {
             let semaphore = SemaphoreBulkhead::new(name.clone(), config)?;
             semaphores.insert(name, Arc::new(semaphore));
         }
+        let max_bulkheads = self.max_bulkheads.unwrap_or(DEFAULT_MAX_BULKHEADS);
+        let registered = pools.len() + semaphores.len();
+        if registered > max_bulkheads {
+            return Err(ConfigError::new(
+                "<manager>",
+                "max_bulkheads",
+                format!(
+                    "must be at least the {registered} bulkheads configured (got {max_bulkheads})"
+                ),
+            ));
+        }
         Ok(BulkheadManager {
             default_pool,
             default_semaphore,
+            max_bulkheads,
+            registered: AtomicUsize::new(registered),
             pools: RegistryLock::new(pools),
             semaphores: RegistryLock::new(semaphores),
         })

@@ -792,3 +792,63 @@ fn the_manager_is_send_and_sync() {
     is::<BulkheadManager>();
     is::<Arc<ThreadPoolBulkhead>>();
 }
+
+// Names that come from users (tenant ids, URLs) must not grow the manager without bound.
+#[test]
+fn the_cap_on_bulkheads_refuses_new_names_but_not_configured_or_existing_ones() {
+    let manager = BulkheadManager::builder()
+        .max_bulkheads(3)
+        .pool("db", PoolConfig::new(1))
+        .semaphore("cache", SemaphoreConfig::new(1))
+        .build()
+        .unwrap();
+    assert_eq!(manager.len(), 2);
+    assert!(manager.try_pool("tenant-1").is_ok());
+    assert_eq!(manager.len(), 3);
+    for name in ["tenant-2", "tenant-3"] {
+        let err = manager.try_pool(name).unwrap_err();
+        assert_eq!((err.bulkhead(), err.field()), (name, "max_bulkheads"));
+        assert!(err.to_string().contains(name));
+        let err = manager.try_semaphore(name).unwrap_err();
+        assert_eq!(err.field(), "max_bulkheads");
+    }
+    // Configured and existing names still resolve, through the panicking lookups too.
+    assert_eq!(manager.pool("db").name(), "db");
+    assert_eq!(manager.semaphore("cache").name(), "cache");
+    assert_eq!(manager.pool("tenant-1").name(), "tenant-1");
+    assert!(manager.get_pool("tenant-2").is_none());
+    assert_eq!(manager.stats().bulkheads.len(), 3);
+}
+
+#[test]
+fn more_configured_bulkheads_than_the_cap_is_a_config_error() {
+    let err = BulkheadManager::builder()
+        .max_bulkheads(1)
+        .pool("a", PoolConfig::new(1))
+        .pool("b", PoolConfig::new(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "max_bulkheads");
+}
+
+#[test]
+fn racing_new_names_at_the_cap_create_exactly_the_cap() {
+    let manager = Arc::new(BulkheadManager::builder().max_bulkheads(5).build().unwrap());
+    let barrier = Arc::new(Barrier::new(16));
+    let created: usize = (0..16)
+        .map(|i| {
+            let manager = Arc::clone(&manager);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                usize::from(manager.try_pool(&format!("tenant-{i}")).is_ok())
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .sum();
+    assert_eq!(created, 5);
+    assert_eq!(manager.len(), 5);
+    assert_eq!(manager.stats().bulkheads.len(), 5);
+}
