@@ -1,32 +1,203 @@
-//! The cost of isolation: a bulkhead's hot paths against the baseline it should approach.
+//! The cost of isolation: a bulkhead's hot paths against the baseline it should approach
+//! (the naive design: std threads on a crossbeam `bounded` queue, a `bounded(1)` channel per
+//! result) and the alternatives a user would pick instead (tokio's `spawn_blocking`, the
+//! `threadpool` crate), all in the same group.
 //!
-//! `cargo bench --bench overhead`. Compare ratios within one run, on a quiet machine.
+//! `cargo bench --bench overhead`. Compare ratios within one run, on a quiet machine; for
+//! one table of every target with PASS/MISS, `cargo run --release --example overhead`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use bulkheads::{PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead};
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use bulkheads::{
+    BulkheadManager, PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead,
+};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 #[path = "support/naive.rs"]
 mod naive;
 use naive::NaivePool;
 
+/// Thread counts to measure, capped at the machine's cores (and at least 2).
+fn thread_counts() -> Vec<usize> {
+    let cores = thread::available_parallelism().map_or(2, |n| n.get());
+    [1, 2, 4, 8, 16]
+        .into_iter()
+        .filter(|&n| n <= cores.max(2))
+        .collect()
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A round trip through the `threadpool` crate: submit, then wait on a channel.
+fn threadpool_execute(pool: &threadpool::ThreadPool) -> u64 {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    pool.execute(move || {
+        let _ = tx.send(black_box(1_u64));
+    });
+    rx.recv().expect("a result")
+}
+
+/// One no-op `execute` round trip, one caller, back to back.
 fn execute_hot(c: &mut Criterion) {
     let mut group = c.benchmark_group("execute_noop_hot");
-    for threads in [1usize, 2] {
+    let rt = tokio_runtime();
+    for threads in thread_counts() {
+        let id = |name| BenchmarkId::new(name, threads);
         let pool = ThreadPoolBulkhead::new("bench", PoolConfig::new(threads)).expect("valid");
-        group.bench_with_input(BenchmarkId::new("bulkheads", threads), &threads, |b, _| {
+        group.bench_function(id("bulkheads"), |b| {
             b.iter(|| pool.execute(|| black_box(1_u64)).expect("admitted"))
         });
         let naive = NaivePool::new(threads, threads);
-        group.bench_with_input(BenchmarkId::new("naive", threads), &threads, |b, _| {
+        group.bench_function(id("naive"), |b| {
             b.iter(|| naive.execute(|| black_box(1_u64)))
+        });
+        let tp = threadpool::ThreadPool::new(threads);
+        group.bench_function(id("threadpool"), |b| b.iter(|| threadpool_execute(&tp)));
+        group.bench_function(id("tokio_spawn_blocking"), |b| {
+            b.iter(|| {
+                rt.block_on(rt.spawn_blocking(|| black_box(1_u64)))
+                    .expect("ran")
+            })
         });
     }
     group.finish();
 }
 
+/// The same round trip after 200 µs idle: the workers are asleep, as a service calling a
+/// dependency of milliseconds sees them.
+fn execute_cold(c: &mut Criterion) {
+    let mut group = c.benchmark_group("execute_noop_cold");
+    let idle = Duration::from_micros(200);
+    let pool = ThreadPoolBulkhead::new("bench", PoolConfig::new(1)).expect("valid");
+    group.bench_function("bulkheads", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                thread::sleep(idle);
+                let start = Instant::now();
+                black_box(pool.execute(|| black_box(1_u64)).expect("admitted"));
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    let naive = NaivePool::new(1, 1);
+    group.bench_function("naive", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                thread::sleep(idle);
+                let start = Instant::now();
+                black_box(naive.execute(|| black_box(1_u64)));
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// Time for `callers` threads to make `iters` calls each.
+fn run_callers(callers: usize, iters: u64, call: Arc<dyn Fn() + Send + Sync>) -> Duration {
+    let barrier = Arc::new(Barrier::new(callers + 1));
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let (barrier, call) = (Arc::clone(&barrier), Arc::clone(&call));
+            thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..iters {
+                    call();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().expect("caller");
+    }
+    start.elapsed()
+}
+
+/// Tiny tasks from 4 callers through pools of 2 and 4 threads.
+fn tiny_throughput(c: &mut Criterion) {
+    const CALLERS: usize = 4;
+    let mut group = c.benchmark_group("tiny_tasks_4_callers");
+    group.throughput(Throughput::Elements(CALLERS as u64));
+    let rt = Arc::new(tokio_runtime());
+    for threads in [2_usize, 4] {
+        let id = |name| BenchmarkId::new(name, threads);
+        let pool = Arc::new(
+            ThreadPoolBulkhead::new("tp", PoolConfig::new(threads).queue_capacity(CALLERS))
+                .expect("valid"),
+        );
+        group.bench_function(id("bulkheads"), |b| {
+            b.iter_custom(|iters| {
+                let p = Arc::clone(&pool);
+                run_callers(
+                    CALLERS,
+                    iters,
+                    Arc::new(move || {
+                        black_box(p.execute(|| black_box(1_u64)).expect("admitted"));
+                    }),
+                )
+            })
+        });
+        let naive = Arc::new(NaivePool::new(threads, CALLERS));
+        group.bench_function(id("naive"), |b| {
+            b.iter_custom(|iters| {
+                let p = Arc::clone(&naive);
+                run_callers(
+                    CALLERS,
+                    iters,
+                    Arc::new(move || {
+                        black_box(p.execute(|| black_box(1_u64)));
+                    }),
+                )
+            })
+        });
+        let tp = Arc::new(threadpool::ThreadPool::new(threads));
+        group.bench_function(id("threadpool"), |b| {
+            b.iter_custom(|iters| {
+                let tp = Arc::clone(&tp);
+                run_callers(
+                    CALLERS,
+                    iters,
+                    Arc::new(move || {
+                        black_box(threadpool_execute(&tp));
+                    }),
+                )
+            })
+        });
+        group.bench_function(id("tokio_spawn_blocking"), |b| {
+            b.iter_custom(|iters| {
+                let r = Arc::clone(&rt);
+                run_callers(
+                    CALLERS,
+                    iters,
+                    Arc::new(move || {
+                        black_box(
+                            r.block_on(r.spawn_blocking(|| black_box(1_u64)))
+                                .expect("ran"),
+                        );
+                    }),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A call to a full pool: the fail-fast path.
 fn rejection(c: &mut Criterion) {
     let mut group = c.benchmark_group("rejection_when_full");
     let pool = ThreadPoolBulkhead::new("full", PoolConfig::new(1)).expect("valid");
@@ -40,6 +211,7 @@ fn rejection(c: &mut Criterion) {
     busy.join().expect("finished");
 }
 
+/// `try_acquire` + drop, uncontended, against the bare atomic pair it should approach.
 fn semaphore(c: &mut Criterion) {
     let mut group = c.benchmark_group("semaphore_uncontended");
     let sem = SemaphoreBulkhead::new("sem", SemaphoreConfig::new(8)).expect("valid");
@@ -56,5 +228,52 @@ fn semaphore(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, execute_hot, rejection, semaphore);
+/// `manager.pool(name).execute(f)` from 4 threads against a pool held in a variable.
+fn manager_lookup(c: &mut Criterion) {
+    const CALLERS: usize = 4;
+    let mut group = c.benchmark_group("manager_lookup_4_callers");
+    group.throughput(Throughput::Elements(CALLERS as u64));
+    let manager = Arc::new(
+        BulkheadManager::builder()
+            .pool("db", PoolConfig::new(4).queue_capacity(4))
+            .build()
+            .expect("valid"),
+    );
+    group.bench_function("manager_pool_execute", |b| {
+        b.iter_custom(|iters| {
+            let m = Arc::clone(&manager);
+            run_callers(
+                CALLERS,
+                iters,
+                Arc::new(move || {
+                    black_box(m.pool("db").execute(|| black_box(1_u64)).expect("admitted"));
+                }),
+            )
+        })
+    });
+    let held = manager.pool("db");
+    group.bench_function("held_pool_execute", |b| {
+        b.iter_custom(|iters| {
+            let p = Arc::clone(&held);
+            run_callers(
+                CALLERS,
+                iters,
+                Arc::new(move || {
+                    black_box(p.execute(|| black_box(1_u64)).expect("admitted"));
+                }),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    execute_hot,
+    execute_cold,
+    tiny_throughput,
+    rejection,
+    semaphore,
+    manager_lookup
+);
 criterion_main!(benches);
