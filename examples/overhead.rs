@@ -61,7 +61,10 @@ fn hot(rows: &mut Vec<Row>) {
             black_box(naive.execute(|| black_box(1_u64)));
         }));
         t.push(ns_per_call(2000, || {
-            black_box(rt.block_on(rt.spawn_blocking(|| black_box(1_u64))).expect("ran"));
+            black_box(
+                rt.block_on(rt.spawn_blocking(|| black_box(1_u64)))
+                    .expect("ran"),
+            );
         }));
     }
     let (b, n, t) = (median(b), median(n), median(t));
@@ -156,7 +159,10 @@ fn tiny_throughput(rows: &mut Vec<Row>) {
                 4,
                 5000,
                 Arc::new(move || {
-                    black_box(r.block_on(r.spawn_blocking(|| black_box(1_u64))).expect("ran"));
+                    black_box(
+                        r.block_on(r.spawn_blocking(|| black_box(1_u64)))
+                            .expect("ran"),
+                    );
                 }),
             ));
         }
@@ -206,12 +212,8 @@ fn semaphore(rows: &mut Vec<Row>) {
             drop(black_box(sem.try_acquire().expect("free")));
         }));
         a.push(ns_per_call(100_000, || {
-            let _ = black_box(&counter).compare_exchange(
-                0,
-                1,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            );
+            let _ =
+                black_box(&counter).compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed);
             black_box(counter.fetch_sub(1, Ordering::Release));
         }));
     }
@@ -239,7 +241,11 @@ fn manager_lookup(rows: &mut Vec<Row>) {
             4,
             5000,
             Arc::new(move || {
-                black_box(mgr.pool("db").execute(|| black_box(1_u64)).expect("admitted"));
+                black_box(
+                    mgr.pool("db")
+                        .execute(|| black_box(1_u64))
+                        .expect("admitted"),
+                );
             }),
         ));
         let p = Arc::clone(&held);
@@ -304,12 +310,7 @@ fn trickle(rows: &mut Vec<Row>) {
     });
     rows.push(Row {
         figure: "trickle, one call every 2 ms for 1 s: process CPU".into(),
-        measured: format!(
-            "{:.1} ms vs {:.1} ms = {:.2}x",
-            b / 1e6,
-            n / 1e6,
-            b / n
-        ),
+        measured: format!("{:.1} ms vs {:.1} ms = {:.2}x", b / 1e6, n / 1e6, b / n),
         pass: b <= 1.5 * n,
         target: "<= 1.5x",
     });
@@ -354,7 +355,10 @@ fn main() {
     println!(
         "bulkheads overhead, {} CPUs, load average {}",
         thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let mut rows = Vec::new();
     idle_pools(&mut rows);

@@ -85,6 +85,9 @@ fn rejection_paths_allocate_nothing() {
     busy.join().expect("finished");
     assert_eq!(rejected, rounds);
     assert_eq!(pool_allocations, 0, "pool rejections allocated");
-    assert_eq!(semaphore_allocations, 0, "semaphore rejections allocated: {semaphore_allocations}");
+    assert_eq!(
+        semaphore_allocations, 0,
+        "semaphore rejections allocated: {semaphore_allocations}"
+    );
     assert_eq!(pool.stats().rejected, rounds as u64 + 1);
 }
