@@ -156,16 +156,25 @@ impl BulkheadError {
 ///
 /// Take it with [`BulkheadError::into_panic`] or [`PanicPayload::take`].
 #[derive(Clone)]
-pub struct PanicPayload(Arc<Mutex<Option<Box<dyn Any + Send + 'static>>>>);
+pub struct PanicPayload(Arc<PayloadSlot>);
+
+/// The shared slot of a [`PanicPayload`].
+struct PayloadSlot(Mutex<Option<Box<dyn Any + Send + 'static>>>);
+
+// An error is passed around and inspected inside `catch_unwind` as often as not. The slot's
+// lock guards a single `Option::take`: no invariant can be left half-done by an unwind, so
+// the error is unwind-safe like the std error types.
+impl std::panic::UnwindSafe for PayloadSlot {}
+impl std::panic::RefUnwindSafe for PayloadSlot {}
 
 impl PanicPayload {
     pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
-        Self(Arc::new(Mutex::new(Some(payload))))
+        Self(Arc::new(PayloadSlot(Mutex::new(Some(payload)))))
     }
 
     /// Takes the payload; `None` if it was already taken.
     pub fn take(&self) -> Option<Box<dyn Any + Send + 'static>> {
-        self.0.lock().take()
+        self.0.0.lock().take()
     }
 }
 

@@ -574,4 +574,6 @@ fn _assert_send_sync() {
     is::<ThreadPoolBulkhead>();
     is::<TaskHandle<u32>>();
     is::<BulkheadError>();
+    fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    unwind_safe::<BulkheadError>();
 }
