@@ -44,7 +44,7 @@ impl PoolConfig {
     /// The largest `max_threads` a pool accepts. A pool of more OS threads than this is
     /// almost certainly a configuration mistake, and the bound lets the pool keep its books
     /// in one atomic word.
-    pub const MAX_THREADS: usize = (1 << 16) - 1;
+    pub const MAX_THREADS: usize = (1 << 15) - 1;
 
     /// The default keep-alive of workers above `core_threads`: 60 seconds.
     pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);

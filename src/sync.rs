@@ -28,9 +28,59 @@ pub(crate) use loom_imp::*;
 
 #[cfg(not(bulkheads_loom))]
 mod imp {
-    pub(crate) use crossbeam_utils::Backoff;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    use crossbeam_utils::Backoff;
     pub(crate) use parking_lot::{Condvar, Mutex};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+    /// How long a waiter spins before it parks.
+    ///
+    /// Waking a parked thread costs tens of microseconds on a virtual machine (the idle vCPU
+    /// has to be scheduled again), more than a tiny task takes. A waiter that parks after a
+    /// few microseconds therefore makes its partner park too, and the pair falls into a
+    /// slow mode where every hand-off pays two wake-ups. Spinning past one wake-up latency
+    /// keeps the hot path out of that mode; the cost is bounded (at most this much CPU per
+    /// wait), which `examples/overhead.rs` measures as the trickle row.
+    pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(50);
+
+    /// A bounded spin before parking: crossbeam's backoff first, then yields until the
+    /// budget or the deadline is spent. On a single CPU it does not spin at all: the thread
+    /// it waits for cannot run while it spins.
+    #[derive(Debug)]
+    pub(crate) struct Spin {
+        backoff: Backoff,
+        until: Instant,
+    }
+
+    impl Spin {
+        pub(crate) fn new(deadline: Option<Instant>) -> Self {
+            let now = Instant::now();
+            let mut until = if multicore() { now + SPIN_BUDGET } else { now };
+            if let Some(deadline) = deadline {
+                until = until.min(deadline);
+            }
+            Self {
+                backoff: Backoff::new(),
+                until,
+            }
+        }
+
+        /// Spins one more turn; false once the budget (or the deadline) is spent.
+        pub(crate) fn turn(&mut self) -> bool {
+            if self.backoff.is_completed() && Instant::now() >= self.until {
+                return false;
+            }
+            self.backoff.snooze();
+            true
+        }
+    }
+
+    fn multicore() -> bool {
+        static MULTICORE: OnceLock<bool> = OnceLock::new();
+        *MULTICORE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    }
 
     pub(crate) mod thread {
         pub(crate) use std::thread::{Thread, current, park, park_timeout};
@@ -45,19 +95,16 @@ mod loom_imp {
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
     /// Under loom, waiting strategies must not spin: every spin is a scheduling point, and
-    /// the spin is a speed measure, not part of the protocol. The backoff is "done" at once.
+    /// the spin is a speed measure, not part of the protocol. The spin is spent at once.
     #[derive(Debug, Default)]
-    pub(crate) struct Backoff;
+    pub(crate) struct Spin;
 
-    impl Backoff {
-        pub(crate) fn new() -> Self {
+    impl Spin {
+        pub(crate) fn new(_deadline: Option<Instant>) -> Self {
             Self
         }
-        pub(crate) fn is_completed(&self) -> bool {
-            true
-        }
-        pub(crate) fn snooze(&self) {
-            loom::thread::yield_now();
+        pub(crate) fn turn(&mut self) -> bool {
+            false
         }
     }
 

@@ -4,8 +4,8 @@
 //! word packs
 //!
 //! ```text
-//!  63        62         61..56   55..40          39..0
-//! [NOW]  [SHUTDOWN]  [unused]  [live workers]  [in flight]
+//!  63        62         61..47      46..32          31..0
+//! [NOW]  [SHUTDOWN]  [spawning]  [live workers]  [in flight]
 //! ```
 //!
 //! `in flight` counts admitted tasks that have neither finished nor been cancelled: the ones
@@ -15,27 +15,38 @@
 //! retirement, cancellation and shutdown are each one compare-and-swap on this word, so no
 //! snapshot ever shows more than the compartment holds.
 //!
-//! The invariant every operation keeps (I):
+//! `live` counts workers from the moment admission decides to start one; `spawning` counts
+//! those whose thread the OS has not yet granted or refused. The invariant (I):
 //!
 //! ```text
-//!     live >= min(in_flight, max_threads)        (while no spawn has failed)
+//!     live >= min(in_flight, max_threads)
 //! ```
 //!
-//! so every admitted task that should be running has a worker, and a queued task always
-//! has a worker that will reach it.
+//! holds whenever no spawn is in flight, so every admitted task that should be running has a
+//! worker, and a queued task always has a worker that will reach it. A refused spawn breaks
+//! it for a moment; every caller whose task may have counted on that worker (it was
+//! admitted while `spawning > 0`) waits for the verdict and repairs (I) before it returns
+//! (see `Shared::ensure_served`).
 
 use crate::sync::{AtomicU64, Ordering};
 
-const INFLIGHT_BITS: u32 = 40;
+const INFLIGHT_BITS: u32 = 32;
 const INFLIGHT_MASK: u64 = (1 << INFLIGHT_BITS) - 1;
 const LIVE_SHIFT: u32 = INFLIGHT_BITS;
 const LIVE_ONE: u64 = 1 << LIVE_SHIFT;
-const LIVE_MASK: u64 = ((1 << 16) - 1) << LIVE_SHIFT;
+const THREAD_BITS: u32 = 15;
+const LIVE_MASK: u64 = ((1 << THREAD_BITS) - 1) << LIVE_SHIFT;
+const SPAWNING_SHIFT: u32 = LIVE_SHIFT + THREAD_BITS;
+const SPAWNING_ONE: u64 = 1 << SPAWNING_SHIFT;
+const SPAWNING_MASK: u64 = ((1 << THREAD_BITS) - 1) << SPAWNING_SHIFT;
+
+/// The most workers the word can count.
+pub(crate) const MAX_WORKERS: usize = (1 << THREAD_BITS) - 1;
 const SHUTDOWN: u64 = 1 << 62;
 const SHUTDOWN_NOW: u64 = 1 << 63;
 
 /// The most tasks the word can count in flight. A capacity above this is unbounded in
-/// practice: a trillion queued closures do not fit in memory.
+/// practice: four billion queued closures (hundreds of gigabytes) do not fit in memory.
 pub(crate) const MAX_IN_FLIGHT: usize = INFLIGHT_MASK as usize;
 
 /// One reading of the word.
@@ -51,6 +62,11 @@ impl State {
     /// Worker threads started and not yet retired.
     pub(crate) fn live(self) -> usize {
         ((self.0 & LIVE_MASK) >> LIVE_SHIFT) as usize
+    }
+
+    /// Workers counted whose thread the OS has not yet granted or refused.
+    pub(crate) fn spawning(self) -> usize {
+        ((self.0 & SPAWNING_MASK) >> SPAWNING_SHIFT) as usize
     }
 
     /// `shutdown` or `shutdown_now` was called.
@@ -79,6 +95,10 @@ pub(crate) enum Admit {
         spawn: bool,
         /// The running gauge after this admission, for the peak.
         running: usize,
+        /// Another worker's spawn was in flight and this task did not start its own: it
+        /// may be counting on a worker the OS has yet to grant, so its caller must check
+        /// ([`Admission::needs_worker`]) once the verdict is in.
+        racing_spawn: bool,
     },
     /// Every slot is taken.
     Full,
@@ -110,7 +130,7 @@ impl Admission {
     /// `capacity` is clamped to [`MAX_IN_FLIGHT`]; `max_threads` must be validated to fit
     /// the live field (at most 65,535).
     pub(crate) fn new(max_threads: usize, core_threads: usize, capacity: usize) -> Self {
-        debug_assert!((1..(1 << 16)).contains(&max_threads));
+        debug_assert!((1..=MAX_WORKERS).contains(&max_threads));
         debug_assert!(core_threads <= max_threads);
         Self {
             state: AtomicU64::new(0),
@@ -151,7 +171,7 @@ impl Admission {
             // Every live worker is (or is about to be) busy with one of the tasks in flight:
             // this task needs a worker of its own, if the pool may still grow.
             let spawn = in_flight >= live && live < self.max_threads;
-            let next = s + 1 + if spawn { LIVE_ONE } else { 0 };
+            let next = s + 1 + if spawn { LIVE_ONE + SPAWNING_ONE } else { 0 };
             // AcqRel: the admission must be ordered with shutdown's fetch_or on the same
             // word (a task admitted "before" shutdown is one the drain will see).
             match self
@@ -162,6 +182,7 @@ impl Admission {
                     return Admit::Admitted {
                         spawn,
                         running: (in_flight + 1).min(self.max_threads),
+                        racing_spawn: !spawn && state.spawning() > 0,
                     };
                 }
                 Err(actual) => s = actual,
@@ -182,11 +203,49 @@ impl Admission {
         State(prev - 1)
     }
 
-    /// A worker counted by [`try_admit`](Admission::try_admit) could not be started.
+    /// The OS granted the thread of a worker counted as spawning.
+    pub(crate) fn spawn_succeeded(&self) {
+        let prev = self.state.fetch_sub(SPAWNING_ONE, Ordering::AcqRel);
+        debug_assert!(State(prev).spawning() > 0);
+    }
+
+    /// The OS refused the thread of a worker counted as spawning: uncount it.
     pub(crate) fn spawn_failed(&self) -> State {
-        let prev = self.state.fetch_sub(LIVE_ONE, Ordering::AcqRel);
-        debug_assert!(State(prev).live() > 0);
-        State(prev - LIVE_ONE)
+        let prev = self
+            .state
+            .fetch_sub(LIVE_ONE + SPAWNING_ONE, Ordering::AcqRel);
+        debug_assert!(State(prev).live() > 0 && State(prev).spawning() > 0);
+        State(prev - LIVE_ONE - SPAWNING_ONE)
+    }
+
+    /// Whether the tasks in flight lack a worker, once every spawn has its verdict:
+    /// `Some(true)` if (I) is broken, `Some(false)` if it holds, `None` while spawns are in
+    /// flight (ask again).
+    pub(crate) fn needs_worker(&self, s: State) -> Option<bool> {
+        let confirmed = s.live() - s.spawning();
+        if confirmed >= s.in_flight().min(self.max_threads) {
+            Some(false)
+        } else if s.spawning() > 0 {
+            None
+        } else {
+            Some(true)
+        }
+    }
+
+    /// Counts one more (spawning) worker if (I) is broken and no spawn is in flight; the
+    /// caller must then start it. False if the state changed or no worker is needed.
+    pub(crate) fn try_add_worker(&self, s: State) -> bool {
+        if self.needs_worker(s) != Some(true) || s.live() >= self.max_threads {
+            return false;
+        }
+        self.state
+            .compare_exchange(
+                s.0,
+                s.0 + LIVE_ONE + SPAWNING_ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Asks whether an idle worker may exit, and if so uncounts it in the same step.
@@ -241,8 +300,25 @@ impl Admission {
 mod tests {
     use super::*;
 
+    /// Admits one task as the pool does, granting any worker it starts.
+    fn admit(a: &Admission) -> Admit {
+        let admit = a.try_admit();
+        if let Admit::Admitted { spawn: true, .. } = admit {
+            a.spawn_succeeded();
+        }
+        admit
+    }
+
     fn admitted(a: &Admission) -> bool {
-        matches!(a.try_admit(), Admit::Admitted { .. })
+        matches!(admit(a), Admit::Admitted { .. })
+    }
+
+    fn ok(spawn: bool, running: usize) -> Admit {
+        Admit::Admitted {
+            spawn,
+            running,
+            racing_spawn: false,
+        }
     }
 
     #[test]
@@ -261,53 +337,41 @@ mod tests {
     #[test]
     fn spawns_only_when_every_worker_is_assigned() {
         let a = Admission::new(3, 3, 10);
-        assert_eq!(
-            a.try_admit(),
-            Admit::Admitted {
-                spawn: true,
-                running: 1
-            }
-        );
-        assert_eq!(
-            a.try_admit(),
-            Admit::Admitted {
-                spawn: true,
-                running: 2
-            }
-        );
+        assert_eq!(admit(&a), ok(true, 1));
+        assert_eq!(admit(&a), ok(true, 2));
         a.release();
         a.release();
         // Two idle workers: the next two tasks reuse them.
-        assert_eq!(
-            a.try_admit(),
-            Admit::Admitted {
-                spawn: false,
-                running: 1
-            }
-        );
-        assert_eq!(
-            a.try_admit(),
-            Admit::Admitted {
-                spawn: false,
-                running: 2
-            }
-        );
-        assert_eq!(
-            a.try_admit(),
-            Admit::Admitted {
-                spawn: true,
-                running: 3
-            }
-        );
+        assert_eq!(admit(&a), ok(false, 1));
+        assert_eq!(admit(&a), ok(false, 2));
+        assert_eq!(admit(&a), ok(true, 3));
         // At max_threads: queue, never spawn.
+        assert_eq!(admit(&a), ok(false, 3));
+        assert_eq!(a.load().live(), 3);
+    }
+
+    #[test]
+    fn a_task_admitted_during_a_spawn_is_told_to_check_it() {
+        let a = Admission::new(1, 1, 4);
+        assert_eq!(a.try_admit(), ok(true, 1));
+        // The first worker's thread is not granted yet: the second task counts on it.
         assert_eq!(
             a.try_admit(),
             Admit::Admitted {
                 spawn: false,
-                running: 3
+                running: 1,
+                racing_spawn: true
             }
         );
-        assert_eq!(a.load().live(), 3);
+        assert_eq!(a.needs_worker(a.load()), None);
+        // The OS refuses it: both tasks are without a worker, and one may be added.
+        let s = a.spawn_failed();
+        assert_eq!((s.live(), s.spawning(), s.in_flight()), (0, 0, 2));
+        assert_eq!(a.needs_worker(s), Some(true));
+        assert!(a.try_add_worker(s));
+        assert!(!a.try_add_worker(a.load()), "one spawn in flight is enough");
+        a.spawn_succeeded();
+        assert_eq!(a.needs_worker(a.load()), Some(false));
     }
 
     #[test]
@@ -382,6 +446,7 @@ mod loom_models {
         loom::model(|| {
             let a = Arc::new(Admission::new(2, 0, 2));
             assert!(matches!(a.try_admit(), Admit::Admitted { spawn: true, .. }));
+            a.spawn_succeeded();
             a.release(); // one idle worker
             let submitter = {
                 let a = Arc::clone(&a);
@@ -403,7 +468,8 @@ mod loom_models {
     fn racing_submitters_and_shutdown() {
         loom::model(|| {
             let a = Arc::new(Admission::new(1, 1, 2));
-            assert!(matches!(a.try_admit(), Admit::Admitted { .. }));
+            assert!(matches!(a.try_admit(), Admit::Admitted { spawn: true, .. }));
+            a.spawn_succeeded();
             let submitters: Vec<_> = (0..2)
                 .map(|_| {
                     let a = Arc::clone(&a);
@@ -431,7 +497,9 @@ mod loom_models {
         loom::model(|| {
             let a = Arc::new(Admission::new(2, 2, 2));
             assert!(matches!(a.try_admit(), Admit::Admitted { spawn: true, .. }));
+            a.spawn_succeeded();
             assert!(matches!(a.try_admit(), Admit::Admitted { spawn: true, .. }));
+            a.spawn_succeeded();
             a.release(); // worker 2 is idle, worker 1 still runs its task
             let busy = {
                 let a = Arc::clone(&a);
@@ -449,6 +517,59 @@ mod loom_models {
             let busy = busy.or_else(|| a.try_retire(Idle::Woken));
             assert!(idle.is_some() && busy.is_some());
             assert!(a.load().is_terminated());
+        });
+    }
+
+    /// A refused spawn racing a second admission (max one worker): the second task counted
+    /// on the refused worker. Whatever the interleaving, once both callers have run the
+    /// repair protocol of `Shared::ensure_served` (the second spawn is granted), every task
+    /// in flight has a worker. Regression for the stranded task found by tests/faults.rs.
+    #[test]
+    fn refused_spawn_vs_racing_admission() {
+        loom::model(|| {
+            let a = Arc::new(Admission::new(1, 1, 2));
+            // The repair protocol, with the OS granting every further thread.
+            fn repair(a: &Admission) {
+                loop {
+                    let s = a.load();
+                    match a.needs_worker(s) {
+                        Some(false) => return,
+                        None => thread::yield_now(),
+                        Some(true) => {
+                            if a.try_add_worker(s) {
+                                a.spawn_succeeded();
+                            }
+                        }
+                    }
+                }
+            }
+            let second = {
+                let a = Arc::clone(&a);
+                thread::spawn(move || match a.try_admit() {
+                    Admit::Admitted { spawn: true, .. } => a.spawn_succeeded(),
+                    Admit::Admitted {
+                        racing_spawn: true, ..
+                    } => repair(&a),
+                    Admit::Admitted { .. } => {}
+                    other => panic!("not admitted: {other:?}"),
+                })
+            };
+            match a.try_admit() {
+                Admit::Admitted { spawn: true, .. } => {
+                    a.spawn_failed(); // the OS refuses the first thread
+                    repair(&a);
+                }
+                Admit::Admitted {
+                    racing_spawn: true, ..
+                } => repair(&a),
+                Admit::Admitted { .. } => {}
+                other => panic!("not admitted: {other:?}"),
+            }
+            second.join().unwrap();
+            let s = a.load();
+            assert_eq!(s.spawning(), 0);
+            assert_eq!(s.in_flight(), 2);
+            assert_eq!(s.live(), 1, "both tasks have the one worker: {s:?}");
         });
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::BulkheadError;
 use crate::pool::Shared;
-use crate::sync::{Arc, AtomicU8, Backoff, Condvar, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU8, Condvar, Mutex, Ordering, Spin};
 
 // PENDING: queued (or handed to a worker that has not claimed it yet).
 const PENDING: u8 = 0;
@@ -162,17 +162,13 @@ where
     T: Send + 'static,
 {
     fn wait(&self, deadline: Option<Instant>) -> bool {
-        // Spin briefly before parking: on this class of machine waking a parked thread costs
-        // tens of microseconds, more than most tiny tasks take.
-        let backoff = Backoff::new();
-        while !backoff.is_completed() {
+        // Spin before parking (see `sync::SPIN_BUDGET` for why, and for how long).
+        let mut spin = Spin::new(deadline);
+        loop {
             if self.is_finished() {
                 return true;
             }
-            backoff.snooze();
-            // A yield can take a whole time slice on a loaded machine: a short deadline must
-            // not be overrun by the spin that was meant to save microseconds.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if !spin.turn() {
                 break;
             }
         }

@@ -172,36 +172,56 @@ impl Shared {
         }
     }
 
-    /// The OS refused the worker that `task`'s admission counted. Returns the error to give
-    /// the caller if the task cannot be served, or `None` if it will be.
-    fn spawn_failed(
-        &self,
+    /// Makes sure the task just queued will be served, after the OS refused a thread (`err`)
+    /// or while the task may be counting on a worker whose spawn is in flight.
+    ///
+    /// Waits for every spawn in flight to get its verdict, then checks invariant (I). If a
+    /// worker is missing it starts one; if the OS refuses that too, the task is served by the
+    /// workers that exist (it waits its turn), or — with no worker at all — completed with a
+    /// [`BulkheadError::Spawn`] that is returned to the caller. Never waits for a task, only
+    /// for thread starts, so no caller can hang here.
+    ///
+    /// Regression (tests/faults.rs): a task admitted while another caller's spawn was about
+    /// to be refused counted on that worker, reached the queue after the refusing caller had
+    /// failed what was queued, and waited forever with no worker alive.
+    fn ensure_served(
+        self: &Arc<Self>,
         task: &Arc<dyn handle::Job>,
-        err: std::io::Error,
-    ) -> Option<BulkheadError> {
-        let after = self.admission.spawn_failed();
-        if after.live() > 0 {
-            // Serve from the workers that exist: the task waits its turn in the queue.
-            return None;
-        }
-        // No worker at all: nothing would ever take the queued tasks. Complete them all with
-        // the error, ours included, unless a worker started meanwhile claims them first.
-        let error = BulkheadError::Spawn {
-            name: self.name.clone(),
-            kind: err.kind(),
-            message: err.to_string(),
-        };
-        let mut ours = false;
-        while let Ok(message) = self.receiver.try_recv() {
-            if let Message::Task(job) = message {
-                let discarded = job.discard(self, error.clone());
-                ours |= discarded && std::ptr::addr_eq(Arc::as_ptr(&job), Arc::as_ptr(task));
+        mut refused: Option<std::io::Error>,
+    ) -> Result<(), BulkheadError> {
+        loop {
+            let s = self.admission.load();
+            match self.admission.needs_worker(s) {
+                Some(false) => return Ok(()),
+                // A worker's thread is being started: its verdict decides.
+                None => std::thread::yield_now(),
+                Some(true) => {
+                    if let Some(err) = &refused {
+                        if s.live() > 0 {
+                            // Serve from the workers that exist: the task waits its turn.
+                            return Ok(());
+                        }
+                        let error = BulkheadError::Spawn {
+                            name: self.name.clone(),
+                            kind: err.kind(),
+                            message: err.to_string(),
+                        };
+                        // A worker may have claimed it meanwhile; then it is served.
+                        return if task.discard(self, error.clone()) {
+                            Err(error)
+                        } else {
+                            Ok(())
+                        };
+                    }
+                    if self.admission.try_add_worker(s) {
+                        if let Err(err) = worker::spawn(self) {
+                            self.admission.spawn_failed();
+                            refused = Some(err);
+                        }
+                    }
+                }
             }
         }
-        // Ours may have been taken off the queue by a worker that started meanwhile, before
-        // it claimed it: then the claim decides.
-        ours |= task.discard(self, error.clone());
-        ours.then_some(error)
     }
 }
 
@@ -401,10 +421,14 @@ impl ThreadPoolBulkhead {
         T: Send + 'static,
     {
         let shared = &self.shared;
-        let spawn = match shared.admission.try_admit() {
-            Admit::Admitted { spawn, running } => {
+        let (spawn, racing_spawn) = match shared.admission.try_admit() {
+            Admit::Admitted {
+                spawn,
+                running,
+                racing_spawn,
+            } => {
                 shared.counters.observe_running(running);
-                spawn
+                (spawn, racing_spawn)
             }
             // REJECTED: no allocation (the name is shared), no lock, no wait.
             Admit::Full => {
@@ -426,11 +450,15 @@ impl ThreadPoolBulkhead {
         // unbounded, so this never blocks (the bound lives in the admission word).
         let _ = shared.sender.send(Message::Task(Arc::clone(&job)));
         if spawn {
+            // The worker itself reports success (`spawn_succeeded`) as its first act, before
+            // it can retire; only a refusal is reported here.
             if let Err(err) = worker::spawn(shared) {
-                if let Some(error) = shared.spawn_failed(&job, err) {
-                    return Err(error);
-                }
+                shared.admission.spawn_failed();
+                shared.ensure_served(&job, Some(err))?;
             }
+        } else if racing_spawn {
+            // Rare: admitted while another worker's thread was being started.
+            shared.ensure_served(&job, None)?;
         }
         Ok(task)
     }

@@ -66,21 +66,29 @@ impl Drop for Sentinel<'_> {
 }
 
 fn run(shared: &Shared) {
+    // SPAWNED: the thread exists; until now admission counted it as "spawning".
+    shared.admission.spawn_succeeded();
     let mut sentinel = Sentinel {
         shared,
         armed: true,
     };
     let receiver = shared.receiver.clone();
+    // Look before the first wait: a worker started after shutdown got no wake-up.
+    let mut why = Idle::Woken;
     loop {
+        if let Some(after) = shared.admission.try_retire(why) {
+            // EXITING: uncounted already; nothing of the pool's is touched after this.
+            sentinel.armed = false;
+            shared.worker_exited(after);
+            return;
+        }
         // IDLE: wait for a task. crossbeam's blocking receive spins briefly before it parks,
         // which is what makes a back-to-back hand-off cheap.
-        let why = match receiver.recv_timeout(shared.keep_alive) {
+        why = match receiver.recv_timeout(shared.keep_alive) {
             Ok(Message::Task(job)) => {
                 // BUSY. A task's panic is caught inside `run`; this catch is a second line
                 // for anything else that unwinds out of it, which must not kill the worker.
-                let _ = catch_unwind(AssertUnwindSafe(|| {
-                    job.run(shared);
-                }));
+                let _ = catch_unwind(AssertUnwindSafe(|| job.run(shared)));
                 Idle::Woken
             }
             Ok(Message::Wake) => Idle::Woken,
@@ -88,11 +96,5 @@ fn run(shared: &Shared) {
             // The pool owns a sender for as long as any worker lives.
             Err(RecvTimeoutError::Disconnected) => Idle::TimedOut,
         };
-        if let Some(after) = shared.admission.try_retire(why) {
-            // EXITING: uncounted already; nothing of the pool's is touched after this.
-            sentinel.armed = false;
-            shared.worker_exited(after);
-            return;
-        }
     }
 }
