@@ -251,6 +251,18 @@ fn manager_lookup(c: &mut Criterion) {
             )
         })
     });
+    group.bench_function("manager_execute", |b| {
+        b.iter_custom(|iters| {
+            let m = Arc::clone(&manager);
+            run_callers(
+                CALLERS,
+                iters,
+                Arc::new(move || {
+                    black_box(m.execute("db", || black_box(1_u64)).expect("admitted"));
+                }),
+            )
+        })
+    });
     let held = manager.pool("db");
     group.bench_function("held_pool_execute", |b| {
         b.iter_custom(|iters| {

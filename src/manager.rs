@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::{PoolConfig, SemaphoreConfig, validate_name};
-use crate::error::ConfigError;
+use crate::error::{BulkheadError, ConfigError};
 use crate::pool::ThreadPoolBulkhead;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
@@ -169,6 +169,60 @@ impl BulkheadManager {
     /// True if the manager holds no bulkhead.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Runs `f` in the pool called `name` (created on first use) and waits for its result,
+    /// as `manager.pool(name).execute(f)` does, but without taking a reference to the pool.
+    ///
+    /// `pool(name)` must return an `Arc`, and cloning and dropping it is an atomic
+    /// increment and decrement on one cache line that every thread calling that pool
+    /// shares; under contention that costs more than the lookup itself. This looks the pool
+    /// up under the registry's per-thread read lock, starts the task, and waits after
+    /// letting go of the lock.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ThreadPoolBulkhead::execute`].
+    ///
+    /// # Panics
+    ///
+    /// As [`pool`](BulkheadManager::pool): for a new name that is invalid or past
+    /// `max_bulkheads`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, PoolConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .pool("inventory", PoolConfig::new(4))
+    ///     .build()?;
+    /// assert_eq!(manager.execute("inventory", || 6 * 7)?, 42);
+    /// assert_eq!(manager.stats().pool("inventory").map(|p| p.completed), Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute<F, T>(&self, name: &str, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let pools = self.pools.read();
+        let Some(pool) = pools.get(name) else {
+            drop(pools);
+            return self.pool(name).execute(f);
+        };
+        match pool.start_untimed(f)? {
+            Ok(task) => {
+                drop(pools);
+                task.wait(name)
+            }
+            // A default timeout needs the pool while waiting: take the reference after all.
+            Err(f) => {
+                let pool = Arc::clone(pool);
+                drop(pools);
+                pool.execute(f)
+            }
+        }
     }
 
     /// The pool called `name` if it exists; never creates one.

@@ -852,3 +852,50 @@ fn racing_new_names_at_the_cap_create_exactly_the_cap() {
     assert_eq!(manager.len(), 5);
     assert_eq!(manager.stats().bulkheads.len(), 5);
 }
+
+#[test]
+fn manager_execute_runs_in_the_named_pool_and_keeps_its_rules() {
+    let manager = BulkheadManager::builder()
+        .pool("db", PoolConfig::new(1))
+        .pool(
+            "slow",
+            PoolConfig::new(1).default_timeout(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(manager.execute("db", || 6 * 7).unwrap(), 42);
+    let stats = manager.stats();
+    assert_eq!(
+        stats.pool("db").map(|p| (p.submitted, p.completed)),
+        Some((1, 1))
+    );
+
+    // The pool's capacity holds: one slot, taken.
+    let (release, blocked) = mpsc::channel::<()>();
+    let busy = manager
+        .pool("db")
+        .submit(move || blocked.recv().ok())
+        .unwrap();
+    let err = manager.execute("db", || ()).unwrap_err();
+    assert!(err.is_rejected() && err.bulkhead() == "db");
+    release.send(()).unwrap();
+    busy.join().unwrap();
+
+    // The pool's default timeout applies.
+    let (release, blocked) = mpsc::channel::<()>();
+    let err = manager
+        .execute("slow", move || blocked.recv().ok())
+        .unwrap_err();
+    assert!(err.is_timeout());
+    release.send(()).unwrap();
+
+    // Panics stay inside; unknown names get a pool from the default config.
+    assert!(
+        manager
+            .execute("db", || panic!("boom"))
+            .unwrap_err()
+            .is_panicked()
+    );
+    assert_eq!(manager.execute("fresh", || "made").unwrap(), "made");
+    assert_eq!(manager.get_pool("fresh").unwrap().stats().max_threads, 10);
+}
