@@ -235,35 +235,35 @@ fn manager_lookup(rows: &mut Vec<Row>) {
     );
     let held = manager.pool("db");
     let (mut m, mut e, mut v) = (vec![], vec![], vec![]);
-    for _ in 0..7 {
-        let mgr = Arc::clone(&manager);
-        m.push(throughput(
-            4,
-            5000,
-            Arc::new(move || {
-                black_box(
-                    mgr.pool("db")
-                        .execute(|| black_box(1_u64))
-                        .expect("admitted"),
-                );
-            }),
-        ));
-        let mgr = Arc::clone(&manager);
-        e.push(throughput(
-            4,
-            5000,
-            Arc::new(move || {
-                black_box(mgr.execute("db", || black_box(1_u64)).expect("admitted"));
-            }),
-        ));
-        let p = Arc::clone(&held);
-        v.push(throughput(
-            4,
-            5000,
-            Arc::new(move || {
-                black_box(p.execute(|| black_box(1_u64)).expect("admitted"));
-            }),
-        ));
+    let calls = |call: Arc<dyn Fn() + Send + Sync>| throughput(4, 5000, call);
+    for round in 0..9 {
+        // Rotate the order each round: whichever runs first meets the workers asleep.
+        for k in 0..3 {
+            match (round + k) % 3 {
+                0 => {
+                    let mgr = Arc::clone(&manager);
+                    m.push(calls(Arc::new(move || {
+                        black_box(
+                            mgr.pool("db")
+                                .execute(|| black_box(1_u64))
+                                .expect("admitted"),
+                        );
+                    })));
+                }
+                1 => {
+                    let mgr = Arc::clone(&manager);
+                    e.push(calls(Arc::new(move || {
+                        black_box(mgr.execute("db", || black_box(1_u64)).expect("admitted"));
+                    })));
+                }
+                _ => {
+                    let p = Arc::clone(&held);
+                    v.push(calls(Arc::new(move || {
+                        black_box(p.execute(|| black_box(1_u64)).expect("admitted"));
+                    })));
+                }
+            }
+        }
     }
     let (m, e, v) = (median(m), median(e), median(v));
     rows.push(Row {
