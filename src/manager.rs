@@ -1,6 +1,12 @@
 //! [`BulkheadManager`]: the registry of named bulkheads.
 
 use std::collections::HashMap;
+
+/// The registry's map. Its hasher is foldhash's: a lookup runs on every
+/// `manager.pool(name)`, where SipHash alone cost as much as the rest of the lookup, and the
+/// registry holds at most `max_bulkheads` names, so flooding attacks on the hash have
+/// little to work with (foldhash is still seeded per process).
+type Registry<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -51,8 +57,8 @@ pub struct BulkheadManager {
     max_bulkheads: usize,
     /// Pools and semaphores registered, against `max_bulkheads`.
     registered: AtomicUsize,
-    pools: RegistryLock<HashMap<String, Arc<ThreadPoolBulkhead>>>,
-    semaphores: RegistryLock<HashMap<String, Arc<SemaphoreBulkhead>>>,
+    pools: RegistryLock<Registry<Arc<ThreadPoolBulkhead>>>,
+    semaphores: RegistryLock<Registry<Arc<SemaphoreBulkhead>>>,
 }
 
 impl fmt::Debug for BulkheadManager {
@@ -85,8 +91,8 @@ impl BulkheadManager {
             default_semaphore: SemaphoreConfig::default(),
             max_bulkheads: DEFAULT_MAX_BULKHEADS,
             registered: AtomicUsize::new(0),
-            pools: RegistryLock::new(HashMap::new()),
-            semaphores: RegistryLock::new(HashMap::new()),
+            pools: RegistryLock::new(Registry::default()),
+            semaphores: RegistryLock::new(Registry::default()),
         }
     }
 
@@ -404,7 +410,7 @@ impl BulkheadManagerBuilder {
         default_pool.validate(DEFAULT_NAME)?;
         let default_semaphore = self.default_semaphore.unwrap_or_default();
         default_semaphore.validate(DEFAULT_NAME)?;
-        let mut pools = HashMap::new();
+        let mut pools = Registry::default();
         for (name, config) in self.pools {
             if pools.contains_key(&name) {
                 return Err(ConfigError::new(
@@ -416,7 +422,7 @@ impl BulkheadManagerBuilder {
             let pool = ThreadPoolBulkhead::new(name.clone(), config)?;
             pools.insert(name, Arc::new(pool));
         }
-        let mut semaphores = HashMap::new();
+        let mut semaphores = Registry::default();
         for (name, config) in self.semaphores {
             if semaphores.contains_key(&name) {
                 return Err(ConfigError::new(

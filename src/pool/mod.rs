@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::CachePadded;
 
 use crate::config::PoolConfig;
 use crate::error::{BulkheadError, ConfigError, PanicPayload, panic_message};
@@ -270,7 +271,11 @@ impl Shared {
 /// pool.execute(move || *not_send);
 /// ```
 pub struct ThreadPoolBulkhead {
-    shared: Arc<Shared>,
+    /// Padded to its own cache line: a manager hands out one `Arc<ThreadPoolBulkhead>` to
+    /// every caller, and the `Arc`'s reference count (written on every clone and drop) sits
+    /// just before this field. Unpadded, every call's read of `shared` would miss on the line
+    /// the other threads' clones keep stealing.
+    shared: CachePadded<Arc<Shared>>,
 }
 
 impl fmt::Debug for ThreadPoolBulkhead {
@@ -317,7 +322,7 @@ impl ThreadPoolBulkhead {
             config,
         };
         Ok(Self {
-            shared: Arc::new(shared),
+            shared: CachePadded::new(Arc::new(shared)),
         })
     }
 
