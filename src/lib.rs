@@ -145,6 +145,8 @@
 
 mod config;
 mod error;
+mod event;
+mod histogram;
 mod manager;
 mod pool;
 mod semaphore;
@@ -153,6 +155,8 @@ mod sync;
 
 pub use config::{PoolConfig, SemaphoreConfig};
 pub use error::{BulkheadError, ConfigError, PanicPayload};
+pub use event::{Event, EventKind};
+pub use histogram::LatencySummary;
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 pub use semaphore::{Permit, SemaphoreBulkhead};

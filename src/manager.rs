@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use crate::config::{PoolConfig, SemaphoreConfig, validate_name};
 use crate::error::{BulkheadError, ConfigError};
+use crate::event::{Event, Listener};
 use crate::pool::ThreadPoolBulkhead;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicUsize, Ordering, RegistryLock};
+use crate::sync::plain::{AtomicUsize, Mutex, Ordering, RegistryLock};
 
 /// The name [`ConfigError`]s use for the manager's default configurations.
 const DEFAULT_NAME: &str = "<default>";
@@ -57,6 +58,8 @@ pub struct BulkheadManager {
     max_bulkheads: usize,
     /// Pools and semaphores registered, against `max_bulkheads`.
     registered: AtomicUsize,
+    /// Listeners for every bulkhead, present and future. Lock order: a registry, then this.
+    listeners: Mutex<Vec<Listener>>,
     pools: RegistryLock<Registry<Arc<ThreadPoolBulkhead>>>,
     semaphores: RegistryLock<Registry<Arc<SemaphoreBulkhead>>>,
 }
@@ -91,6 +94,7 @@ impl BulkheadManager {
             default_semaphore: SemaphoreConfig::default(),
             max_bulkheads: DEFAULT_MAX_BULKHEADS,
             registered: AtomicUsize::new(0),
+            listeners: Mutex::new(Vec::new()),
             pools: RegistryLock::new(Registry::default()),
             semaphores: RegistryLock::new(Registry::default()),
         }
@@ -145,6 +149,9 @@ impl BulkheadManager {
         }
         let pool = Arc::new(ThreadPoolBulkhead::new(name, self.default_pool.clone())?);
         self.register(name)?;
+        for listener in self.listeners.lock().iter() {
+            pool.add_listener(Arc::clone(listener));
+        }
         pools.insert(name.to_owned(), Arc::clone(&pool));
         Ok(pool)
     }
@@ -269,6 +276,9 @@ impl BulkheadManager {
             self.default_semaphore.clone(),
         )?);
         self.register(name)?;
+        for listener in self.listeners.lock().iter() {
+            semaphore.add_listener(Arc::clone(listener));
+        }
         semaphores.insert(name.to_owned(), Arc::clone(&semaphore));
         Ok(semaphore)
     }
@@ -276,6 +286,46 @@ impl BulkheadManager {
     /// The semaphore called `name` if it exists; never creates one.
     pub fn get_semaphore(&self, name: &str) -> Option<Arc<SemaphoreBulkhead>> {
         self.semaphores.read().get(name).cloned()
+    }
+
+    /// Calls `listener` for every [`Event`] of every bulkhead of this manager, those that
+    /// exist now and those created later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use bulkheads::{BulkheadManager, EventKind};
+    ///
+    /// let manager = BulkheadManager::new();
+    /// let rejected = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&rejected);
+    /// manager.on_event(move |e| {
+    ///     if e.kind == EventKind::Rejected {
+    ///         count.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// let cache = manager.semaphore("cache"); // created after the listener
+    /// let permits: Vec<_> = (0..25).map(|_| cache.try_acquire().unwrap()).collect();
+    /// assert!(cache.try_acquire().is_err());
+    /// assert_eq!(rejected.load(Ordering::Relaxed), 1);
+    /// # drop(permits);
+    /// ```
+    pub fn on_event<L>(&self, listener: L)
+    where
+        L: Fn(&Event<'_>) + Send + Sync + 'static,
+    {
+        let listener: Listener = Arc::new(listener);
+        let pools = self.pools.write();
+        let semaphores = self.semaphores.write();
+        self.listeners.lock().push(Arc::clone(&listener));
+        for pool in pools.values() {
+            pool.add_listener(Arc::clone(&listener));
+        }
+        for semaphore in semaphores.values() {
+            semaphore.add_listener(Arc::clone(&listener));
+        }
     }
 
     /// A snapshot of every bulkhead, ordered by name; its `Display` is a table.
@@ -450,6 +500,7 @@ impl BulkheadManagerBuilder {
             default_semaphore,
             max_bulkheads,
             registered: AtomicUsize::new(registered),
+            listeners: Mutex::new(Vec::new()),
             pools: RegistryLock::new(pools),
             semaphores: RegistryLock::new(semaphores),
         })

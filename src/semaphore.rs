@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::SemaphoreConfig;
 use crate::error::{BulkheadError, ConfigError};
+use crate::event::{Event, EventKind, Listeners};
+use crate::histogram::Histogram;
 use crate::stats::{SemaphoreCounters, SemaphoreStats};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
@@ -72,6 +74,9 @@ pub struct SemaphoreBulkhead {
     state: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     counters: SemaphoreCounters,
+    /// Waits of the callers that had to wait (the fast path is counted as zero, unrecorded).
+    wait: Histogram,
+    listeners: Listeners,
 }
 
 impl fmt::Debug for SemaphoreBulkhead {
@@ -140,6 +145,8 @@ impl SemaphoreBulkhead {
             state: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             counters: SemaphoreCounters::default(),
+            wait: Histogram::default(),
+            listeners: Listeners::default(),
         })
     }
 
@@ -159,15 +166,47 @@ impl SemaphoreBulkhead {
 
     fn rejected(&self) -> BulkheadError {
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        self.listeners.emit(&self.name, EventKind::Rejected);
         BulkheadError::Rejected {
             name: self.name.clone(),
             capacity: self.max(),
         }
     }
 
+    /// A permit taken without waiting.
     fn permit(&self) -> Permit<'_> {
         self.counters.permitted.fetch_add(1, Ordering::Relaxed);
+        self.listeners.emit(
+            &self.name,
+            EventKind::Permitted {
+                waited: Duration::ZERO,
+            },
+        );
         Permit { semaphore: self }
+    }
+
+    /// A permit granted after waiting since `since`.
+    fn permit_after(&self, since: Instant) -> Permit<'_> {
+        let waited = since.elapsed();
+        self.wait.record(waited);
+        self.counters.waited.fetch_add(1, Ordering::Relaxed);
+        self.counters.permitted.fetch_add(1, Ordering::Relaxed);
+        self.listeners
+            .emit(&self.name, EventKind::Permitted { waited });
+        Permit { semaphore: self }
+    }
+
+    /// Calls `listener` for every [`Event`] of this semaphore from now on: permitted (with
+    /// the time waited) and rejected. See [`Event`] for where listeners run.
+    pub fn on_event<L>(&self, listener: L)
+    where
+        L: Fn(&Event<'_>) + Send + Sync + 'static,
+    {
+        self.listeners.add(Arc::new(listener));
+    }
+
+    pub(crate) fn add_listener(&self, listener: crate::event::Listener) {
+        self.listeners.add(listener);
     }
 
     /// Takes a permit if one is free and nobody is waiting: one compare-and-swap.
@@ -239,7 +278,8 @@ impl SemaphoreBulkhead {
         if timeout.is_zero() {
             return Err(self.rejected());
         }
-        let deadline = Instant::now().checked_add(timeout);
+        let since = Instant::now();
+        let deadline = since.checked_add(timeout);
         let waiter = Arc::new(Waiter {
             granted: AtomicBool::new(false),
             thread: thread::current(),
@@ -261,7 +301,7 @@ impl SemaphoreBulkhead {
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) if take => return Ok(self.permit()),
+                    Ok(_) if take => return Ok(self.permit_after(since)),
                     Ok(_) => break,
                     Err(actual) => s = actual,
                 }
@@ -272,7 +312,7 @@ impl SemaphoreBulkhead {
             // Acquire pairs with the releaser's store: the permit's previous holder's work
             // happens before ours.
             if waiter.granted.load(Ordering::Acquire) {
-                return Ok(self.permit());
+                return Ok(self.permit_after(since));
             }
             match deadline {
                 None => thread::park(),
@@ -288,7 +328,7 @@ impl SemaphoreBulkhead {
         let mut queue = self.queue.lock();
         // Granted at the last moment: the permit is ours, take it rather than leak it.
         if waiter.granted.load(Ordering::Acquire) {
-            return Ok(self.permit());
+            return Ok(self.permit_after(since));
         }
         if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             queue.remove(at);
@@ -349,6 +389,13 @@ impl SemaphoreBulkhead {
         Ok(f())
     }
 
+    fn wait_summary(&self) -> crate::histogram::LatencySummary {
+        let permitted = self.counters.permitted.load(Ordering::Relaxed);
+        let waited = self.counters.waited.load(Ordering::Relaxed);
+        self.wait
+            .summary_with_zeros(permitted.saturating_sub(waited))
+    }
+
     /// A snapshot of the semaphore's gauges and counters.
     pub fn stats(&self) -> SemaphoreStats {
         let s = self.state.load(Ordering::Relaxed);
@@ -358,6 +405,7 @@ impl SemaphoreBulkhead {
             in_use(s),
             waiters(s),
             &self.counters,
+            self.wait_summary(),
         )
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::histogram::LatencySummary;
 use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering};
 
 /// The counters of one pool, kept in one place so later features (histograms, events) hook
@@ -97,6 +98,10 @@ pub struct PoolStats {
     pub cancelled: u64,
     /// `shutdown` or `shutdown_now` was called.
     pub is_shutdown: bool,
+    /// Time from submission to start, over every task started.
+    pub queue_wait: LatencySummary,
+    /// Time tasks ran (finished or panicked).
+    pub run_time: LatencySummary,
 }
 
 impl PoolStats {
@@ -110,6 +115,7 @@ impl PoolStats {
         (running, queued): (usize, usize),
         is_shutdown: bool,
         c: &PoolCounters,
+        (queue_wait, run_time): (LatencySummary, LatencySummary),
     ) -> Self {
         Self {
             name: name.to_owned(),
@@ -128,6 +134,8 @@ impl PoolStats {
             expired: read(&c.expired),
             cancelled: read(&c.cancelled),
             is_shutdown,
+            queue_wait,
+            run_time,
         }
     }
 }
@@ -137,6 +145,8 @@ impl PoolStats {
 pub(crate) struct SemaphoreCounters {
     pub(crate) permitted: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    /// Permits granted after waiting (their waits are in the histogram).
+    pub(crate) waited: AtomicU64,
 }
 
 /// A snapshot of one [`SemaphoreBulkhead`](crate::SemaphoreBulkhead).
@@ -170,6 +180,8 @@ pub struct SemaphoreStats {
     pub permitted: u64,
     /// Calls refused: no permit within the allowed wait.
     pub rejected: u64,
+    /// Time callers waited for their permit (zero for those that took a free one).
+    pub wait: LatencySummary,
 }
 
 impl SemaphoreStats {
@@ -179,6 +191,7 @@ impl SemaphoreStats {
         running: usize,
         waiting: usize,
         c: &SemaphoreCounters,
+        wait: LatencySummary,
     ) -> Self {
         Self {
             name: name.to_owned(),
@@ -187,6 +200,7 @@ impl SemaphoreStats {
             waiting,
             permitted: read(&c.permitted),
             rejected: read(&c.rejected),
+            wait,
         }
     }
 }

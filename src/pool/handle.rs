@@ -62,6 +62,8 @@ pub(crate) trait Slot<T>: Send + Sync {
 
 pub(crate) struct Task<F, T> {
     state: AtomicU8,
+    /// When the caller submitted it: the queue-wait clock and deadlines start here.
+    submitted: Instant,
     func: Mutex<Option<F>>,
     result: Mutex<Option<Result<T, BulkheadError>>>,
     done: Condvar,
@@ -72,9 +74,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(f: F) -> Self {
+    pub(crate) fn new(f: F, submitted: Instant) -> Self {
         Self {
             state: AtomicU8::new(PENDING),
+            submitted,
             func: Mutex::new(Some(f)),
             result: Mutex::new(None),
             done: Condvar::new(),
@@ -130,8 +133,10 @@ where
             return;
         }
         // TASK START: the one spot where a task begins to run.
+        let started = shared.task_started(self.submitted);
         let outcome = catch_unwind(AssertUnwindSafe(f));
-        // TASK END.
+        // TASK END: the one spot where it has stopped.
+        shared.task_stopped(started, outcome.is_err());
         if Arc::strong_count(&self) == 1 {
             // DETACHED: no handle and no caller is left to take the outcome (handles cannot
             // be cloned, and the queue gave up its reference). Dropping it is still this
@@ -402,7 +407,7 @@ mod loom_models {
             _pool: pool,
             shared,
             ran,
-            task: Arc::new(Task::new(f)),
+            task: Arc::new(Task::new(f, Instant::now())),
         }
     }
 

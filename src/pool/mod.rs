@@ -13,6 +13,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::config::PoolConfig;
 use crate::error::{BulkheadError, ConfigError, PanicPayload, panic_message};
+use crate::event::{Event, EventKind, Listeners};
+use crate::histogram::Histogram;
 use crate::stats::{PoolCounters, PoolStats};
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
@@ -51,6 +53,11 @@ pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
     pub(crate) admission: Admission,
     pub(crate) counters: PoolCounters,
+    /// Time from submission to start, per task.
+    queue_wait: Histogram,
+    /// Time a task ran, per task.
+    run_time: Histogram,
+    pub(crate) listeners: Listeners,
     config: PoolConfig,
     capacity: usize,
     sender: Sender<Message>,
@@ -114,6 +121,29 @@ impl Shared {
     pub(crate) fn task_discarded(&self) {
         PoolCounters::bump(&self.counters.cancelled);
         self.admission.release();
+        self.listeners.emit(&self.name, EventKind::Cancelled);
+    }
+
+    /// A worker is about to run a task submitted at `submitted`: record its queue wait.
+    pub(crate) fn task_started(&self, submitted: Instant) -> Instant {
+        let started = Instant::now();
+        let queue_wait = started.saturating_duration_since(submitted);
+        self.queue_wait.record(queue_wait);
+        self.listeners
+            .emit(&self.name, EventKind::Started { queue_wait });
+        started
+    }
+
+    /// A task started at `started` has returned or panicked: record its run time.
+    pub(crate) fn task_stopped(&self, started: Instant, panicked: bool) {
+        let run_time = started.elapsed();
+        self.run_time.record(run_time);
+        let kind = if panicked {
+            EventKind::Panicked { run_time }
+        } else {
+            EventKind::Finished { run_time }
+        };
+        self.listeners.emit(&self.name, kind);
     }
 
     /// A task that never started was cancelled through its handle.
@@ -135,12 +165,15 @@ impl Shared {
             // EXPIRED: it was still queued; it frees its slot now and never runs.
             PoolCounters::bump(&self.counters.expired);
             self.admission.release();
+            self.listeners.emit(&self.name, EventKind::Expired);
         } else if slot.is_finished() {
             // It finished in the instant between the deadline and the cancel: the value is
             // here, so hand it over rather than report a timeout.
             return slot.take(self);
         }
         PoolCounters::bump(&self.counters.timed_out);
+        self.listeners
+            .emit(&self.name, EventKind::TimedOut { waited: timeout });
         Err(BulkheadError::Timeout {
             name: self.name.clone(),
             timeout,
@@ -308,6 +341,9 @@ impl ThreadPoolBulkhead {
             name: Arc::from(name),
             admission: Admission::new(config.max_threads, core, capacity),
             counters: PoolCounters::default(),
+            queue_wait: Histogram::default(),
+            run_time: Histogram::default(),
+            listeners: Listeners::default(),
             capacity: capacity.min(MAX_IN_FLIGHT),
             sender,
             receiver,
@@ -452,6 +488,7 @@ impl ThreadPoolBulkhead {
             // REJECTED: no allocation (the name is shared), no lock, no wait.
             Admit::Full => {
                 PoolCounters::bump(&shared.counters.rejected);
+                shared.listeners.emit(&shared.name, EventKind::Rejected);
                 return Err(BulkheadError::Rejected {
                     name: shared.name.clone(),
                     capacity: shared.capacity,
@@ -459,11 +496,18 @@ impl ThreadPoolBulkhead {
             }
             Admit::Shutdown => {
                 PoolCounters::bump(&shared.counters.rejected);
+                shared.listeners.emit(&shared.name, EventKind::Rejected);
                 return Err(shared.shutdown_error());
             }
         };
         PoolCounters::bump(&shared.counters.submitted);
-        let task = Arc::new(Task::new(f));
+        shared.listeners.emit(
+            &shared.name,
+            EventKind::Permitted {
+                waited: Duration::ZERO,
+            },
+        );
+        let task = Arc::new(Task::new(f, Instant::now()));
         let job: Arc<dyn handle::Job> = task.clone();
         // The pool holds a receiver, so the channel is never disconnected; and it is
         // unbounded, so this never blocks (the bound lives in the admission word).
@@ -496,7 +540,23 @@ impl ThreadPoolBulkhead {
             shared.admission.gauges(state),
             state.is_shutdown(),
             &shared.counters,
+            (shared.queue_wait.summary(), shared.run_time.summary()),
         )
+    }
+
+    /// Calls `listener` for every [`Event`] of this pool from now on: admitted, rejected,
+    /// started (with its queue wait), finished or panicked (with its run time), timed out,
+    /// expired, cancelled. A rejection fires exactly one event. See [`Event`] for where
+    /// listeners run; with none set, events cost one relaxed load.
+    pub fn on_event<L>(&self, listener: L)
+    where
+        L: Fn(&Event<'_>) + Send + Sync + 'static,
+    {
+        self.shared.listeners.add(Arc::new(listener));
+    }
+
+    pub(crate) fn add_listener(&self, listener: crate::event::Listener) {
+        self.shared.listeners.add(listener);
     }
 
     /// Stops admitting calls. Queued and running tasks still run to their end; then the
