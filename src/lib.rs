@@ -150,8 +150,11 @@ mod histogram;
 mod manager;
 mod pool;
 mod semaphore;
+#[cfg(feature = "serde")]
+mod serde_support;
 mod stats;
 mod sync;
+mod trace;
 
 pub use config::{PoolConfig, SemaphoreConfig};
 pub use error::{BulkheadError, ConfigError, PanicPayload};

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crate::error::BulkheadError;
 use crate::pool::Shared;
 use crate::sync::{Arc, AtomicU8, Condvar, Mutex, Ordering, Spin};
+use crate::trace::{CallSpan, in_span};
 
 // PENDING: queued (or handed to a worker that has not claimed it yet).
 const PENDING: u8 = 0;
@@ -64,6 +65,8 @@ pub(crate) struct Task<F, T> {
     state: AtomicU8,
     /// When the caller submitted it: the queue-wait clock and deadlines start here.
     submitted: Instant,
+    /// The caller's context, carried to the worker (feature `tracing`; nothing otherwise).
+    span: CallSpan,
     func: Mutex<Option<F>>,
     result: Mutex<Option<Result<T, BulkheadError>>>,
     done: Condvar,
@@ -74,10 +77,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(f: F, submitted: Instant) -> Self {
+    pub(crate) fn new(f: F, submitted: Instant, span: CallSpan) -> Self {
         Self {
             state: AtomicU8::new(PENDING),
             submitted,
+            span,
             func: Mutex::new(Some(f)),
             result: Mutex::new(None),
             done: Condvar::new(),
@@ -133,10 +137,13 @@ where
             return;
         }
         // TASK START: the one spot where a task begins to run.
-        let started = shared.task_started(self.submitted);
-        let outcome = catch_unwind(AssertUnwindSafe(f));
-        // TASK END: the one spot where it has stopped.
-        shared.task_stopped(started, outcome.is_err());
+        let outcome = in_span(&self.span, || {
+            let started = shared.task_started(self.submitted);
+            let outcome = catch_unwind(AssertUnwindSafe(f));
+            // TASK END: the one spot where it has stopped.
+            shared.task_stopped(started, outcome.is_err());
+            outcome
+        });
         if Arc::strong_count(&self) == 1 {
             // DETACHED: no handle and no caller is left to take the outcome (handles cannot
             // be cloned, and the queue gave up its reference). Dropping it is still this
@@ -407,7 +414,7 @@ mod loom_models {
             _pool: pool,
             shared,
             ran,
-            task: Arc::new(Task::new(f, Instant::now())),
+            task: Arc::new(Task::new(f, Instant::now(), CallSpan::default())),
         }
     }
 

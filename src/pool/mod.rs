@@ -58,6 +58,7 @@ pub(crate) struct Shared {
     /// Time a task ran, per task.
     run_time: Histogram,
     pub(crate) listeners: Listeners,
+    rejection_log: crate::trace::RejectionLog,
     config: PoolConfig,
     capacity: usize,
     sender: Sender<Message>,
@@ -344,6 +345,7 @@ impl ThreadPoolBulkhead {
             queue_wait: Histogram::default(),
             run_time: Histogram::default(),
             listeners: Listeners::default(),
+            rejection_log: crate::trace::RejectionLog::default(),
             capacity: capacity.min(MAX_IN_FLIGHT),
             sender,
             receiver,
@@ -489,6 +491,7 @@ impl ThreadPoolBulkhead {
             Admit::Full => {
                 PoolCounters::bump(&shared.counters.rejected);
                 shared.listeners.emit(&shared.name, EventKind::Rejected);
+                shared.rejection_log.rejected(&shared.name, shared.capacity);
                 return Err(BulkheadError::Rejected {
                     name: shared.name.clone(),
                     capacity: shared.capacity,
@@ -507,7 +510,11 @@ impl ThreadPoolBulkhead {
                 waited: Duration::ZERO,
             },
         );
-        let task = Arc::new(Task::new(f, Instant::now()));
+        let task = Arc::new(Task::new(
+            f,
+            Instant::now(),
+            crate::trace::call_span(&shared.name),
+        ));
         let job: Arc<dyn handle::Job> = task.clone();
         // The pool holds a receiver, so the channel is never disconnected; and it is
         // unbounded, so this never blocks (the bound lives in the admission word).
