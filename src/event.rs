@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicU64, Ordering, RegistryLock};
+use crate::sync::plain::{AtomicU64, Ordering, RwLock};
 
 /// One event of one bulkhead.
 ///
@@ -109,7 +109,8 @@ pub(crate) type Listener = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 pub(crate) struct Listeners {
     /// How many listeners there are; zero makes `emit` one relaxed load.
     count: AtomicU64,
-    list: RegistryLock<Vec<Listener>>,
+    /// Read only when `count > 0`; a plain lock keeps an idle bulkhead small.
+    list: RwLock<Vec<Listener>>,
 }
 
 impl fmt::Debug for Listeners {
@@ -143,14 +144,5 @@ impl Listeners {
             // A listener's panic must not unwind into the pool's bookkeeping.
             let _ = catch_unwind(AssertUnwindSafe(|| listener(event)));
         }
-    }
-}
-
-impl<T> Default for RegistryLock<T>
-where
-    T: Default,
-{
-    fn default() -> Self {
-        Self::new(T::default())
     }
 }

@@ -197,7 +197,7 @@ mod loom_imp {
 
 /// Counters and bookkeeping locks outside the protocol; never modelled.
 pub(crate) mod plain {
-    pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+    pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
     pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     /// A reader-writer lock whose readers touch only their own shard: the manager's registry
