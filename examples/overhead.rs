@@ -235,7 +235,7 @@ fn manager_lookup(rows: &mut Vec<Row>) {
     );
     let held = manager.pool("db");
     let (mut m, mut e, mut v) = (vec![], vec![], vec![]);
-    let calls = |call: Arc<dyn Fn() + Send + Sync>| throughput(4, 5000, call);
+    let calls = |call: Arc<dyn Fn() + Send + Sync>| throughput(4, 20_000, call);
     for round in 0..9 {
         // Rotate the order each round: whichever runs first meets the workers asleep.
         for k in 0..3 {
