@@ -134,6 +134,26 @@
 //! come from one atomic reading: no snapshot shows more running tasks than threads or more
 //! queued tasks than the queue holds, and once a pool is quiet
 //! `submitted == completed + panicked + expired + cancelled`.
+//!
+//! [`ManagerStats::to_prometheus`] renders them in the Prometheus text format, with no extra
+//! dependency:
+//!
+//! ```
+//! use bulkheads::{BulkheadManager, PoolConfig};
+//!
+//! let manager = BulkheadManager::builder().pool("email", PoolConfig::new(2)).build()?;
+//! manager.pool("email").execute(|| ())?;
+//! let metrics = manager.stats().to_prometheus(); // serve it on /metrics
+//! assert!(metrics.contains(r#"bulkhead_calls_total{bulkhead="email",kind="pool",outcome="completed"} 1"#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! - `serde`: the snapshots implement `Serialize`; [`PoolConfig`] and [`SemaphoreConfig`]
+//!   implement `Deserialize` and `Serialize` (durations as `"500ms"`, `"2s"`, `"1m"`); and
+//!   `BulkheadManager::from_toml` builds a manager from a TOML document, where a bad entry
+//!   gives a [`ConfigError`] naming the bulkhead and the field.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -148,7 +168,10 @@ mod error;
 mod event;
 mod histogram;
 mod manager;
+#[cfg(feature = "metrics")]
+mod metrics_export;
 mod pool;
+mod prometheus;
 mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_support;
@@ -161,6 +184,8 @@ pub use error::{BulkheadError, ConfigError, PanicPayload};
 pub use event::{Event, EventKind};
 pub use histogram::LatencySummary;
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
+#[cfg(feature = "metrics")]
+pub use metrics_export::metrics_listener;
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 pub use semaphore::{Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};

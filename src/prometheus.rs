@@ -1,0 +1,532 @@
+//! Prometheus text exposition (format 0.0.4) of the stats snapshots, with no dependency.
+//!
+//! Every series carries a `bulkhead` label (the bulkhead's name, escaped: names come from
+//! users) and a `kind` label (`pool` or `semaphore`), so one dashboard query covers both
+//! kinds: `sum by (bulkhead) (rate(bulkhead_calls_total{outcome="rejected"}[1m]))` is the
+//! rejection rate of every compartment. Each family's `# HELP` and `# TYPE` lines come once,
+//! followed by all of its samples, as the format requires; a family with no sample (no
+//! semaphore, say) is left out.
+
+use std::fmt;
+
+use crate::stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
+
+/// One bulkhead's snapshot, borrowed.
+#[derive(Clone, Copy)]
+enum Snapshot<'a> {
+    Pool(&'a PoolStats),
+    Semaphore(&'a SemaphoreStats),
+}
+
+impl<'a> Snapshot<'a> {
+    fn of(stats: &'a BulkheadStats) -> Self {
+        match stats {
+            BulkheadStats::Pool(p) => Self::Pool(p),
+            BulkheadStats::Semaphore(s) => Self::Semaphore(s),
+        }
+    }
+
+    fn name(self) -> &'a str {
+        match self {
+            Self::Pool(p) => &p.name,
+            Self::Semaphore(s) => &s.name,
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Pool(_) => "pool",
+            Self::Semaphore(_) => "semaphore",
+        }
+    }
+}
+
+/// A sample's value.
+#[derive(Clone, Copy)]
+enum Value {
+    Count(u64),
+    /// A limit that is no limit: an unbounded queue.
+    Infinite,
+}
+
+impl Value {
+    fn size(n: usize) -> Self {
+        Self::Count(n as u64)
+    }
+
+    /// A configured limit; the pool treats capacities at or above `MAX_IN_FLIGHT` as
+    /// unbounded (the stats table prints "unbounded" for them), and so does the exposition.
+    fn limit(n: usize) -> Self {
+        if n >= crate::pool::MAX_IN_FLIGHT {
+            Self::Infinite
+        } else {
+            Self::size(n)
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Count(n) => write!(f, "{n}"),
+            Self::Infinite => f.write_str("+Inf"),
+        }
+    }
+}
+
+/// The samples of one family for one bulkhead: an optional `outcome` label and the value.
+type Samples = Vec<(Option<&'static str>, Value)>;
+
+/// A metric family: its name, help text, type and how to read its samples from a snapshot.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: fn(Snapshot<'_>) -> Samples,
+}
+
+const COUNTER: &str = "counter";
+const GAUGE: &str = "gauge";
+
+/// Every family, in the order they are written.
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "bulkhead_calls_total",
+        help: "Calls through a bulkhead by outcome. Pools: tasks completed, panicked, expired \
+               (queued when their caller timed out) or cancelled, calls rejected, and callers \
+               timed_out (their tasks are also counted as completed, panicked or expired). \
+               Semaphores: calls permitted and rejected.",
+        kind: COUNTER,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![
+                (Some("completed"), Value::Count(p.completed)),
+                (Some("panicked"), Value::Count(p.panicked)),
+                (Some("rejected"), Value::Count(p.rejected)),
+                (Some("timed_out"), Value::Count(p.timed_out)),
+                (Some("expired"), Value::Count(p.expired)),
+                (Some("cancelled"), Value::Count(p.cancelled)),
+            ],
+            Snapshot::Semaphore(s) => vec![
+                (Some("permitted"), Value::Count(s.permitted)),
+                (Some("rejected"), Value::Count(s.rejected)),
+            ],
+        },
+    },
+    Family {
+        name: "bulkhead_submitted_total",
+        help: "Calls a pool admitted; with the rejected calls, every call attempted.",
+        kind: COUNTER,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::Count(p.submitted))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+    Family {
+        name: "bulkhead_running",
+        help: "Calls running now: tasks assigned to a worker (pool) or permits held (semaphore).",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::size(p.running))],
+            Snapshot::Semaphore(s) => vec![(None, Value::size(s.running))],
+        },
+    },
+    Family {
+        name: "bulkhead_peak_running",
+        help: "The most tasks a pool has run at once.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::size(p.peak_running))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+    Family {
+        name: "bulkhead_queued",
+        help: "Tasks waiting in a pool's queue for a worker now.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::size(p.queued))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+    Family {
+        name: "bulkhead_waiting",
+        help: "Callers waiting for a semaphore's permit now.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(_) => Vec::new(),
+            Snapshot::Semaphore(s) => vec![(None, Value::size(s.waiting))],
+        },
+    },
+    Family {
+        name: "bulkhead_live_threads",
+        help: "Worker threads of a pool alive now.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::size(p.live_threads))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+    Family {
+        name: "bulkhead_core_threads",
+        help: "Worker threads a pool keeps once started, however long they are idle.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::size(p.core_threads))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+    Family {
+        name: "bulkhead_max_threads",
+        help: "The most worker threads a pool starts.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::size(p.max_threads))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+    Family {
+        name: "bulkhead_queue_capacity",
+        help: "The most tasks a pool's queue holds; +Inf when unbounded.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::limit(p.queue_capacity))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+    Family {
+        name: "bulkhead_max_concurrent",
+        help: "The permits of a semaphore: the most calls it runs at once.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(_) => Vec::new(),
+            Snapshot::Semaphore(s) => vec![(None, Value::size(s.max_concurrent))],
+        },
+    },
+    Family {
+        name: "bulkhead_shutdown",
+        help: "1 once a pool has been shut down, else 0.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::Count(u64::from(p.is_shutdown)))],
+            Snapshot::Semaphore(_) => Vec::new(),
+        },
+    },
+];
+
+/// The exposition of some snapshots; rendered through `Display` so that no write to the
+/// output string needs an `unwrap`.
+struct Exposition<'a>(Vec<Snapshot<'a>>);
+
+impl fmt::Display for Exposition<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for family in FAMILIES {
+            let mut header_written = false;
+            for &snapshot in &self.0 {
+                for (outcome, value) in (family.samples)(snapshot) {
+                    if !header_written {
+                        writeln!(f, "# HELP {} {}", family.name, family.help)?;
+                        writeln!(f, "# TYPE {} {}", family.name, family.kind)?;
+                        header_written = true;
+                    }
+                    write!(f, "{}{{bulkhead=\"", family.name)?;
+                    write_label_value(f, snapshot.name())?;
+                    write!(f, "\",kind=\"{}\"", snapshot.kind())?;
+                    if let Some(outcome) = outcome {
+                        write!(f, ",outcome=\"{outcome}\"")?;
+                    }
+                    writeln!(f, "}} {value}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a label value escaped as the text format requires: backslash, double quote and
+/// line feed become `\\`, `\"` and `\n`. Everything else, any UTF-8, passes as it is.
+fn write_label_value(f: &mut impl fmt::Write, value: &str) -> fmt::Result {
+    for c in value.chars() {
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            '"' => f.write_str("\\\"")?,
+            '\n' => f.write_str("\\n")?,
+            c => f.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+impl ManagerStats {
+    /// The snapshot in the Prometheus text exposition format (version 0.0.4), ready to serve
+    /// on a `/metrics` endpoint with the content type `text/plain; version=0.0.4`.
+    ///
+    /// Every series is labelled with `bulkhead` (the name, escaped) and `kind` (`pool` or
+    /// `semaphore`). The families:
+    ///
+    /// | family | type | series |
+    /// | --- | --- | --- |
+    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected` |
+    /// | `bulkhead_submitted_total` | counter | pools |
+    /// | `bulkhead_running` | gauge | both |
+    /// | `bulkhead_peak_running` | gauge | pools |
+    /// | `bulkhead_queued` | gauge | pools |
+    /// | `bulkhead_waiting` | gauge | semaphores |
+    /// | `bulkhead_live_threads`, `bulkhead_core_threads`, `bulkhead_max_threads` | gauge | pools |
+    /// | `bulkhead_queue_capacity` | gauge | pools; `+Inf` when unbounded |
+    /// | `bulkhead_max_concurrent` | gauge | semaphores |
+    /// | `bulkhead_shutdown` | gauge | pools: 1 once shut down |
+    ///
+    /// A pool's outcomes overlap in one place: a caller that timed out is counted in
+    /// `timed_out`, and its task again in `completed`, `panicked` or `expired`. Attempted
+    /// calls are `submitted + rejected` for a pool and `permitted + rejected` for a
+    /// semaphore. A family with no series (no semaphore, say) is left out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, PoolConfig, SemaphoreConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .pool("inventory", PoolConfig::new(4).queue_capacity(2))
+    ///     .semaphore("cache", SemaphoreConfig::new(8))
+    ///     .build()?;
+    /// manager.pool("inventory").execute(|| ())?;
+    /// manager.semaphore("cache").call(|| ())?;
+    ///
+    /// let text = manager.stats().to_prometheus();
+    /// assert!(text.contains("# TYPE bulkhead_calls_total counter\n"));
+    /// assert!(text.contains(
+    ///     "bulkhead_calls_total{bulkhead=\"inventory\",kind=\"pool\",outcome=\"completed\"} 1\n"
+    /// ));
+    /// assert!(text.contains(
+    ///     "bulkhead_calls_total{bulkhead=\"cache\",kind=\"semaphore\",outcome=\"permitted\"} 1\n"
+    /// ));
+    /// assert!(text.contains("bulkhead_max_threads{bulkhead=\"inventory\",kind=\"pool\"} 4\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        Exposition(self.bulkheads.iter().map(Snapshot::of).collect()).to_string()
+    }
+}
+
+impl PoolStats {
+    /// This pool's snapshot in the Prometheus text exposition format (version 0.0.4): the
+    /// pool's series of [`ManagerStats::to_prometheus`], with their `# HELP` and `# TYPE`
+    /// lines. To expose several bulkheads, use [`ManagerStats::to_prometheus`]: each family's
+    /// header must appear once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("email", PoolConfig::new(2))?;
+    /// pool.execute(|| ())?;
+    /// let text = pool.stats().to_prometheus();
+    /// assert!(text.contains("bulkhead_submitted_total{bulkhead=\"email\",kind=\"pool\"} 1\n"));
+    /// assert!(text.contains("bulkhead_queue_capacity{bulkhead=\"email\",kind=\"pool\"} 0\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        Exposition(vec![Snapshot::Pool(self)]).to_string()
+    }
+}
+
+impl SemaphoreStats {
+    /// This semaphore's snapshot in the Prometheus text exposition format (version 0.0.4);
+    /// see [`ManagerStats::to_prometheus`] for the families.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let sem = SemaphoreBulkhead::new("cache", SemaphoreConfig::new(1))?;
+    /// let permit = sem.try_acquire()?;
+    /// assert!(sem.try_acquire().is_err());
+    /// let text = sem.stats().to_prometheus();
+    /// assert!(text.contains(
+    ///     "bulkhead_calls_total{bulkhead=\"cache\",kind=\"semaphore\",outcome=\"rejected\"} 1\n"
+    /// ));
+    /// assert!(text.contains("bulkhead_running{bulkhead=\"cache\",kind=\"semaphore\"} 1\n"));
+    /// drop(permit);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        Exposition(vec![Snapshot::Semaphore(self)]).to_string()
+    }
+}
+
+#[cfg(all(test, not(bulkheads_loom)))]
+mod tests {
+    use super::*;
+    use crate::{BulkheadManager, PoolConfig, SemaphoreConfig};
+
+    /// The samples of `text` as (series, value) pairs, comments left out.
+    fn samples(text: &str) -> Vec<(&str, &str)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').expect("a sample line has a value"))
+            .collect()
+    }
+
+    fn value<'a>(text: &'a str, series: &str) -> &'a str {
+        samples(text)
+            .into_iter()
+            .find(|(s, _)| *s == series)
+            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+            .1
+    }
+
+    /// A manager with one pool and one semaphore, a little traffic through each: one
+    /// completed and one panicked task, one rejected pool call, one permitted and one
+    /// rejected semaphore call.
+    fn busy_manager() -> BulkheadManager {
+        let manager = BulkheadManager::builder()
+            .pool("inventory", PoolConfig::new(3).core_threads(1))
+            .semaphore("cache", SemaphoreConfig::new(1))
+            .build()
+            .unwrap();
+        let pool = manager.pool("inventory");
+        pool.execute(|| ()).unwrap();
+        assert!(pool.execute(|| panic!("boom")).unwrap_err().is_panicked());
+        let sem = manager.semaphore("cache");
+        let permit = sem.try_acquire().unwrap();
+        assert!(sem.try_acquire().unwrap_err().is_rejected());
+        drop(permit);
+        manager
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        write_label_value(&mut out, "a\\b\"c\nd é").unwrap();
+        assert_eq!(out, "a\\\\b\\\"c\\nd é");
+    }
+
+    #[test]
+    fn user_names_cannot_break_the_format() {
+        let manager = BulkheadManager::new();
+        manager.semaphore("evil\"} 1\n# TYPE x counter\nx{a=\"\\");
+        let text = manager.stats().to_prometheus();
+        assert!(text.contains(
+            "bulkhead_running{bulkhead=\"evil\\\"} 1\\n# TYPE x counter\\nx{a=\\\"\\\\\",kind=\"semaphore\"} 0\n"
+        ));
+        // Every line is still a comment or one series with a value.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# HELP bulkhead_")
+                    || line.starts_with("# TYPE bulkhead_")
+                    || line.starts_with("bulkhead_"),
+                "stray line {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_family_appears_once_with_help_and_type() {
+        let text = busy_manager().stats().to_prometheus();
+        for family in FAMILIES {
+            let help = format!("# HELP {} ", family.name);
+            let ty = format!("# TYPE {} {}\n", family.name, family.kind);
+            assert_eq!(text.matches(&help).count(), 1, "{}", family.name);
+            assert_eq!(text.matches(&ty).count(), 1, "{}", family.name);
+            // Counters end in _total, as Prometheus' naming convention asks.
+            assert_eq!(family.kind == COUNTER, family.name.ends_with("_total"));
+        }
+        // Each family's samples follow its own header, and no other family's.
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap();
+            } else if !line.starts_with('#') {
+                let name = line.split('{').next().unwrap();
+                assert_eq!(name, current, "sample outside its family: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_match_the_snapshot() {
+        let text = busy_manager().stats().to_prometheus();
+        let pool = |family: &str| format!("{family}{{bulkhead=\"inventory\",kind=\"pool\"}}");
+        let sem = |family: &str| format!("{family}{{bulkhead=\"cache\",kind=\"semaphore\"}}");
+        let call = |name: &str, kind: &str, outcome: &str| {
+            format!(
+                "bulkhead_calls_total{{bulkhead=\"{name}\",kind=\"{kind}\",outcome=\"{outcome}\"}}"
+            )
+        };
+        for (outcome, expected) in [
+            ("completed", "1"),
+            ("panicked", "1"),
+            ("rejected", "0"),
+            ("timed_out", "0"),
+            ("expired", "0"),
+            ("cancelled", "0"),
+        ] {
+            assert_eq!(value(&text, &call("inventory", "pool", outcome)), expected);
+        }
+        assert_eq!(value(&text, &call("cache", "semaphore", "permitted")), "1");
+        assert_eq!(value(&text, &call("cache", "semaphore", "rejected")), "1");
+        assert_eq!(value(&text, &pool("bulkhead_submitted_total")), "2");
+        assert_eq!(value(&text, &pool("bulkhead_running")), "0");
+        assert_eq!(value(&text, &pool("bulkhead_queued")), "0");
+        assert_eq!(value(&text, &pool("bulkhead_max_threads")), "3");
+        assert_eq!(value(&text, &pool("bulkhead_core_threads")), "1");
+        assert_eq!(value(&text, &pool("bulkhead_queue_capacity")), "0");
+        assert_eq!(value(&text, &pool("bulkhead_peak_running")), "1");
+        assert_eq!(value(&text, &pool("bulkhead_shutdown")), "0");
+        let live: usize = value(&text, &pool("bulkhead_live_threads"))
+            .parse()
+            .unwrap();
+        assert!((1..=3).contains(&live));
+        assert_eq!(value(&text, &sem("bulkhead_running")), "0");
+        assert_eq!(value(&text, &sem("bulkhead_waiting")), "0");
+        assert_eq!(value(&text, &sem("bulkhead_max_concurrent")), "1");
+        // 6 pool outcomes + 2 semaphore outcomes + 9 other pool series + 3 other semaphore
+        // series: nothing else.
+        assert_eq!(samples(&text).len(), 6 + 2 + 9 + 3);
+    }
+
+    #[test]
+    fn pool_exposition_matches_the_managers_rows() {
+        let manager = busy_manager();
+        let stats = manager.stats();
+        let alone = stats.pool("inventory").unwrap().to_prometheus();
+        let together = stats.to_prometheus();
+        for (series, value) in samples(&alone) {
+            assert!(series.contains("bulkhead=\"inventory\""));
+            assert!(together.contains(&format!("{series} {value}\n")));
+        }
+        assert!(!alone.contains("bulkhead_waiting"));
+        let sem = stats.semaphore("cache").unwrap().to_prometheus();
+        assert!(sem.contains("# TYPE bulkhead_max_concurrent gauge\n"));
+        assert!(!sem.contains("bulkhead_queued"));
+    }
+
+    #[test]
+    fn unbounded_queue_is_infinite_and_shutdown_shows() {
+        let manager = BulkheadManager::builder()
+            .pool("batch", PoolConfig::new(1).queue_capacity(usize::MAX))
+            .build()
+            .unwrap();
+        manager.pool("batch").shutdown();
+        let text = manager.stats().to_prometheus();
+        assert_eq!(
+            value(
+                &text,
+                "bulkhead_queue_capacity{bulkhead=\"batch\",kind=\"pool\"}"
+            ),
+            "+Inf"
+        );
+        assert_eq!(
+            value(&text, "bulkhead_shutdown{bulkhead=\"batch\",kind=\"pool\"}"),
+            "1"
+        );
+    }
+
+    #[test]
+    fn empty_manager_exposes_nothing() {
+        assert_eq!(ManagerStats::default().to_prometheus(), "");
+    }
+}

@@ -1,0 +1,232 @@
+//! [`BulkheadManager::from_toml`]: a manager from a TOML document, where every bad entry
+//! gives a [`ConfigError`] naming the bulkhead and the field.
+
+use super::{Draft, PoolDraft, SemaphoreDraft, Value, count, field_of};
+use crate::error::ConfigError;
+use crate::manager::BulkheadManager;
+
+impl Value {
+    fn from_toml(value: &toml::Value) -> Self {
+        match value {
+            toml::Value::Integer(n) => Self::Int(i128::from(*n)),
+            toml::Value::String(s) => Self::Str(s.clone()),
+            toml::Value::Float(_) => Self::Other("a float"),
+            toml::Value::Boolean(_) => Self::Other("a boolean"),
+            toml::Value::Datetime(_) => Self::Other("a datetime"),
+            toml::Value::Array(_) => Self::Other("an array"),
+            toml::Value::Table(_) => Self::Other("a table"),
+        }
+    }
+}
+
+/// The bulkhead name of errors in the document's own syntax.
+const TOML_NAME: &str = "<toml>";
+/// The bulkhead name of errors in the manager's own settings (as the builder uses).
+const MANAGER_NAME: &str = "<manager>";
+/// The bulkhead name of errors in the default configurations (as the builder uses).
+const DEFAULT_NAME: &str = "<default>";
+/// The field of an error about a key that is not a field.
+const UNKNOWN_FIELD: &str = "unknown field";
+/// The manager's own keys.
+const MANAGER_FIELDS: &[&str] = &[
+    "max_bulkheads",
+    "default_pool",
+    "default_semaphore",
+    "pools",
+    "semaphores",
+];
+
+impl BulkheadManager {
+    /// Builds a manager from a TOML document; available with the feature `serde`.
+    ///
+    /// ```toml
+    /// max_bulkheads = 100          # optional, default 1024
+    ///
+    /// [default_pool]               # optional: pools created on first use by name
+    /// max_threads = 10
+    /// queue_capacity = 5
+    ///
+    /// [default_semaphore]          # optional: semaphores created on first use by name
+    /// max_concurrent = 25
+    ///
+    /// [pools.inventory]
+    /// max_threads = 50             # required
+    /// core_threads = 10            # default: max_threads
+    /// queue_capacity = 10          # default: 0 (no queue); "unbounded" for no limit
+    /// keep_alive = "30s"           # default: "60s"
+    /// default_timeout = "500ms"    # default: none
+    /// thread_name_prefix = "inv"   # default: the pool's name
+    /// stack_size = 1048576         # bytes; default: the standard library's
+    ///
+    /// [semaphores.cache]
+    /// max_concurrent = 25          # required
+    /// max_wait = "20ms"            # default: no wait
+    /// ```
+    ///
+    /// Durations are strings of whole numbers with units — `ns`, `us` (or `µs`), `ms`, `s`,
+    /// `m`, `h`, combined as in `"1m30s"` — or integers of milliseconds. A pool or semaphore
+    /// table takes the defaults of [`PoolConfig::new`](crate::PoolConfig::new) and
+    /// [`SemaphoreConfig::new`](crate::SemaphoreConfig::new) for the fields it leaves out,
+    /// not those of `[default_pool]`. Every configuration is then checked as the
+    /// [builder](BulkheadManager::builder) checks it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the bulkhead (the table's name, such as `inventory`;
+    /// `<default>` for the default tables, `<manager>` for the top level) and the field at
+    /// fault: an unknown key (field `"unknown field"`, the key in the reason), a value of
+    /// the wrong type, an unparsable duration, a missing `max_threads` or `max_concurrent`,
+    /// or a value the builder rejects (such as `max_threads = 0`). A document that is not
+    /// TOML gives bulkhead `<toml>`, field `"syntax"`, and the line and column in the
+    /// reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::from_toml(
+    ///     r#"
+    ///     [pools.inventory]
+    ///     max_threads = 50
+    ///     queue_capacity = 10
+    ///     keep_alive = "30s"
+    ///     default_timeout = "500ms"
+    ///
+    ///     [semaphores.cache]
+    ///     max_concurrent = 25
+    ///     max_wait = "20ms"
+    ///     "#,
+    /// )?;
+    /// let inventory = manager.get_pool("inventory").expect("configured");
+    /// assert_eq!(inventory.config().capacity(), 60);
+    /// assert_eq!(inventory.config().max_threads_value(), 50);
+    /// let cache = manager.get_semaphore("cache").expect("configured");
+    /// assert_eq!(cache.config().max_wait_value(), Duration::from_millis(20));
+    ///
+    /// let err = BulkheadManager::from_toml("[pools.inventory]\nmax_threads = 0").unwrap_err();
+    /// assert_eq!((err.bulkhead(), err.field()), ("inventory", "max_threads"));
+    /// let err = BulkheadManager::from_toml(
+    ///     "[pools.inventory]\nmax_threads = 5\nkeep_alive = \"soon\"",
+    /// )
+    /// .unwrap_err();
+    /// assert_eq!((err.bulkhead(), err.field()), ("inventory", "keep_alive"));
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn from_toml(text: &str) -> Result<BulkheadManager, ConfigError> {
+        let document: toml::Table = text.parse().map_err(|e| syntax_error(text, &e))?;
+        let mut builder = BulkheadManager::builder();
+        for (key, value) in document {
+            builder = match key.as_str() {
+                "max_bulkheads" => builder.max_bulkheads(
+                    count(Value::from_toml(&value))
+                        .map_err(|why| ConfigError::new(MANAGER_NAME, "max_bulkheads", why))?,
+                ),
+                "default_pool" => {
+                    let table = table(MANAGER_NAME, "default_pool", value)?;
+                    builder.default_pool_config(config_from_toml::<PoolDraft>(DEFAULT_NAME, table)?)
+                }
+                "default_semaphore" => {
+                    let table = table(MANAGER_NAME, "default_semaphore", value)?;
+                    builder.default_semaphore_config(config_from_toml::<SemaphoreDraft>(
+                        DEFAULT_NAME,
+                        table,
+                    )?)
+                }
+                "pools" => {
+                    for (name, value) in table(MANAGER_NAME, "pools", value)? {
+                        let table = table(&name, "pools", value)?;
+                        let config = config_from_toml::<PoolDraft>(&name, table)?;
+                        builder = builder.pool(name, config);
+                    }
+                    builder
+                }
+                "semaphores" => {
+                    for (name, value) in table(MANAGER_NAME, "semaphores", value)? {
+                        let table = table(&name, "semaphores", value)?;
+                        let config = config_from_toml::<SemaphoreDraft>(&name, table)?;
+                        builder = builder.semaphore(name, config);
+                    }
+                    builder
+                }
+                _ => return Err(unknown_field(MANAGER_NAME, &key, MANAGER_FIELDS)),
+            };
+        }
+        builder.build()
+    }
+}
+
+/// `value` as a table, or an error naming `bulkhead` and `field`.
+fn table(
+    bulkhead: &str,
+    field: &'static str,
+    value: toml::Value,
+) -> Result<toml::Table, ConfigError> {
+    match value {
+        toml::Value::Table(table) => Ok(table),
+        other => Err(ConfigError::new(
+            bulkhead,
+            field,
+            format!(
+                "must be a table (got {})",
+                Value::from_toml(&other).describe()
+            ),
+        )),
+    }
+}
+
+/// The configuration of the bulkhead `name` from its table.
+fn config_from_toml<D: Draft>(name: &str, table: toml::Table) -> Result<D::Config, ConfigError> {
+    let mut draft = D::default();
+    for (key, value) in &table {
+        let field = field_of::<D>(key).ok_or_else(|| unknown_field(name, key, D::FIELDS))?;
+        draft
+            .set(field, Value::from_toml(value))
+            .map_err(|why| ConfigError::new(name, field, why))?;
+    }
+    draft
+        .finish()
+        .map_err(|(field, why)| ConfigError::new(name, field, why))
+}
+
+fn unknown_field(bulkhead: &str, key: &str, expected: &[&str]) -> ConfigError {
+    ConfigError::new(
+        bulkhead,
+        UNKNOWN_FIELD,
+        format!("`{key}` (expected one of: {})", expected.join(", ")),
+    )
+}
+
+/// A TOML syntax error as a [`ConfigError`], with the line and column where the parser
+/// stopped.
+fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = error.message().trim().replace('\n', "; ");
+    let reason = match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("error at line {line}, column {column}: {message}")
+        }
+        None => format!("error: {message}"),
+    };
+    ConfigError::new(TOML_NAME, "syntax", reason)
+}
+
+#[cfg(all(test, not(bulkheads_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_give_line_and_column() {
+        let err = syntax_error_of("[pools.a]\nmax_threads = = 3\n");
+        assert_eq!((err.bulkhead(), err.field()), (TOML_NAME, "syntax"));
+        assert!(err.reason().contains("line 2, column"), "{err}");
+    }
+
+    fn syntax_error_of(text: &str) -> ConfigError {
+        let e = text.parse::<toml::Table>().unwrap_err();
+        syntax_error(text, &e)
+    }
+}

@@ -1,0 +1,122 @@
+//! `Serialize` for the snapshots, written by hand so that the stats types carry no serde
+//! attributes.
+
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+use crate::stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
+
+/// The number of fields `pool_fields` writes.
+const POOL_STATS_FIELDS: usize = 16;
+
+fn pool_fields<S: SerializeStruct>(s: &mut S, p: &PoolStats) -> Result<(), S::Error> {
+    s.serialize_field("name", &p.name)?;
+    s.serialize_field("max_threads", &p.max_threads)?;
+    s.serialize_field("core_threads", &p.core_threads)?;
+    s.serialize_field("queue_capacity", &p.queue_capacity)?;
+    s.serialize_field("live_threads", &p.live_threads)?;
+    s.serialize_field("running", &p.running)?;
+    s.serialize_field("queued", &p.queued)?;
+    s.serialize_field("peak_running", &p.peak_running)?;
+    s.serialize_field("submitted", &p.submitted)?;
+    s.serialize_field("rejected", &p.rejected)?;
+    s.serialize_field("completed", &p.completed)?;
+    s.serialize_field("panicked", &p.panicked)?;
+    s.serialize_field("timed_out", &p.timed_out)?;
+    s.serialize_field("expired", &p.expired)?;
+    s.serialize_field("cancelled", &p.cancelled)?;
+    s.serialize_field("is_shutdown", &p.is_shutdown)
+}
+
+/// The number of fields `semaphore_fields` writes.
+const SEMAPHORE_STATS_FIELDS: usize = 6;
+
+fn semaphore_fields<S: SerializeStruct>(s: &mut S, p: &SemaphoreStats) -> Result<(), S::Error> {
+    s.serialize_field("name", &p.name)?;
+    s.serialize_field("max_concurrent", &p.max_concurrent)?;
+    s.serialize_field("running", &p.running)?;
+    s.serialize_field("waiting", &p.waiting)?;
+    s.serialize_field("permitted", &p.permitted)?;
+    s.serialize_field("rejected", &p.rejected)
+}
+
+/// Writes every field by its name, as a struct (a JSON object). Available with the feature
+/// `serde`.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let pool = ThreadPoolBulkhead::new("inventory", PoolConfig::new(2))?;
+/// pool.execute(|| ())?;
+/// let json = serde_json::to_value(pool.stats())?;
+/// assert_eq!(json["name"], "inventory");
+/// assert_eq!(json["completed"], 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl Serialize for PoolStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("PoolStats", POOL_STATS_FIELDS)?;
+        pool_fields(&mut s, self)?;
+        s.end()
+    }
+}
+
+/// Writes every field by its name, as a struct (a JSON object). Available with the feature
+/// `serde`.
+impl Serialize for SemaphoreStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("SemaphoreStats", SEMAPHORE_STATS_FIELDS)?;
+        semaphore_fields(&mut s, self)?;
+        s.end()
+    }
+}
+
+/// Writes the snapshot's fields with a `kind` field first, `"pool"` or `"semaphore"` (serde's
+/// "internally tagged" form). Available with the feature `serde`.
+impl Serialize for BulkheadStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Pool(p) => {
+                let mut s = serializer.serialize_struct("PoolStats", 1 + POOL_STATS_FIELDS)?;
+                s.serialize_field("kind", "pool")?;
+                pool_fields(&mut s, p)?;
+                s.end()
+            }
+            Self::Semaphore(p) => {
+                let mut s =
+                    serializer.serialize_struct("SemaphoreStats", 1 + SEMAPHORE_STATS_FIELDS)?;
+                s.serialize_field("kind", "semaphore")?;
+                semaphore_fields(&mut s, p)?;
+                s.end()
+            }
+        }
+    }
+}
+
+/// Writes `{ "bulkheads": [...] }`, one entry per bulkhead ordered by name, each tagged with
+/// its `kind`. Available with the feature `serde`.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{BulkheadManager, PoolConfig, SemaphoreConfig};
+///
+/// let manager = BulkheadManager::builder()
+///     .pool("payment", PoolConfig::new(2))
+///     .semaphore("cache", SemaphoreConfig::new(4))
+///     .build()?;
+/// let json = serde_json::to_value(manager.stats())?;
+/// assert_eq!(json["bulkheads"][0]["kind"], "semaphore");
+/// assert_eq!(json["bulkheads"][0]["name"], "cache");
+/// assert_eq!(json["bulkheads"][1]["kind"], "pool");
+/// assert_eq!(json["bulkheads"][1]["max_threads"], 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl Serialize for ManagerStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("ManagerStats", 1)?;
+        s.serialize_field("bulkheads", &self.bulkheads)?;
+        s.end()
+    }
+}
