@@ -213,6 +213,80 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
+/// A latency family, written as a Prometheus summary (quantiles, `_sum`, `_count`).
+struct LatencyFamily {
+    name: &'static str,
+    help: &'static str,
+    summary: fn(Snapshot<'_>) -> Option<crate::LatencySummary>,
+}
+
+const LATENCIES: &[LatencyFamily] = &[
+    LatencyFamily {
+        name: "bulkhead_queue_wait_seconds",
+        help: "Time from submission to start of the tasks of a pool.",
+        summary: |s| match s {
+            Snapshot::Pool(p) => Some(p.queue_wait),
+            Snapshot::Semaphore(_) => None,
+        },
+    },
+    LatencyFamily {
+        name: "bulkhead_run_seconds",
+        help: "Time the tasks of a pool ran (finished or panicked).",
+        summary: |s| match s {
+            Snapshot::Pool(p) => Some(p.run_time),
+            Snapshot::Semaphore(_) => None,
+        },
+    },
+    LatencyFamily {
+        name: "bulkhead_permit_wait_seconds",
+        help: "Time callers of a semaphore waited for their permit (zero for a free one).",
+        summary: |s| match s {
+            Snapshot::Pool(_) => None,
+            Snapshot::Semaphore(s) => Some(s.wait),
+        },
+    },
+];
+
+/// Writes the latency summaries (percentiles within 12.5%, see `LatencySummary`).
+fn write_latencies(f: &mut fmt::Formatter<'_>, snapshots: &[Snapshot<'_>]) -> fmt::Result {
+    for family in LATENCIES {
+        let mut header_written = false;
+        for &snapshot in snapshots {
+            let Some(summary) = (family.summary)(snapshot) else {
+                continue;
+            };
+            if !header_written {
+                writeln!(f, "# HELP {} {}", family.name, family.help)?;
+                writeln!(f, "# TYPE {} summary", family.name)?;
+                header_written = true;
+            }
+            let labels = |f: &mut fmt::Formatter<'_>| -> fmt::Result {
+                f.write_str("bulkhead=\"")?;
+                write_label_value(f, snapshot.name())?;
+                write!(f, "\",kind=\"{}\"", snapshot.kind())
+            };
+            for (q, value) in [
+                ("0.5", summary.p50),
+                ("0.9", summary.p90),
+                ("0.99", summary.p99),
+                ("0.999", summary.p999),
+            ] {
+                write!(f, "{}{{", family.name)?;
+                labels(f)?;
+                writeln!(f, ",quantile=\"{q}\"}} {}", value.as_secs_f64())?;
+            }
+            write!(f, "{}_sum{{", family.name)?;
+            labels(f)?;
+            let sum = summary.mean.as_secs_f64() * summary.count as f64;
+            writeln!(f, "}} {sum}")?;
+            write!(f, "{}_count{{", family.name)?;
+            labels(f)?;
+            writeln!(f, "}} {}", summary.count)?;
+        }
+    }
+    Ok(())
+}
+
 /// The exposition of some snapshots; rendered through `Display` so that no write to the
 /// output string needs an `unwrap`.
 struct Exposition<'a>(Vec<Snapshot<'a>>);
@@ -238,7 +312,7 @@ impl fmt::Display for Exposition<'_> {
                 }
             }
         }
-        Ok(())
+        write_latencies(f, &self.0)
     }
 }
 
@@ -424,6 +498,26 @@ mod tests {
     }
 
     #[test]
+    fn latencies_are_summaries_with_quantiles_sum_and_count() {
+        let text = busy_manager().stats().to_prometheus();
+        for family in LATENCIES {
+            let ty = format!("# TYPE {} summary\n", family.name);
+            assert_eq!(text.matches(&ty).count(), 1, "{}", family.name);
+        }
+        let pool = busy_manager().pool("inventory").stats();
+        let exposed = pool.to_prometheus();
+        let count = format!(
+            "bulkhead_run_seconds_count{{bulkhead=\"inventory\",kind=\"pool\"}} {}",
+            pool.run_time.count
+        );
+        assert!(exposed.contains(&count), "{exposed}");
+        assert!(exposed.contains(
+            r#"bulkhead_queue_wait_seconds{bulkhead="inventory",kind="pool",quantile="0.99"}"#
+        ));
+        assert!(!exposed.contains("bulkhead_permit_wait_seconds"));
+    }
+
+    #[test]
     fn every_family_appears_once_with_help_and_type() {
         let text = busy_manager().stats().to_prometheus();
         for family in FAMILIES {
@@ -441,7 +535,12 @@ mod tests {
                 current = rest.split(' ').next().unwrap();
             } else if !line.starts_with('#') {
                 let name = line.split('{').next().unwrap();
-                assert_eq!(name, current, "sample outside its family: {line}");
+                let base = name
+                    .strip_suffix("_sum")
+                    .or_else(|| name.strip_suffix("_count"))
+                    .filter(|_| text.contains(&format!("# TYPE {current} summary")))
+                    .unwrap_or(name);
+                assert_eq!(base, current, "sample outside its family: {line}");
             }
         }
     }
@@ -484,8 +583,8 @@ mod tests {
         assert_eq!(value(&text, &sem("bulkhead_waiting")), "0");
         assert_eq!(value(&text, &sem("bulkhead_max_concurrent")), "1");
         // 6 pool outcomes + 2 semaphore outcomes + 9 other pool series + 3 other semaphore
-        // series: nothing else.
-        assert_eq!(samples(&text).len(), 6 + 2 + 9 + 3);
+        // series + 3 latency summaries of 4 quantiles, a sum and a count: nothing else.
+        assert_eq!(samples(&text).len(), 6 + 2 + 9 + 3 + 3 * 6);
     }
 
     #[test]

@@ -182,8 +182,28 @@ fn manager_stats_serialize_every_field_tagged_by_kind() {
     assert!(sem.try_acquire().is_err());
 
     let stats = manager.stats();
-    let value = serde_json::to_value(&stats).unwrap();
+    let mut value = serde_json::to_value(&stats).unwrap();
     let live = stats.pool("inventory").unwrap().live_threads;
+    // Latency summaries: counts exact, times in seconds (their values depend on the machine).
+    let wait = value["bulkheads"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("wait")
+        .unwrap();
+    assert_eq!(
+        (wait["count"].as_u64(), wait["p99_seconds"].as_f64()),
+        (Some(1), Some(0.0))
+    );
+    let pool_json = value["bulkheads"][1].as_object_mut().unwrap();
+    for latency in ["queue_wait", "run_time"] {
+        let summary = pool_json.remove(latency).unwrap();
+        assert_eq!(summary["count"], 2, "{latency}");
+        let (p50, max) = (
+            summary["p50_seconds"].as_f64(),
+            summary["max_seconds"].as_f64(),
+        );
+        assert!(p50.unwrap() <= max.unwrap(), "{latency}: {summary}");
+    }
     assert_eq!(
         value,
         json!({ "bulkheads": [

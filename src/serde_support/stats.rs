@@ -6,7 +6,7 @@ use serde::ser::{Serialize, SerializeStruct, Serializer};
 use crate::stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
 
 /// The number of fields `pool_fields` writes.
-const POOL_STATS_FIELDS: usize = 16;
+const POOL_STATS_FIELDS: usize = 18;
 
 fn pool_fields<S: SerializeStruct>(s: &mut S, p: &PoolStats) -> Result<(), S::Error> {
     s.serialize_field("name", &p.name)?;
@@ -24,11 +24,13 @@ fn pool_fields<S: SerializeStruct>(s: &mut S, p: &PoolStats) -> Result<(), S::Er
     s.serialize_field("timed_out", &p.timed_out)?;
     s.serialize_field("expired", &p.expired)?;
     s.serialize_field("cancelled", &p.cancelled)?;
-    s.serialize_field("is_shutdown", &p.is_shutdown)
+    s.serialize_field("is_shutdown", &p.is_shutdown)?;
+    s.serialize_field("queue_wait", &Latency(&p.queue_wait))?;
+    s.serialize_field("run_time", &Latency(&p.run_time))
 }
 
 /// The number of fields `semaphore_fields` writes.
-const SEMAPHORE_STATS_FIELDS: usize = 6;
+const SEMAPHORE_STATS_FIELDS: usize = 7;
 
 fn semaphore_fields<S: SerializeStruct>(s: &mut S, p: &SemaphoreStats) -> Result<(), S::Error> {
     s.serialize_field("name", &p.name)?;
@@ -36,7 +38,8 @@ fn semaphore_fields<S: SerializeStruct>(s: &mut S, p: &SemaphoreStats) -> Result
     s.serialize_field("running", &p.running)?;
     s.serialize_field("waiting", &p.waiting)?;
     s.serialize_field("permitted", &p.permitted)?;
-    s.serialize_field("rejected", &p.rejected)
+    s.serialize_field("rejected", &p.rejected)?;
+    s.serialize_field("wait", &Latency(&p.wait))
 }
 
 /// Writes every field by its name, as a struct (a JSON object). Available with the feature
@@ -117,6 +120,25 @@ impl Serialize for ManagerStats {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("ManagerStats", 1)?;
         s.serialize_field("bulkheads", &self.bulkheads)?;
+        s.end()
+    }
+}
+
+/// A [`LatencySummary`](crate::LatencySummary) as a struct of seconds (floating point), the
+/// unit monitoring systems expect.
+struct Latency<'a>(&'a crate::LatencySummary);
+
+impl Serialize for Latency<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let l = self.0;
+        let mut s = serializer.serialize_struct("LatencySummary", 7)?;
+        s.serialize_field("count", &l.count)?;
+        s.serialize_field("mean_seconds", &l.mean.as_secs_f64())?;
+        s.serialize_field("p50_seconds", &l.p50.as_secs_f64())?;
+        s.serialize_field("p90_seconds", &l.p90.as_secs_f64())?;
+        s.serialize_field("p99_seconds", &l.p99.as_secs_f64())?;
+        s.serialize_field("p999_seconds", &l.p999.as_secs_f64())?;
+        s.serialize_field("max_seconds", &l.max.as_secs_f64())?;
         s.end()
     }
 }
