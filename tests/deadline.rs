@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
+mod common;
+use common::wait_until;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
@@ -28,18 +31,6 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The scheduling noise a deadline may overrun by before a test calls it late.
 const NOISE: Duration = Duration::from_secs(2);
-
-/// Polls `cond` about every millisecond until it holds; fails the test after `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A one-shot gate that tasks block on until the test opens it (bounded, so a failed test
 /// never leaves a worker blocked for ever).

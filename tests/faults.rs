@@ -18,24 +18,15 @@ use std::time::{Duration, Instant};
 
 use bulkheads::{BulkheadError, BulkheadManager, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
+mod common;
+use common::wait_until;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
 /// How long a test waits for something that should happen at once. Only a bug gets near it.
 const LONG: Duration = Duration::from_secs(10);
-
-/// Polls `cond` every millisecond until it holds; panics naming `what` after `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A latch that tasks block on until the test opens it. The wait is bounded (a minute, far
 /// past any assertion here) so that a failed test cannot leave a worker blocked for ever.

@@ -10,9 +10,12 @@ use std::panic;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bulkheads::{BulkheadError, PoolConfig, ThreadPoolBulkhead};
+
+mod common;
+use common::wait_until;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -20,18 +23,6 @@ use bulkheads::{BulkheadError, PoolConfig, ThreadPoolBulkhead};
 
 /// How long any wait in this file may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Polls `cond` about every millisecond until it holds; fails the test after `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// Silences panics on the pools' worker threads (all named `pan…`), which this file causes
 /// on purpose by the thousand; any other panic, a failing assertion included, is reported.

@@ -10,9 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
+
+mod common;
+use common::wait_until;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -21,18 +24,6 @@ use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 /// How long any wait in this file may take before the test fails: generous, because a noisy
 /// two-core machine can stall a thread for a long time, and a correct pool never needs it.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Polls `cond` about every millisecond until it holds; fails the test after `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A one-shot gate that tasks block on until the test opens it. The wait is bounded so that a
 /// failed test never leaves a worker blocked for ever.

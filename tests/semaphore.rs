@@ -14,24 +14,15 @@ use std::time::{Duration, Instant};
 
 use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
 
+mod common;
+use common::wait_until;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
 /// How long a test waits for something that should happen at once. Only a bug gets near it.
 const LONG: Duration = Duration::from_secs(10);
-
-/// Polls `cond` every millisecond until it holds; panics naming `what` after `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 fn semaphore(name: &str, config: SemaphoreConfig) -> Arc<SemaphoreBulkhead> {
     Arc::new(SemaphoreBulkhead::new(name, config).expect("a valid configuration"))

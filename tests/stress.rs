@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use bulkheads::{BulkheadError, PoolConfig, PoolStats, ThreadPoolBulkhead};
 
+mod common;
+use common::wait_until;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
@@ -31,18 +34,6 @@ const LONG: Duration = Duration::from_secs(10);
 /// two-core machine in a debug build; shrunk under miri, as crossbeam's stress sizes are.
 fn attempts() -> usize {
     if cfg!(miri) { 60 } else { 20_000 }
-}
-
-/// Polls `cond` every millisecond until it holds; panics naming `what` after `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// xorshift64: tiny, seeded, good enough to mix operations; no dependency.
