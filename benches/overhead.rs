@@ -7,8 +7,8 @@
 //! one table of every target with PASS/MISS, `cargo run --release --example overhead`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 #[path = "support/naive.rs"]
 mod naive;
-use naive::NaivePool;
+use naive::{NaivePool, run_callers};
 
 /// Thread counts to measure, capped at the machine's cores (and at least 2).
 fn thread_counts() -> Vec<usize> {
@@ -104,28 +104,6 @@ fn execute_cold(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Time for `callers` threads to make `iters` calls each.
-fn run_callers(callers: usize, iters: u64, call: Arc<dyn Fn() + Send + Sync>) -> Duration {
-    let barrier = Arc::new(Barrier::new(callers + 1));
-    let handles: Vec<_> = (0..callers)
-        .map(|_| {
-            let (barrier, call) = (Arc::clone(&barrier), Arc::clone(&call));
-            thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..iters {
-                    call();
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for h in handles {
-        h.join().expect("caller");
-    }
-    start.elapsed()
 }
 
 /// Tiny tasks from 4 callers through pools of 2 and 4 threads.

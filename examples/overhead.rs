@@ -9,8 +9,8 @@ mod naive;
 
 use std::fs;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -107,25 +107,8 @@ fn cold(rows: &mut Vec<Row>) {
 
 /// Calls per second of `call` from `callers` threads, each making `per_caller` calls.
 fn throughput(callers: usize, per_caller: usize, call: Arc<dyn Fn() + Send + Sync>) -> f64 {
-    let barrier = Arc::new(Barrier::new(callers + 1));
-    let handles: Vec<_> = (0..callers)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            let call = Arc::clone(&call);
-            thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..per_caller {
-                    call();
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for h in handles {
-        h.join().expect("caller");
-    }
-    (callers * per_caller) as f64 / start.elapsed().as_secs_f64()
+    let elapsed = naive::run_callers(callers, per_caller as u64, call);
+    (callers * per_caller) as f64 / elapsed.as_secs_f64()
 }
 
 fn tiny_throughput(rows: &mut Vec<Row>) {

@@ -1,8 +1,11 @@
 //! The naive form of the bulkhead design, the baseline the library should approach: std
 //! threads reading boxed jobs from a crossbeam `bounded` queue, each result sent back through
-//! its own `bounded(1)` channel. Shared by `benches/overhead.rs` and `examples/overhead.rs`.
+//! its own `bounded(1)` channel. Shared by `benches/overhead.rs` and `examples/overhead.rs`,
+//! with the driver that times several callers at once.
 
+use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 
@@ -56,4 +59,26 @@ impl Drop for NaivePool {
             let _ = worker.join();
         }
     }
+}
+
+/// Time for `callers` threads, released together, to make `iters` calls of `call` each.
+pub fn run_callers(callers: usize, iters: u64, call: Arc<dyn Fn() + Send + Sync>) -> Duration {
+    let barrier = Arc::new(Barrier::new(callers + 1));
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let (barrier, call) = (Arc::clone(&barrier), Arc::clone(&call));
+            thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..iters {
+                    call();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().expect("caller");
+    }
+    start.elapsed()
 }
