@@ -7,6 +7,7 @@
 #[path = "../benches/support/naive.rs"]
 mod naive;
 
+use std::collections::HashMap;
 use std::fs;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -263,28 +264,38 @@ fn manager_lookup(rows: &mut Vec<Row>) {
     });
 }
 
-/// CPU time of the whole process so far, in nanoseconds, summed over its live threads.
-fn process_cpu_ns() -> u64 {
-    let mut total = 0;
+/// CPU time of each live thread of the process so far, in nanoseconds, by thread id.
+fn thread_cpu_ns() -> HashMap<String, u64> {
+    let mut times = HashMap::new();
     if let Ok(tasks) = fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {
             if let Ok(stat) = fs::read_to_string(task.path().join("schedstat")) {
-                total += stat
+                let ns = stat
                     .split_whitespace()
                     .next()
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
+                times.insert(task.file_name().to_string_lossy().into_owned(), ns);
             }
         }
     }
-    total
+    times
+}
+
+/// CPU time the process spent since `before`: threads that started since count whole,
+/// threads that exited since (the previous rows' pools winding down) are left out.
+fn cpu_ns_since(before: &HashMap<String, u64>) -> u64 {
+    thread_cpu_ns()
+        .iter()
+        .map(|(tid, &now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
 }
 
 fn trickle(rows: &mut Vec<Row>) {
     let pool = ThreadPoolBulkhead::new("trickle", PoolConfig::new(2)).expect("valid");
     let naive = NaivePool::new(2, 2);
     let run = |call: &dyn Fn()| {
-        let cpu = process_cpu_ns();
+        let cpu = thread_cpu_ns();
         let start = Instant::now();
         let mut next = start;
         while start.elapsed() < Duration::from_secs(1) {
@@ -294,7 +305,7 @@ fn trickle(rows: &mut Vec<Row>) {
                 thread::sleep(wait);
             }
         }
-        (process_cpu_ns() - cpu) as f64
+        cpu_ns_since(&cpu) as f64
     };
     // Warm both pools so thread start-up is not counted.
     pool.execute(|| ()).expect("admitted");
