@@ -140,6 +140,12 @@ impl Admission {
         }
     }
 
+    /// How many tasks may be in flight at once (`max_threads + queue_capacity`, clamped to
+    /// [`MAX_IN_FLIGHT`]).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The word now. Acquire pairs with the release half of every update, so a reader that
     /// sees `live == 0` after shutdown also sees everything the last worker did.
     pub(crate) fn load(&self) -> State {

@@ -60,7 +60,6 @@ pub(crate) struct Shared {
     pub(crate) listeners: Listeners,
     rejection_log: crate::trace::RejectionLog,
     config: PoolConfig,
-    capacity: usize,
     sender: Sender<Message>,
     pub(crate) receiver: Receiver<Message>,
     pub(crate) keep_alive: Duration,
@@ -346,7 +345,6 @@ impl ThreadPoolBulkhead {
             run_time: Histogram::default(),
             listeners: Listeners::default(),
             rejection_log: crate::trace::RejectionLog::default(),
-            capacity: capacity.min(MAX_IN_FLIGHT),
             sender,
             receiver,
             keep_alive: config.keep_alive,
@@ -491,10 +489,11 @@ impl ThreadPoolBulkhead {
             Admit::Full => {
                 PoolCounters::bump(&shared.counters.rejected);
                 shared.listeners.emit(&shared.name, EventKind::Rejected);
-                shared.rejection_log.rejected(&shared.name, shared.capacity);
+                let capacity = shared.admission.capacity();
+                shared.rejection_log.rejected(&shared.name, capacity);
                 return Err(BulkheadError::Rejected {
                     name: shared.name.clone(),
-                    capacity: shared.capacity,
+                    capacity,
                 });
             }
             Admit::Shutdown => {
@@ -515,20 +514,19 @@ impl ThreadPoolBulkhead {
             Instant::now(),
             crate::trace::call_span(&shared.name),
         ));
-        let job: Arc<dyn handle::Job> = task.clone();
         // The pool holds a receiver, so the channel is never disconnected; and it is
         // unbounded, so this never blocks (the bound lives in the admission word).
-        let _ = shared.sender.send(Message::Task(Arc::clone(&job)));
+        let _ = shared.sender.send(Message::Task(task.clone()));
         if spawn {
             // The worker itself reports success (`spawn_succeeded`) as its first act, before
             // it can retire; only a refusal is reported here.
             if let Err(err) = worker::spawn(shared) {
                 shared.admission.spawn_failed();
-                shared.ensure_served(&job, Some(err))?;
+                shared.ensure_served(&(task.clone() as Arc<dyn handle::Job>), Some(err))?;
             }
         } else if racing_spawn {
             // Rare: admitted while another worker's thread was being started.
-            shared.ensure_served(&job, None)?;
+            shared.ensure_served(&(task.clone() as Arc<dyn handle::Job>), None)?;
         }
         Ok(task)
     }
