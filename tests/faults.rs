@@ -12,14 +12,14 @@
 
 use std::panic;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex, Once, mpsc};
+use std::sync::{Arc, Barrier, Once, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{BulkheadError, BulkheadManager, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
-use common::wait_until;
+use common::{Gate, OpenOnDrop, threads_named, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -27,47 +27,6 @@ use common::wait_until;
 
 /// How long a test waits for something that should happen at once. Only a bug gets near it.
 const LONG: Duration = Duration::from_secs(10);
-
-/// A latch that tasks block on until the test opens it. The wait is bounded (a minute, far
-/// past any assertion here) so that a failed test cannot leave a worker blocked for ever.
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    opened: Condvar,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-
-    fn is_open(&self) -> bool {
-        *self.open.lock().unwrap()
-    }
-
-    fn wait(&self) {
-        let open = self.open.lock().unwrap();
-        let _open = self
-            .opened
-            .wait_timeout_while(open, Duration::from_secs(60), |open| !*open)
-            .unwrap();
-    }
-}
-
-/// Opens the gate when dropped, so that an assertion failing before the test opens it does not
-/// leave threads blocked behind it.
-struct OpenOnDrop(Arc<Gate>);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
 
 /// A task that reports on `started` once it runs, blocks on `gate`, then returns `value`.
 fn blocker(
@@ -90,24 +49,6 @@ fn expect_started(started: &mpsc::Receiver<()>, n: usize) {
             .recv_timeout(LONG)
             .unwrap_or_else(|_| panic!("blocker {i} of {n} never started"));
     }
-}
-
-/// Worker threads whose name starts with `<prefix>-`, read from `/proc/self/task/*/comm`.
-///
-/// Comparing names, not the total count of threads, keeps this exact while other tests of
-/// this binary start and stop their own threads in parallel. Linux shows 15 bytes of a name,
-/// so prefixes here are short.
-fn threads_named(prefix: &str) -> usize {
-    let prefix = format!("{prefix}-");
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task is readable")
-        .filter_map(Result::ok)
-        // A thread may exit between the listing and the read: it then simply does not count.
-        .filter(|entry| {
-            std::fs::read_to_string(entry.path().join("comm"))
-                .is_ok_and(|name| name.starts_with(&prefix))
-        })
-        .count()
 }
 
 /// Waits, boundedly, until no thread named `<prefix>-…` is left. The pool's own threads are

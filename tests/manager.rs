@@ -8,7 +8,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use bulkheads::{
 };
 
 mod common;
-use common::wait_until;
+use common::{Gate, OpenOnDrop, threads_named, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -26,42 +26,6 @@ use common::wait_until;
 
 /// How long a test waits for something that should happen at once. Only a bug gets near it.
 const LONG: Duration = Duration::from_secs(10);
-
-/// A latch that tasks block on until the test opens it (bounded, so that a failed test cannot
-/// leave a worker blocked for ever). Opens itself when the last test-side `Arc` is dropped
-/// through [`OpenOnDrop`].
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    opened: Condvar,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-
-    fn wait(&self) {
-        let open = self.open.lock().unwrap();
-        let _open = self
-            .opened
-            .wait_timeout_while(open, Duration::from_secs(30), |open| !*open)
-            .unwrap();
-    }
-}
-
-struct OpenOnDrop(Arc<Gate>);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
 
 /// A task that reports on `started` once it runs, then blocks on `gate` and returns `value`.
 fn blocking_task(
@@ -81,20 +45,6 @@ fn blocking_task(
 fn try_build(case: &str, builder: BulkheadManagerBuilder) -> Result<BulkheadManager, ConfigError> {
     catch_unwind(AssertUnwindSafe(|| builder.build()))
         .unwrap_or_else(|_| panic!("{case}: build() panicked instead of returning an error"))
-}
-
-/// Worker threads whose name starts with `<prefix>-` (see tests/shutdown.rs).
-#[cfg(target_os = "linux")]
-fn threads_named(prefix: &str) -> usize {
-    let prefix = format!("{prefix}-");
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task is readable")
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            std::fs::read_to_string(entry.path().join("comm"))
-                .is_ok_and(|name| name.starts_with(&prefix))
-        })
-        .count()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,14 +8,14 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
-use common::wait_until;
+use common::{Gate, OpenOnDrop, threads_named, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -23,43 +23,6 @@ use common::wait_until;
 
 /// How long a test waits for something that should happen at once. Only a bug gets near it.
 const LONG: Duration = Duration::from_secs(10);
-
-/// A latch that tasks block on until the test opens it. The wait is bounded so that a failed
-/// test cannot leave a worker blocked for ever.
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    opened: Condvar,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
-    }
-
-    fn wait(&self) {
-        let open = self.open.lock().unwrap();
-        let _open = self
-            .opened
-            .wait_timeout_while(open, Duration::from_secs(30), |open| !*open)
-            .unwrap();
-    }
-}
-
-/// Opens the gate when dropped, so that an assertion failing before the test opens it does not
-/// leave threads blocked behind it.
-struct OpenOnDrop(Arc<Gate>);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.open();
-    }
-}
 
 /// Submits a task that reports on `started` once it runs, then blocks on `gate`.
 fn submit_blocker(
@@ -94,24 +57,6 @@ fn expect_started(started: &mpsc::Receiver<()>, n: usize) {
             .recv_timeout(LONG)
             .unwrap_or_else(|_| panic!("blocker {i} of {n} never started"));
     }
-}
-
-/// Worker threads whose name starts with `<prefix>-`, read from `/proc/self/task/*/comm`.
-///
-/// Comparing names, not the total count of threads, keeps this exact while other tests of
-/// this binary start and stop their own threads in parallel.
-#[cfg(target_os = "linux")]
-fn threads_named(prefix: &str) -> usize {
-    let prefix = format!("{prefix}-");
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task is readable")
-        .filter_map(Result::ok)
-        // A thread may exit between the listing and the read: it then simply does not count.
-        .filter(|entry| {
-            std::fs::read_to_string(entry.path().join("comm"))
-                .is_ok_and(|name| name.starts_with(&prefix))
-        })
-        .count()
 }
 
 /// Counts its drops: kept in a worker's thread-local storage, it is dropped when the worker

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,4 +18,63 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
         );
         thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// A latch that tasks block on until the test opens it. The wait is bounded (a minute, far
+/// past any assertion here) so that a failed test cannot leave a worker blocked for ever.
+#[derive(Default)]
+pub struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.open.lock().unwrap()
+    }
+
+    pub fn wait(&self) {
+        let open = self.open.lock().unwrap();
+        let _open = self
+            .opened
+            .wait_timeout_while(open, Duration::from_secs(60), |open| !*open)
+            .unwrap();
+    }
+}
+
+/// Opens the gate when dropped, so that an assertion failing before the test opens it does not
+/// leave threads blocked behind it.
+pub struct OpenOnDrop(pub Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// How many threads of this process are named `<prefix>-…` now (Linux).
+///
+/// Comparing names, not the total count of threads, keeps this exact while other tests of
+/// the same binary start and stop their own threads in parallel. Linux shows 15 bytes of a
+/// name, so prefixes are short.
+pub fn threads_named(prefix: &str) -> usize {
+    let prefix = format!("{prefix}-");
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task is readable")
+        .filter_map(Result::ok)
+        // A thread may exit between the listing and the read: it then simply does not count.
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|name| name.starts_with(&prefix))
+        })
+        .count()
 }
