@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bulkheads::{BulkheadError, PoolConfig, PoolStats, ThreadPoolBulkhead};
 
 mod common;
-use common::wait_until;
+use common::{Rng, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -34,28 +34,6 @@ const LONG: Duration = Duration::from_secs(10);
 /// two-core machine in a debug build; shrunk under miri, as crossbeam's stress sizes are.
 fn attempts() -> usize {
     if cfg!(miri) { 60 } else { 20_000 }
-}
-
-/// xorshift64: tiny, seeded, good enough to mix operations; no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The payload of the panics the tasks raise on purpose: the panic hook keeps them quiet, and
