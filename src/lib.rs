@@ -179,6 +179,7 @@ mod manager;
 mod metrics_export;
 mod pool;
 mod prometheus;
+mod recent;
 mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_support;

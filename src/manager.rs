@@ -6,7 +6,9 @@ use std::collections::HashMap;
 /// `manager.pool(name)`, where SipHash alone cost as much as the rest of the lookup, and the
 /// registry holds at most `max_bulkheads` names, so flooding attacks on the hash have
 /// little to work with (foldhash is still seeded per process).
-type Registry<V> = HashMap<String, V, foldhash::fast::RandomState>;
+///
+/// Keys are `Arc<str>` so that the per-thread lookup cache can keep one without copying it.
+type Registry<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use crate::config::{PoolConfig, SemaphoreConfig, validate_name};
 use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, Listener};
 use crate::pool::ThreadPoolBulkhead;
+use crate::recent;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
 use crate::sync::Arc;
@@ -53,6 +56,8 @@ pub const DEFAULT_MAX_BULKHEADS: usize = 1024;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct BulkheadManager {
+    /// Process-unique: keys this manager's entries in the per-thread lookup cache.
+    id: u64,
     default_pool: PoolConfig,
     default_semaphore: SemaphoreConfig,
     max_bulkheads: usize,
@@ -66,8 +71,8 @@ pub struct BulkheadManager {
 
 impl fmt::Debug for BulkheadManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut pools: Vec<String> = self.pools.read().keys().cloned().collect();
-        let mut semaphores: Vec<String> = self.semaphores.read().keys().cloned().collect();
+        let mut pools: Vec<Arc<str>> = self.pools.read().keys().cloned().collect();
+        let mut semaphores: Vec<Arc<str>> = self.semaphores.read().keys().cloned().collect();
         pools.sort();
         semaphores.sort();
         f.debug_struct("BulkheadManager")
@@ -90,6 +95,7 @@ impl BulkheadManager {
     /// [`PoolConfig::default`] or [`SemaphoreConfig::default`].
     pub fn new() -> Self {
         Self {
+            id: recent::next_manager_id(),
             default_pool: PoolConfig::default(),
             default_semaphore: SemaphoreConfig::default(),
             max_bulkheads: DEFAULT_MAX_BULKHEADS,
@@ -113,6 +119,14 @@ impl BulkheadManager {
     /// the manager already holds [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads).
     /// Configured names never panic. Names that come from outside the program (tenant ids,
     /// URLs) should go through [`try_pool`](BulkheadManager::try_pool).
+    ///
+    /// # Cost
+    ///
+    /// Each thread remembers the last few bulkheads it looked up (four pools and four
+    /// semaphores), so a repeat lookup is a name comparison plus the `Arc` clone, with no
+    /// lock: about 12 ns on the development machine, against about 20 ns for a registry
+    /// read. Holding the `Arc` is still cheaper on the hottest paths. The cache keeps no
+    /// bulkhead alive: it holds weak references.
     pub fn pool(&self, name: &str) -> Arc<ThreadPoolBulkhead> {
         match self.try_pool(name) {
             Ok(pool) => pool,
@@ -139,21 +153,22 @@ impl BulkheadManager {
     /// # Ok::<(), bulkheads::ConfigError>(())
     /// ```
     pub fn try_pool(&self, name: &str) -> Result<Arc<ThreadPoolBulkhead>, ConfigError> {
-        if let Some(pool) = self.pools.read().get(name) {
-            return Ok(Arc::clone(pool));
-        }
-        validate_name(name)?;
-        let mut pools = self.pools.write();
-        if let Some(pool) = pools.get(name) {
-            return Ok(Arc::clone(pool));
-        }
-        let pool = Arc::new(ThreadPoolBulkhead::new(name, self.default_pool.clone())?);
-        self.register(name)?;
-        for listener in self.listeners.lock().iter() {
-            pool.add_listener(Arc::clone(listener));
-        }
-        pools.insert(name.to_owned(), Arc::clone(&pool));
-        Ok(pool)
+        recent::lookup(self.id, name, || self.registered_pool(name))
+    }
+
+    /// [`try_pool`](BulkheadManager::try_pool) without the per-thread cache.
+    fn registered_pool(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<str>, Arc<ThreadPoolBulkhead>), ConfigError> {
+        registered(&self.pools, name, || {
+            let pool = Arc::new(ThreadPoolBulkhead::new(name, self.default_pool.clone())?);
+            self.register(name)?;
+            for listener in self.listeners.lock().iter() {
+                pool.add_listener(Arc::clone(listener));
+            }
+            Ok(pool)
+        })
     }
 
     /// Counts one more bulkhead against the cap.
@@ -184,14 +199,8 @@ impl BulkheadManager {
         self.len() == 0
     }
 
-    /// Runs `f` in the pool called `name` (created on first use) and waits for its result,
-    /// as `manager.pool(name).execute(f)` does, but without taking a reference to the pool.
-    ///
-    /// `pool(name)` must return an `Arc`, and cloning and dropping it is an atomic
-    /// increment and decrement on one cache line that every thread calling that pool
-    /// shares; under contention that costs more than the lookup itself. This looks the pool
-    /// up under the registry's per-thread read lock, starts the task, and waits after
-    /// letting go of the lock.
+    /// Runs `f` in the pool called `name` (created on first use) and waits for its result:
+    /// `manager.pool(name).execute(f)`, in one call.
     ///
     /// # Errors
     ///
@@ -219,28 +228,12 @@ impl BulkheadManager {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let pools = self.pools.read();
-        let Some(pool) = pools.get(name) else {
-            drop(pools);
-            return self.pool(name).execute(f);
-        };
-        match pool.start_untimed(f)? {
-            Ok(task) => {
-                drop(pools);
-                task.wait(name)
-            }
-            // A default timeout needs the pool while waiting: take the reference after all.
-            Err(f) => {
-                let pool = Arc::clone(pool);
-                drop(pools);
-                pool.execute(f)
-            }
-        }
+        self.pool(name).execute(f)
     }
 
     /// The pool called `name` if it exists; never creates one.
     pub fn get_pool(&self, name: &str) -> Option<Arc<ThreadPoolBulkhead>> {
-        self.pools.read().get(name).cloned()
+        recent::lookup(self.id, name, || existing(&self.pools, name)).ok()
     }
 
     /// The semaphore called `name`, created from the default configuration on first use.
@@ -263,29 +256,30 @@ impl BulkheadManager {
     /// A [`ConfigError`] if `name` is not a valid bulkhead name, or if it is new and the
     /// manager already holds [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads).
     pub fn try_semaphore(&self, name: &str) -> Result<Arc<SemaphoreBulkhead>, ConfigError> {
-        if let Some(semaphore) = self.semaphores.read().get(name) {
-            return Ok(Arc::clone(semaphore));
-        }
-        validate_name(name)?;
-        let mut semaphores = self.semaphores.write();
-        if let Some(semaphore) = semaphores.get(name) {
-            return Ok(Arc::clone(semaphore));
-        }
-        let semaphore = Arc::new(SemaphoreBulkhead::new(
-            name,
-            self.default_semaphore.clone(),
-        )?);
-        self.register(name)?;
-        for listener in self.listeners.lock().iter() {
-            semaphore.add_listener(Arc::clone(listener));
-        }
-        semaphores.insert(name.to_owned(), Arc::clone(&semaphore));
-        Ok(semaphore)
+        recent::lookup(self.id, name, || self.registered_semaphore(name))
+    }
+
+    /// [`try_semaphore`](BulkheadManager::try_semaphore) without the per-thread cache.
+    fn registered_semaphore(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<str>, Arc<SemaphoreBulkhead>), ConfigError> {
+        registered(&self.semaphores, name, || {
+            let semaphore = Arc::new(SemaphoreBulkhead::new(
+                name,
+                self.default_semaphore.clone(),
+            )?);
+            self.register(name)?;
+            for listener in self.listeners.lock().iter() {
+                semaphore.add_listener(Arc::clone(listener));
+            }
+            Ok(semaphore)
+        })
     }
 
     /// The semaphore called `name` if it exists; never creates one.
     pub fn get_semaphore(&self, name: &str) -> Option<Arc<SemaphoreBulkhead>> {
-        self.semaphores.read().get(name).cloned()
+        recent::lookup(self.id, name, || existing(&self.semaphores, name)).ok()
     }
 
     /// Calls `listener` for every [`Event`] of every bulkhead of this manager, those that
@@ -462,7 +456,7 @@ impl BulkheadManagerBuilder {
         default_semaphore.validate(DEFAULT_NAME)?;
         let mut pools = Registry::default();
         for (name, config) in self.pools {
-            if pools.contains_key(&name) {
+            if pools.contains_key(name.as_str()) {
                 return Err(ConfigError::new(
                     &name,
                     "name",
@@ -470,11 +464,11 @@ impl BulkheadManagerBuilder {
                 ));
             }
             let pool = ThreadPoolBulkhead::new(name.clone(), config)?;
-            pools.insert(name, Arc::new(pool));
+            pools.insert(Arc::from(name), Arc::new(pool));
         }
         let mut semaphores = Registry::default();
         for (name, config) in self.semaphores {
-            if semaphores.contains_key(&name) {
+            if semaphores.contains_key(name.as_str()) {
                 return Err(ConfigError::new(
                     &name,
                     "name",
@@ -482,7 +476,7 @@ impl BulkheadManagerBuilder {
                 ));
             }
             let semaphore = SemaphoreBulkhead::new(name.clone(), config)?;
-            semaphores.insert(name, Arc::new(semaphore));
+            semaphores.insert(Arc::from(name), Arc::new(semaphore));
         }
         let max_bulkheads = self.max_bulkheads.unwrap_or(DEFAULT_MAX_BULKHEADS);
         let registered = pools.len() + semaphores.len();
@@ -496,6 +490,7 @@ impl BulkheadManagerBuilder {
             ));
         }
         Ok(BulkheadManager {
+            id: recent::next_manager_id(),
             default_pool,
             default_semaphore,
             max_bulkheads,
@@ -505,6 +500,39 @@ impl BulkheadManagerBuilder {
             semaphores: RegistryLock::new(semaphores),
         })
     }
+}
+
+/// The entry called `name` in `registry` with the registry's key, if there is one.
+fn existing<T>(
+    registry: &RegistryLock<Registry<Arc<T>>>,
+    name: &str,
+) -> Result<(Arc<str>, Arc<T>), ()> {
+    registry
+        .read()
+        .get_key_value(name)
+        .map(|(key, item)| (Arc::clone(key), Arc::clone(item)))
+        .ok_or(())
+}
+
+/// The entry called `name` in `registry` with the registry's key, `create`d (under the
+/// registry's write lock) if it is new and `name` is valid.
+fn registered<T>(
+    registry: &RegistryLock<Registry<Arc<T>>>,
+    name: &str,
+    create: impl FnOnce() -> Result<Arc<T>, ConfigError>,
+) -> Result<(Arc<str>, Arc<T>), ConfigError> {
+    if let Ok(entry) = existing(registry, name) {
+        return Ok(entry);
+    }
+    validate_name(name)?;
+    let mut entries = registry.write();
+    if let Some((key, item)) = entries.get_key_value(name) {
+        return Ok((Arc::clone(key), Arc::clone(item)));
+    }
+    let item = create()?;
+    let key: Arc<str> = Arc::from(name);
+    entries.insert(Arc::clone(&key), Arc::clone(&item));
+    Ok((key, item))
 }
 
 #[allow(dead_code)]

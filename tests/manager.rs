@@ -840,3 +840,110 @@ fn manager_execute_runs_in_the_named_pool_and_keeps_its_rules() {
     assert_eq!(manager.execute("fresh", || "made").unwrap(), "made");
     assert_eq!(manager.get_pool("fresh").unwrap().stats().max_threads, 10);
 }
+
+// The per-thread lookup cache (src/recent.rs): a repeat lookup skips the registry, and must
+// still answer exactly what the registry would.
+
+#[test]
+fn lookups_on_one_thread_tell_managers_apart_even_at_a_reused_address() {
+    // Each manager's "db" differs in size. Dropping one manager and building the next lets
+    // the allocator hand the new one the old one's address: the cache must key on more than
+    // the address, or the new manager would answer with the old manager's pool.
+    for round in 1..=20_usize {
+        let manager = Box::new(
+            BulkheadManager::builder()
+                .pool("db", PoolConfig::new(round))
+                .build()
+                .unwrap(),
+        );
+        for _ in 0..3 {
+            assert_eq!(manager.pool("db").stats().max_threads, round);
+            assert_eq!(manager.get_pool("db").unwrap().stats().max_threads, round);
+        }
+    }
+    let (first, second) = (BulkheadManager::new(), BulkheadManager::new());
+    let a = first.semaphore("s");
+    let b = second.semaphore("s");
+    assert!(!Arc::ptr_eq(&a, &b), "two managers share a semaphore");
+    assert!(Arc::ptr_eq(&a, &first.semaphore("s")));
+    assert!(Arc::ptr_eq(&b, &second.semaphore("s")));
+}
+
+#[test]
+fn more_names_than_the_cache_holds_still_get_their_own_bulkheads() {
+    let manager = BulkheadManager::new();
+    let names: Vec<String> = (0..11).map(|i| format!("dep-{i}")).collect();
+    let pools: Vec<_> = names.iter().map(|n| manager.pool(n)).collect();
+    let semaphores: Vec<_> = names.iter().map(|n| manager.semaphore(n)).collect();
+    // Round-robin over more names than a thread remembers, and in a shuffled order, so
+    // that entries are evicted and refilled many times.
+    let mut rng = common::Rng::new(7);
+    for _ in 0..2_000 {
+        let i = rng.below(names.len() as u64) as usize;
+        assert!(
+            Arc::ptr_eq(&pools[i], &manager.pool(&names[i])),
+            "{}",
+            names[i]
+        );
+        assert!(Arc::ptr_eq(&semaphores[i], &manager.semaphore(&names[i])));
+        assert!(Arc::ptr_eq(
+            &pools[i],
+            &manager.get_pool(&names[i]).unwrap()
+        ));
+    }
+    // Names that share a prefix or differ only in length are different names.
+    let short = manager.pool("dep-1");
+    assert!(!Arc::ptr_eq(&short, &manager.pool("dep-10")));
+    assert_eq!(manager.pool("dep-10").name(), "dep-10");
+}
+
+#[test]
+fn a_miss_is_not_remembered() {
+    let manager = BulkheadManager::new();
+    assert!(manager.get_pool("later").is_none());
+    assert!(manager.get_semaphore("later").is_none());
+    // Created by another thread: this thread must see it, not a remembered absence.
+    thread::scope(|s| {
+        s.spawn(|| {
+            manager.pool("later");
+            manager.semaphore("later");
+        });
+    });
+    let pool = manager
+        .get_pool("later")
+        .expect("created by the other thread");
+    assert!(Arc::ptr_eq(&pool, &manager.pool("later")));
+    assert!(manager.get_semaphore("later").is_some());
+    assert!(
+        manager.try_pool("").is_err(),
+        "an invalid name is never remembered"
+    );
+}
+
+#[test]
+fn remembered_lookups_keep_no_pool_alive_after_its_manager() {
+    // core_threads defaults to max_threads, so the worker stays until the pool shuts down,
+    // and the pool shuts down when its last strong reference goes. Were the cache to hold
+    // one, the worker would outlive the manager (it only retires after an hour idle).
+    const PREFIX: &str = "cachekeep";
+    let manager = BulkheadManager::builder()
+        .pool(
+            "cached",
+            PoolConfig::new(1)
+                .keep_alive(Duration::from_secs(3600))
+                .thread_name_prefix(PREFIX),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        manager.pool("cached").execute(|| ()).unwrap();
+        assert!(manager.get_pool("cached").is_some());
+    }
+    assert_eq!(threads_named(PREFIX), 1);
+    drop(manager);
+    wait_until(
+        Duration::from_secs(30),
+        "the dropped manager's worker exits",
+        || threads_named(PREFIX) == 0,
+    );
+}

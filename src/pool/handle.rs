@@ -56,9 +56,6 @@ pub(crate) trait Slot<T>: Send + Sync {
 
     /// Drops the outcome, if there is one, on the calling thread.
     fn drop_outcome(&self);
-
-    /// The outcome of a task nobody could cancel, once [`wait`](Slot::wait) returned true.
-    fn take_done(&self) -> Option<Result<T, BulkheadError>>;
 }
 
 pub(crate) struct Task<F, T> {
@@ -213,10 +210,6 @@ where
         }
         drop_quietly(self.take_func());
         true
-    }
-
-    fn take_done(&self) -> Option<Result<T, BulkheadError>> {
-        self.result.lock().take()
     }
 
     fn drop_outcome(&self) {

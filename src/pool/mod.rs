@@ -455,20 +455,6 @@ impl ThreadPoolBulkhead {
         ))
     }
 
-    /// Starts `f` for a caller that will wait for it without a deadline and without holding
-    /// a reference to the pool ([`BulkheadManager::execute`](crate::BulkheadManager::execute)).
-    /// `None` if the pool has a default timeout: the caller must use `execute`.
-    pub(crate) fn start_untimed<F, T>(&self, f: F) -> Result<Result<Untimed<T>, F>, BulkheadError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        if self.shared.config.default_timeout.is_some() {
-            return Ok(Err(f));
-        }
-        Ok(Ok(Untimed(self.start(f)?)))
-    }
-
     /// Admits `f`, queues it, and starts a worker for it if every worker is assigned.
     fn start<F, T>(&self, f: F) -> Result<Arc<Task<F, T>>, BulkheadError>
     where
@@ -669,22 +655,6 @@ impl ThreadPoolBulkhead {
     #[doc(hidden)]
     pub fn inject_spawn_failures(&self, n: usize) {
         self.shared.failing_spawns.store(n, Ordering::Relaxed);
-    }
-}
-
-/// A task started by [`ThreadPoolBulkhead::start_untimed`].
-pub(crate) struct Untimed<T>(Arc<dyn Slot<T>>);
-
-impl<T> Untimed<T> {
-    /// Waits for the outcome. Nobody else can cancel the task, so the outcome is always
-    /// there; `name` only names the pool in the error of a broken invariant.
-    pub(crate) fn wait(self, name: &str) -> Result<T, BulkheadError> {
-        self.0.wait(None);
-        self.0.take_done().unwrap_or_else(|| {
-            Err(BulkheadError::Shutdown {
-                name: Arc::from(name),
-            })
-        })
     }
 }
 
