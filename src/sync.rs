@@ -31,9 +31,9 @@ mod imp {
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
-    use crossbeam_utils::Backoff;
+    pub(crate) use crossbeam_utils::Backoff;
     pub(crate) use parking_lot::{Condvar, Mutex};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
     /// How long a waiter spins before it parks.
     ///
@@ -92,7 +92,22 @@ mod loom_imp {
     use std::ops::{Deref, DerefMut};
     use std::time::Instant;
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+    /// crossbeam's `Backoff`, spent at once: under loom a spin is a speed measure, not part
+    /// of the protocol (see [`Spin`]).
+    #[derive(Debug, Default)]
+    pub(crate) struct Backoff;
+
+    impl Backoff {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+        pub(crate) fn is_completed(&self) -> bool {
+            true
+        }
+        pub(crate) fn snooze(&self) {}
+    }
 
     /// Under loom, waiting strategies must not spin: every spin is a scheduling point, and
     /// the spin is a speed measure, not part of the protocol. The spin is spent at once.
@@ -181,6 +196,10 @@ mod loom_imp {
 
         pub(crate) fn notify_one(&self) {
             self.0.notify_one();
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
         }
     }
 

@@ -38,6 +38,9 @@ pub(crate) trait Job: Send + Sync {
     /// Completes a task that has not started with `error` instead of running it; false if
     /// it had already started or been cancelled.
     fn discard(&self, shared: &Shared, error: BulkheadError) -> bool;
+
+    /// True while nobody has claimed, cancelled or discarded the task.
+    fn is_pending(&self) -> bool;
 }
 
 /// The caller's view of a task.
@@ -165,6 +168,10 @@ where
         shared.task_discarded();
         self.complete(Err(error));
         true
+    }
+
+    fn is_pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PENDING
     }
 }
 
@@ -371,9 +378,9 @@ impl<T: Send + 'static> TaskHandle<T> {
 /// Loom models of one task's life:
 /// `RUSTFLAGS="--cfg bulkheads_loom" cargo test --lib --release loom`.
 ///
-/// They drive the real `Task`, `Shared` and admission word; only the channel and the worker
-/// thread's loop are left out (loom cannot see inside crossbeam-channel), the worker being
-/// played by a loom thread calling `Job::run` as the loop does.
+/// They drive the real `Task`, `Shared` and admission word; the worker is played by a loom
+/// thread calling `Job::run` as the worker's loop does (the queue's wake-ups have models of
+/// their own, in `queue.rs`).
 #[cfg(all(test, bulkheads_loom))]
 mod loom_models {
     use super::*;

@@ -2,13 +2,13 @@
 
 pub(crate) mod admission;
 pub(crate) mod handle;
+pub(crate) mod queue;
 pub(crate) mod worker;
 
 use std::fmt;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 
 use crate::config::PoolConfig;
@@ -22,7 +22,7 @@ use crate::sync::plain::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 use admission::{Admission, Admit, State};
 pub use handle::TaskHandle;
 use handle::{Slot, Task};
-use worker::Message;
+use queue::Queue;
 
 pub(crate) use admission::MAX_IN_FLIGHT;
 
@@ -60,8 +60,7 @@ pub(crate) struct Shared {
     pub(crate) listeners: Listeners,
     rejection_log: crate::trace::RejectionLog,
     config: PoolConfig,
-    sender: Sender<Message>,
-    pub(crate) receiver: Receiver<Message>,
+    pub(crate) queue: Queue,
     pub(crate) keep_alive: Duration,
     pub(crate) thread_prefix: String,
     pub(crate) stack_size: Option<usize>,
@@ -149,6 +148,7 @@ impl Shared {
     /// A task that never started was cancelled through its handle.
     pub(crate) fn task_cancelled(&self) {
         self.task_discarded();
+        self.queue.cancelled();
     }
 
     /// Waits for `slot` until `deadline`; on timeout cancels it if it has not started.
@@ -166,6 +166,7 @@ impl Shared {
             PoolCounters::bump(&self.counters.expired);
             self.admission.release();
             self.listeners.emit(&self.name, EventKind::Expired);
+            self.queue.cancelled();
         } else if slot.is_finished() {
             // It finished in the instant between the deadline and the cancel: the value is
             // here, so hand it over rather than report a timeout.
@@ -199,7 +200,7 @@ impl Shared {
         if after.live() > 0 {
             // Belt and braces: each exit during shutdown wakes one more idle worker, so the
             // chain reaches every worker even if a wake-up was consumed by a busy one.
-            let _ = self.sender.send(Message::Wake);
+            self.queue.wake(1);
         } else {
             let _guard = self.termination.lock();
             self.terminated.notify_all();
@@ -330,7 +331,6 @@ impl ThreadPoolBulkhead {
     pub fn new(name: impl Into<String>, config: PoolConfig) -> Result<Self, ConfigError> {
         let name: String = name.into();
         config.validate(&name)?;
-        let (sender, receiver) = crossbeam_channel::unbounded();
         let core = config.core_threads_value();
         let capacity = config.capacity();
         let thread_prefix = config
@@ -345,8 +345,7 @@ impl ThreadPoolBulkhead {
             run_time: Histogram::default(),
             listeners: Listeners::default(),
             rejection_log: crate::trace::RejectionLog::default(),
-            sender,
-            receiver,
+            queue: Queue::new(),
             keep_alive: config.keep_alive,
             thread_prefix,
             stack_size: config.stack_size,
@@ -500,9 +499,8 @@ impl ThreadPoolBulkhead {
             Instant::now(),
             crate::trace::call_span(&shared.name),
         ));
-        // The pool holds a receiver, so the channel is never disconnected; and it is
-        // unbounded, so this never blocks (the bound lives in the admission word).
-        let _ = shared.sender.send(Message::Task(task.clone()));
+        // The queue has no bound of its own: the bound lives in the admission word.
+        shared.queue.push(task.clone());
         if spawn {
             // The worker itself reports success (`spawn_succeeded`) as its first act, before
             // it can retire; only a refusal is reported here.
@@ -579,10 +577,8 @@ impl ThreadPoolBulkhead {
     pub fn shutdown_now(&self) {
         let shared = &self.shared;
         let before = shared.admission.shutdown(true);
-        while let Ok(message) = shared.receiver.try_recv() {
-            if let Message::Task(job) = message {
-                job.discard(shared, shared.shutdown_error());
-            }
+        for job in shared.queue.drain() {
+            job.discard(shared, shared.shutdown_error());
         }
         self.wake_workers(before);
     }
@@ -590,9 +586,7 @@ impl ThreadPoolBulkhead {
     fn wake_workers(&self, before: State) {
         // One wake-up per worker alive at the moment admission stopped; no worker can start
         // after that moment.
-        for _ in 0..before.live() {
-            let _ = self.shared.sender.send(Message::Wake);
-        }
+        self.shared.queue.wake(before.live());
     }
 
     /// True once the pool is shut down and every worker has exited.

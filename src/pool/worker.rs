@@ -4,20 +4,11 @@ use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;
 
-use crossbeam_channel::RecvTimeoutError;
-
 use crate::pool::Shared;
 use crate::pool::admission::Idle;
+use crate::pool::queue::Popped;
 use crate::sync::Arc;
 use crate::sync::plain::Ordering;
-
-/// What travels on the pool's channel.
-pub(crate) enum Message {
-    /// A task to claim and run.
-    Task(Arc<dyn super::handle::Job>),
-    /// Look at the admission word again (shutdown).
-    Wake,
-}
 
 /// Starts one worker thread, named `<prefix>-<n>`.
 ///
@@ -72,7 +63,6 @@ fn run(shared: &Shared) {
         shared,
         armed: true,
     };
-    let receiver = shared.receiver.clone();
     // Look before the first wait: a worker started after shutdown got no wake-up.
     let mut why = Idle::Woken;
     loop {
@@ -82,19 +72,17 @@ fn run(shared: &Shared) {
             shared.worker_exited(after);
             return;
         }
-        // IDLE: wait for a task. crossbeam's blocking receive spins briefly before it parks,
-        // which is what makes a back-to-back hand-off cheap.
-        why = match receiver.recv_timeout(shared.keep_alive) {
-            Ok(Message::Task(job)) => {
+        // IDLE: wait for a task. The queue spins briefly before the worker sleeps, which is
+        // what makes a back-to-back hand-off cheap.
+        why = match shared.queue.pop(shared.keep_alive) {
+            Popped::Task(job) => {
                 // BUSY. A task's panic is caught inside `run`; this catch is a second line
                 // for anything else that unwinds out of it, which must not kill the worker.
                 let _ = catch_unwind(AssertUnwindSafe(|| job.run(shared)));
                 Idle::Woken
             }
-            Ok(Message::Wake) => Idle::Woken,
-            Err(RecvTimeoutError::Timeout) => Idle::TimedOut,
-            // The pool owns a sender for as long as any worker lives.
-            Err(RecvTimeoutError::Disconnected) => Idle::TimedOut,
+            Popped::Woken => Idle::Woken,
+            Popped::TimedOut => Idle::TimedOut,
         };
     }
 }
