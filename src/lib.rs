@@ -81,6 +81,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A started call can still stop itself in time: [`Deadline::current`], read anywhere on
+//! the worker's thread, is the deadline its caller waits on, with the time spent queued
+//! already gone. Set the socket or statement timeout from
+//! [`remaining`](Deadline::remaining) instead of a fixed one.
+//!
 //! # Panics stay inside
 //!
 //! A panicking task gives its caller [`BulkheadError::Panicked`] with the panic's message
@@ -171,6 +176,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod config;
+mod deadline;
 mod error;
 mod event;
 mod histogram;
@@ -188,6 +194,7 @@ mod sync;
 mod trace;
 
 pub use config::{PoolConfig, SemaphoreConfig};
+pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, PanicPayload};
 pub use event::{Event, EventKind};
 pub use histogram::LatencySummary;

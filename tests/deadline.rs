@@ -1,4 +1,5 @@
-//! Deadlines and cancellation: `execute_timeout`, `join_timeout`, `cancel`, `default_timeout`.
+//! Deadlines and cancellation: `execute_timeout`, `join_timeout`, `cancel`, `default_timeout`,
+//! and `Deadline::current()` inside the task.
 //!
 //! Promise 5: a caller gets `Timeout` within its deadline (counted from submission) plus
 //! scheduling noise; a task still queued when its caller gives up never runs and frees its
@@ -17,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
+use bulkheads::{BulkheadError, Deadline, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
 use common::wait_until;
@@ -757,4 +758,148 @@ fn mp_tck_cancelled_while_queued() {
     assert!(task2.join().unwrap_err().is_cancelled());
     assert_eq!(pool.stats().cancelled, 1);
     assert_books_balance(&pool);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadline::current(): the time a call has left, seen from inside the task
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_task_sees_the_deadline_its_caller_waits_on() {
+    let pool = pool("dl-seen", PoolConfig::new(1));
+    let timeout = Duration::from_secs(30);
+    let before = Instant::now();
+    let (deadline, seen_at) = pool
+        .execute_timeout(timeout, || (Deadline::current(), Instant::now()))
+        .unwrap();
+    let after = Instant::now();
+    let deadline = deadline.expect("a call with a timeout has a deadline");
+    // The deadline is the caller's: submission + timeout, not the task's start + timeout.
+    assert!(deadline.instant() >= before + timeout);
+    assert!(deadline.instant() <= after + timeout);
+    assert!(deadline.instant() <= seen_at + timeout);
+    assert!(!deadline.is_expired());
+    assert!(deadline.remaining() <= timeout);
+    assert!(deadline.remaining() > timeout - NOISE);
+}
+
+#[test]
+fn time_spent_in_the_queue_is_already_gone_when_the_task_starts() {
+    let pool = Arc::new(pool("dl-queue", PoolConfig::new(1).queue_capacity(1)));
+    let latch = Latch::new();
+    let blocker = start_blocker(&pool, &latch);
+    let timeout = Duration::from_secs(60);
+    let queued_at = Instant::now();
+    let caller = {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || {
+            pool.execute_timeout(timeout, || {
+                let deadline = Deadline::current().expect("a deadline");
+                (deadline.instant(), Instant::now())
+            })
+        })
+    };
+    wait_until(PATIENCE, "the call is queued", || pool.stats().queued == 1);
+    // Hold the queue long enough to tell a deadline counted from the start from one
+    // counted from submission.
+    thread::sleep(Duration::from_millis(50));
+    latch.open();
+    let (deadline, started) = caller.join().unwrap().unwrap();
+    assert!(blocker.join().unwrap());
+    assert!(started >= queued_at + Duration::from_millis(50));
+    assert!(
+        deadline < started + timeout - Duration::from_millis(40),
+        "the queue's 50 ms must already be spent"
+    );
+}
+
+#[test]
+fn there_is_no_deadline_without_a_timeout_nor_outside_a_task() {
+    let pool = pool("dl-none", PoolConfig::new(1));
+    assert_eq!(Deadline::current(), None, "the test thread runs no task");
+    assert_eq!(pool.execute(Deadline::current).unwrap(), None);
+    assert_eq!(
+        pool.submit(Deadline::current).unwrap().join().unwrap(),
+        None
+    );
+    // join_timeout bounds the wait, not the task: it is decided after submission.
+    let handle = pool.submit(Deadline::current).unwrap();
+    assert_eq!(handle.join_timeout(PATIENCE).unwrap(), None);
+}
+
+#[test]
+fn the_worker_forgets_a_deadline_when_its_task_ends_even_by_panicking() {
+    // One worker runs everything, so a deadline left behind would show in the next task.
+    let pool = pool("dl-reset", PoolConfig::new(1));
+    assert!(
+        pool.execute_timeout(PATIENCE, || Deadline::current().is_some())
+            .unwrap()
+    );
+    assert_eq!(pool.execute(Deadline::current).unwrap(), None);
+    let err = pool
+        .execute_timeout(PATIENCE, || -> () {
+            assert!(Deadline::current().is_some());
+            panic!("boom")
+        })
+        .unwrap_err();
+    assert!(err.is_panicked());
+    assert_eq!(pool.execute(Deadline::current).unwrap(), None);
+    assert_eq!(
+        pool.stats().live_threads,
+        1,
+        "the same worker ran every task"
+    );
+}
+
+#[test]
+fn a_default_timeout_gives_execute_a_deadline() {
+    let timeout = Duration::from_secs(45);
+    let pool = pool("dl-default", PoolConfig::new(1).default_timeout(timeout));
+    let remaining = pool
+        .execute(|| Deadline::current().map(Deadline::remaining))
+        .unwrap()
+        .expect("the default timeout is a deadline");
+    assert!(remaining <= timeout && remaining > timeout - NOISE);
+}
+
+#[test]
+fn a_task_can_stop_itself_once_its_caller_has_given_up() {
+    // The cooperative half of promise 5: the task cannot be killed, but it can watch its
+    // deadline and give its worker back soon after the caller's Timeout.
+    let pool = pool("dl-stop", PoolConfig::new(1));
+    let (report, stopped) = mpsc::channel();
+    let timeout = Duration::from_millis(50);
+    let outcome = pool.execute_timeout(timeout, move || {
+        let deadline = Deadline::current().expect("a deadline");
+        let patience = Instant::now() + PATIENCE;
+        // A long job in small steps, checking the deadline between them.
+        while !deadline.is_expired() && Instant::now() < patience {
+            thread::sleep(Duration::from_millis(1));
+        }
+        report.send(deadline.is_expired()).unwrap();
+    });
+    // The task stops at the instant the caller gives up: whichever of the two the caller
+    // sees first decides between the unit value and Timeout. Both are right.
+    if let Err(err) = outcome {
+        assert_timeout(&err, "dl-stop", timeout);
+    }
+    assert!(
+        stopped.recv_timeout(PATIENCE).unwrap(),
+        "the task saw its deadline pass"
+    );
+    wait_until(PATIENCE, "the worker is free again", || {
+        pool.stats().running == 0
+    });
+    assert_eq!(Deadline::current(), None);
+    assert_books_balance(&pool);
+}
+
+#[test]
+fn a_huge_timeout_has_no_deadline_rather_than_an_overflow() {
+    let pool = pool("dl-huge", PoolConfig::new(1));
+    assert_eq!(
+        pool.execute_timeout(Duration::MAX, Deadline::current)
+            .unwrap(),
+        None
+    );
 }

@@ -6,7 +6,8 @@
 //! Each order checks stock (inventory), charges the card (payment) and sends a confirmation
 //! (email). The downstreams are tiny_http servers on 127.0.0.1 that this program starts; the
 //! service calls them with ureq, each call through a bulkhead with a deadline, and the
-//! socket timeout is what is left of that deadline. Halfway through, email slows from 2 ms
+//! socket timeout is what is left of that deadline (`Deadline::current()`, read inside the
+//! task). Halfway through, email slows from 2 ms
 //! to 2 s a call. The same load runs twice: (a) one bulkhead per dependency, sized by the
 //! rule pool = peak rate × p99 latency × headroom; (b) one shared pool of the same total
 //! size. It prints orders/s, per-dependency latency and rejections for each phase, the

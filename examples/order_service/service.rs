@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bulkheads::{BulkheadError, ThreadPoolBulkhead};
+use bulkheads::{BulkheadError, Deadline, ThreadPoolBulkhead};
 
 /// A downstream the order service calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,10 +231,13 @@ impl OrderService {
     fn call(&self, dep: Dep, order: u64) -> Result<(), Outcome> {
         let budget = dep.deadline();
         let submitted = Instant::now();
-        let deadline = submitted + budget;
         let client = self.client.clone();
-        let result = self.pools[dep.index()]
-            .execute_timeout(budget, move || client.call(dep, order, deadline));
+        let result = self.pools[dep.index()].execute_timeout(budget, move || {
+            // The deadline the caller waits on, with the time spent queued already gone:
+            // the socket timeout is what is left of it.
+            let deadline = Deadline::current().map_or(submitted + budget, Deadline::instant);
+            client.call(dep, order, deadline)
+        });
         let outcome = match result {
             Ok(Ok(())) => Outcome::Ok,
             Ok(Err(HttpError::TimedOut | HttpError::DeadlinePassed)) => Outcome::TimedOut,

@@ -65,6 +65,8 @@ pub(crate) struct Task<F, T> {
     state: AtomicU8,
     /// When the caller submitted it: the queue-wait clock and deadlines start here.
     submitted: Instant,
+    /// When its caller stops waiting, if it has a deadline ([`crate::Deadline`]).
+    deadline: Option<Instant>,
     /// The caller's context, carried to the worker (feature `tracing`; nothing otherwise).
     span: CallSpan,
     func: Mutex<Option<F>>,
@@ -77,10 +79,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    pub(crate) fn new(f: F, submitted: Instant, span: CallSpan) -> Self {
+    pub(crate) fn new(f: F, submitted: Instant, deadline: Option<Instant>, span: CallSpan) -> Self {
         Self {
             state: AtomicU8::new(PENDING),
             submitted,
+            deadline,
             span,
             func: Mutex::new(Some(f)),
             result: Mutex::new(None),
@@ -139,7 +142,9 @@ where
         // TASK START: the one spot where a task begins to run.
         let outcome = in_span(&self.span, || {
             let started = shared.task_started(self.submitted);
+            let deadline = crate::deadline::enter(self.deadline);
             let outcome = catch_unwind(AssertUnwindSafe(f));
+            drop(deadline);
             // TASK END: the one spot where it has stopped.
             shared.task_stopped(started, outcome.is_err());
             outcome
@@ -414,7 +419,7 @@ mod loom_models {
             _pool: pool,
             shared,
             ran,
-            task: Arc::new(Task::new(f, Instant::now(), CallSpan::default())),
+            task: Arc::new(Task::new(f, Instant::now(), None, CallSpan::default())),
         }
     }
 

@@ -388,7 +388,7 @@ impl ThreadPoolBulkhead {
         match self.shared.config.default_timeout {
             Some(timeout) => self.execute_timeout(timeout, f),
             None => {
-                let task = self.start(f)?;
+                let task = self.start(f, None)?;
                 task.wait(None);
                 task.take(&self.shared)
             }
@@ -429,7 +429,7 @@ impl ThreadPoolBulkhead {
     {
         // The clock starts at submission, not when the task starts.
         let deadline = Instant::now().checked_add(timeout);
-        let task = self.start(f)?;
+        let task = self.start(f, deadline)?;
         self.shared.wait_deadline(&*task, deadline, timeout)
     }
 
@@ -446,7 +446,7 @@ impl ThreadPoolBulkhead {
         T: Send + 'static,
     {
         let submitted_at = Instant::now();
-        let task = self.start(f)?;
+        let task = self.start(f, None)?;
         Ok(TaskHandle::new(
             task,
             Arc::clone(&self.shared),
@@ -455,7 +455,8 @@ impl ThreadPoolBulkhead {
     }
 
     /// Admits `f`, queues it, and starts a worker for it if every worker is assigned.
-    fn start<F, T>(&self, f: F) -> Result<Arc<Task<F, T>>, BulkheadError>
+    /// `deadline` is what [`crate::Deadline::current`] will read inside `f`.
+    fn start<F, T>(&self, f: F, deadline: Option<Instant>) -> Result<Arc<Task<F, T>>, BulkheadError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -497,6 +498,7 @@ impl ThreadPoolBulkhead {
         let task = Arc::new(Task::new(
             f,
             Instant::now(),
+            deadline,
             crate::trace::call_span(&shared.name),
         ));
         // The queue has no bound of its own: the bound lives in the admission word.
