@@ -22,6 +22,10 @@ use crate::sync::{Arc, AtomicUsize, Backoff, Condvar, Mutex, Ordering};
 /// Dead tasks the queue tolerates before a sweep, whatever the number of live ones.
 pub(crate) const SWEEP_FLOOR: usize = 64;
 
+/// The most room (in tasks) an empty queue keeps: a burst that queued a million tasks must
+/// not hold their 16 MiB for the rest of the pool's life.
+pub(crate) const KEEP_ROOM: usize = 1024;
+
 /// What an idle worker got from [`Queue::pop`].
 pub(crate) enum Popped {
     /// A task to claim and run.
@@ -113,6 +117,12 @@ impl Queue {
         self.inner.lock().tasks.len()
     }
 
+    /// The room the queue holds on to, in tasks (for tests).
+    #[cfg(all(test, not(bulkheads_loom)))]
+    pub(crate) fn capacity(&self) -> usize {
+        self.inner.lock().tasks.capacity()
+    }
+
     /// The oldest task, or a wake-up, waiting up to `timeout` for one.
     pub(crate) fn pop(&self, timeout: Duration) -> Popped {
         // A keep-alive too long for the clock is no deadline at all.
@@ -143,6 +153,9 @@ impl Queue {
 
     fn take(&self, inner: &mut Inner) -> Option<Popped> {
         let popped = if let Some(job) = inner.tasks.pop_front() {
+            if inner.tasks.is_empty() && inner.tasks.capacity() > KEEP_ROOM {
+                inner.tasks.shrink_to(KEEP_ROOM);
+            }
             Popped::Task(job)
         } else if inner.wakes > 0 {
             inner.wakes -= 1;
@@ -160,7 +173,7 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use super::SWEEP_FLOOR;
+    use super::{KEEP_ROOM, SWEEP_FLOOR};
     use crate::sync::Arc;
     use crate::{PoolConfig, ThreadPoolBulkhead};
 
@@ -194,6 +207,27 @@ mod tests {
         assert_eq!((stats.expired, stats.queued), (10_000, 0));
         drop(release);
         assert_eq!(pool.execute(|| 7).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_the_room_of_a_burst() {
+        let burst = 50_000;
+        let pool =
+            ThreadPoolBulkhead::new("burst", PoolConfig::new(1).queue_capacity(burst)).unwrap();
+        let release = stuck(&pool);
+        let handles: Vec<_> = (0..burst)
+            .map(|i| pool.submit(move || i).unwrap())
+            .collect();
+        assert!(pool.shared.queue.capacity() >= burst);
+        drop(release);
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.join().unwrap(), i);
+        }
+        let room = pool.shared.queue.capacity();
+        assert!(
+            room <= 2 * KEEP_ROOM,
+            "an empty queue keeps room for {room} tasks"
+        );
     }
 
     #[test]
