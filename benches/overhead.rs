@@ -17,8 +17,11 @@ use bulkheads::{
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "support/naive.rs"]
 mod naive;
+use cpu::{cpu_ns_since, thread_cpu_ns};
 use naive::{NaivePool, run_callers};
 
 /// Thread counts to measure, capped at the machine's cores (and at least 2).
@@ -257,6 +260,49 @@ fn manager_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// A trickle: one call every 2 ms. The figure is the process's CPU time per call, not wall
+/// time: what spinning before sleeping costs when calls are far apart.
+fn trickle_cpu(c: &mut Criterion) {
+    let mut group = c.benchmark_group("trickle_cpu_per_call");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(4));
+    let pool = ThreadPoolBulkhead::new("trickle", PoolConfig::new(2)).expect("valid");
+    let naive = NaivePool::new(2, 2);
+    let trickle = |call: &dyn Fn(), iters: u64| {
+        let cpu = thread_cpu_ns();
+        let mut next = Instant::now();
+        for _ in 0..iters {
+            next += Duration::from_millis(2);
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+            call();
+        }
+        Duration::from_nanos(cpu_ns_since(&cpu))
+    };
+    group.bench_function("bulkheads", |b| {
+        b.iter_custom(|iters| {
+            trickle(
+                &|| {
+                    black_box(pool.execute(|| black_box(1_u64)).expect("admitted"));
+                },
+                iters,
+            )
+        })
+    });
+    group.bench_function("naive", |b| {
+        b.iter_custom(|iters| {
+            trickle(
+                &|| {
+                    black_box(naive.execute(|| black_box(1_u64)));
+                },
+                iters,
+            )
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     execute_hot,
@@ -264,6 +310,7 @@ criterion_group!(
     tiny_throughput,
     rejection,
     semaphore,
-    manager_lookup
+    manager_lookup,
+    trickle_cpu
 );
 criterion_main!(benches);

@@ -5,10 +5,11 @@
 //! machine (check `uptime` first): contenders are interleaved round by round and each row
 //! reports the median, but a benchmark beside another still gives meaningless ratios.
 
+#[path = "../benches/support/cpu.rs"]
+mod cpu;
 #[path = "../benches/support/naive.rs"]
 mod naive;
 
-use std::collections::HashMap;
 use std::fs;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use bulkheads::{
     BulkheadManager, PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead,
 };
+use cpu::{cpu_ns_since, thread_cpu_ns};
 use naive::NaivePool;
 
 /// A row of the report: the figure, its reference, and the target it must meet.
@@ -285,33 +287,6 @@ fn manager_lookup(rows: &mut Vec<Row>) {
             target: if i == 3 { "none" } else { ">= 0.9x" },
         });
     }
-}
-
-/// CPU time of each live thread of the process so far, in nanoseconds, by thread id.
-fn thread_cpu_ns() -> HashMap<String, u64> {
-    let mut times = HashMap::new();
-    if let Ok(tasks) = fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            if let Ok(stat) = fs::read_to_string(task.path().join("schedstat")) {
-                let ns = stat
-                    .split_whitespace()
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
-                times.insert(task.file_name().to_string_lossy().into_owned(), ns);
-            }
-        }
-    }
-    times
-}
-
-/// CPU time the process spent since `before`: threads that started since count whole,
-/// threads that exited since (the previous rows' pools winding down) are left out.
-fn cpu_ns_since(before: &HashMap<String, u64>) -> u64 {
-    thread_cpu_ns()
-        .iter()
-        .map(|(tid, &now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)))
-        .sum()
 }
 
 fn trickle(rows: &mut Vec<Row>) {
