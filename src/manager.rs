@@ -122,11 +122,12 @@ impl BulkheadManager {
     ///
     /// # Cost
     ///
-    /// Each thread remembers the last few bulkheads it looked up (four pools and four
-    /// semaphores), so a repeat lookup is a name comparison plus the `Arc` clone, with no
-    /// lock: about 12 ns on the development machine, against about 20 ns for a registry
-    /// read. Holding the `Arc` is still cheaper on the hottest paths. The cache keeps no
-    /// bulkhead alive: it holds weak references.
+    /// Each thread remembers the bulkheads it looked up recently (up to 64 pools and 64
+    /// semaphores), so a repeat lookup is a name comparison (and a hash, when the thread
+    /// alternates between names) plus the `Arc` clone, with no lock: 14–21 ns on the
+    /// development machine for the thread's last name, against 41–51 ns for a registry
+    /// read in the same loop. Holding the `Arc` is still cheaper on the hottest paths. The
+    /// cache keeps no bulkhead alive: it holds weak references.
     pub fn pool(&self, name: &str) -> Arc<ThreadPoolBulkhead> {
         match self.try_pool(name) {
             Ok(pool) => pool,

@@ -872,13 +872,14 @@ fn lookups_on_one_thread_tell_managers_apart_even_at_a_reused_address() {
 #[test]
 fn more_names_than_the_cache_holds_still_get_their_own_bulkheads() {
     let manager = BulkheadManager::new();
-    let names: Vec<String> = (0..11).map(|i| format!("dep-{i}")).collect();
+    // 150 names: more than a thread's cache holds (64 of each kind), and many sharing a set.
+    let names: Vec<String> = (0..150).map(|i| format!("dep-{i}")).collect();
     let pools: Vec<_> = names.iter().map(|n| manager.pool(n)).collect();
     let semaphores: Vec<_> = names.iter().map(|n| manager.semaphore(n)).collect();
     // Round-robin over more names than a thread remembers, and in a shuffled order, so
     // that entries are evicted and refilled many times.
     let mut rng = common::Rng::new(7);
-    for _ in 0..2_000 {
+    for _ in 0..5_000 {
         let i = rng.below(names.len() as u64) as usize;
         assert!(
             Arc::ptr_eq(&pools[i], &manager.pool(&names[i])),
