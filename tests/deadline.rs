@@ -12,16 +12,16 @@
 //!
 //! Timing asserts are generous upper bounds only (deadline + 2 s): the machine may be slow.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{BulkheadError, Deadline, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
-use common::wait_until;
+use common::{Gate, Latch, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -32,31 +32,6 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The scheduling noise a deadline may overrun by before a test calls it late.
 const NOISE: Duration = Duration::from_secs(2);
-
-/// A one-shot gate that tasks block on until the test opens it (bounded, so a failed test
-/// never leaves a worker blocked for ever).
-#[derive(Clone)]
-struct Latch(Arc<(Mutex<bool>, Condvar)>);
-
-impl Latch {
-    fn new() -> Self {
-        Self(Arc::new((Mutex::new(false), Condvar::new())))
-    }
-
-    fn open(&self) {
-        *self.0.0.lock().unwrap() = true;
-        self.0.1.notify_all();
-    }
-
-    fn wait(&self) -> bool {
-        let (lock, cvar) = &*self.0;
-        let guard = lock.lock().unwrap();
-        let (guard, _) = cvar
-            .wait_timeout_while(guard, PATIENCE * 2, |open| !*open)
-            .unwrap();
-        *guard
-    }
-}
 
 fn pool(name: &str, config: PoolConfig) -> ThreadPoolBulkhead {
     ThreadPoolBulkhead::new(name, config).expect("valid configuration")
@@ -116,7 +91,7 @@ fn assert_books_balance(pool: &ThreadPoolBulkhead) {
 #[test]
 fn execute_timeout_returns_timeout_within_the_deadline() {
     let pool = pool("deadline", PoolConfig::new(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let deadline = Duration::from_millis(100);
     let l = latch.clone();
     let before = Instant::now();
@@ -189,7 +164,7 @@ fn the_clock_starts_at_submission_and_an_expired_task_never_runs() {
     // The task is queued behind a worker that stays busy for the whole test: if the clock
     // started when the task starts, this caller would never get an answer.
     let pool = pool("queued", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let blocker = start_blocker(&pool, &latch);
 
     let ran = Arc::new(AtomicBool::new(false));
@@ -230,7 +205,7 @@ fn the_clock_starts_at_submission_and_an_expired_task_never_runs() {
 fn every_queued_caller_that_times_out_is_expired_and_never_runs() {
     let queue = 3;
     let pool = pool("many", PoolConfig::new(1).queue_capacity(queue));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let blocker = start_blocker(&pool, &latch);
     let flags: Vec<Arc<AtomicBool>> = (0..queue).map(|_| Arc::default()).collect();
     let deadline = Duration::from_millis(50);
@@ -264,8 +239,8 @@ fn a_task_that_waited_in_the_queue_still_times_out_counted_from_submission() {
     // then A finishes, B starts and never returns; B's caller gets Timeout within B's
     // deadline of its submission (plus noise), even though B spent part of it queued.
     let pool = pool("qtimed", PoolConfig::new(1).queue_capacity(1));
-    let latch_a = Latch::new();
-    let latch_b = Latch::new();
+    let latch_a = Gate::new();
+    let latch_b = Gate::new();
     let a = start_blocker(&pool, &latch_a);
     let deadline = Duration::from_secs(1);
     let (b_started_tx, b_started) = mpsc::channel();
@@ -319,7 +294,7 @@ fn a_started_task_keeps_its_slot_until_it_really_finishes() {
     for _attempt in 0..5 {
         let pool = pool("keepslot", PoolConfig::new(1));
         drain_one_worker(&pool); // the worker exists and is idle
-        let latch = Latch::new();
+        let latch = Gate::new();
         let (started_tx, started) = mpsc::channel();
         let l = latch.clone();
         let deadline = Duration::from_millis(300);
@@ -365,7 +340,7 @@ fn a_timed_out_running_task_s_result_is_dropped_when_it_ends() {
         }
     }
     let pool = pool("dropres", PoolConfig::new(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let drops = Arc::new(AtomicUsize::new(0));
     let (l, d) = (latch.clone(), Arc::clone(&drops));
@@ -394,7 +369,7 @@ fn a_timed_out_running_task_s_result_is_dropped_when_it_ends() {
 #[test]
 fn join_timeout_hands_back_the_value_of_a_task_that_finishes_in_time() {
     let pool = pool("jt-ok", PoolConfig::new(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let l = latch.clone();
     let handle = pool
         .submit(move || {
@@ -413,7 +388,7 @@ fn join_timeout_hands_back_the_value_of_a_task_that_finishes_in_time() {
 #[test]
 fn join_timeout_of_a_running_task_times_out_and_the_task_runs_on() {
     let pool = pool("jt-run", PoolConfig::new(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let finished = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let (l, f) = (latch.clone(), Arc::clone(&finished));
@@ -443,7 +418,7 @@ fn join_timeout_of_a_running_task_times_out_and_the_task_runs_on() {
 #[test]
 fn join_timeout_of_a_queued_task_expires_it() {
     let pool = pool("jt-queue", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let blocker = start_blocker(&pool, &latch);
     let ran = Arc::new(AtomicBool::new(false));
     let queued = pool.submit(flagging(&ran)).unwrap();
@@ -469,7 +444,7 @@ fn join_timeout_of_a_queued_task_expires_it() {
 #[test]
 fn cancel_withdraws_a_queued_task() {
     let pool = pool("cancel-q", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let blocker = start_blocker(&pool, &latch);
     let ran = Arc::new(AtomicBool::new(false));
     let queued = pool.submit(flagging(&ran)).unwrap();
@@ -511,7 +486,7 @@ fn cancel_withdraws_a_queued_task() {
 #[test]
 fn cancel_refuses_a_running_or_finished_task() {
     let pool = pool("cancel-r", PoolConfig::new(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let running = start_blocker(&pool, &latch);
     assert!(!running.cancel(), "a running task cannot be cancelled");
     assert!(!running.is_finished());
@@ -532,7 +507,7 @@ fn cancel_refuses_a_running_or_finished_task() {
 #[test]
 fn join_timeout_of_a_cancelled_task_reports_cancelled() {
     let pool = pool("cancel-jt", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let blocker = start_blocker(&pool, &latch);
     let queued = pool.submit(|| ()).unwrap();
     assert!(queued.cancel());
@@ -558,7 +533,7 @@ fn default_timeout_applies_to_execute() {
     let pool = pool("default-to", PoolConfig::new(1).default_timeout(timeout));
     assert_eq!(pool.execute(|| 1).unwrap(), 1, "a quick call is unaffected");
 
-    let latch = Latch::new();
+    let latch = Gate::new();
     let l = latch.clone();
     let before = Instant::now();
     let err = pool.execute(move || l.wait()).unwrap_err();
@@ -577,7 +552,7 @@ fn default_timeout_does_not_bound_join() {
     // join waits however long the task takes; only execute uses the default deadline.
     let timeout = Duration::from_millis(50);
     let pool = pool("default-join", PoolConfig::new(1).default_timeout(timeout));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let l = latch.clone();
     let handle = pool
         .submit(move || {
@@ -646,7 +621,7 @@ fn mp_tck_timeout_async_bulkhead() {
     let timeout = Duration::from_millis(300);
     let pool = pool("mp-tck", PoolConfig::new(1).queue_capacity(1));
     let executions = Arc::new(AtomicUsize::new(0));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let call = {
         let executions = Arc::clone(&executions);
         let latch = latch.clone();
@@ -717,7 +692,7 @@ fn mp_tck_cancelled_but_remains_in_bulkhead() {
     // AsyncCancellationTest.testCancelledButRemainsInBulkhead: cancelling a running task
     // without interrupting it leaves it in the bulkhead; the queued task does not start.
     let pool = pool("mp-remain", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let task1 = start_blocker(&pool, &latch);
     let task2_started = Arc::new(AtomicBool::new(false));
     let task2 = pool.submit(flagging(&task2_started)).unwrap();
@@ -742,7 +717,7 @@ fn mp_tck_cancelled_while_queued() {
     // AsyncCancellationTest.testCancelledWhileQueued: a task cancelled while in the bulkhead
     // queue does not start, even after the running task completes.
     let pool = pool("mp-queued", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let task1 = start_blocker(&pool, &latch);
     let task2_started = Arc::new(AtomicBool::new(false));
     let task2 = pool.submit(flagging(&task2_started)).unwrap();
@@ -786,7 +761,7 @@ fn a_task_sees_the_deadline_its_caller_waits_on() {
 #[test]
 fn time_spent_in_the_queue_is_already_gone_when_the_task_starts() {
     let pool = Arc::new(pool("dl-queue", PoolConfig::new(1).queue_capacity(1)));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let blocker = start_blocker(&pool, &latch);
     let timeout = Duration::from_secs(60);
     let queued_at = Instant::now();

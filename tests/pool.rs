@@ -15,7 +15,7 @@ use std::time::Duration;
 use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
-use common::wait_until;
+use common::{Gate, Latch, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -24,32 +24,6 @@ use common::wait_until;
 /// How long any wait in this file may take before the test fails: generous, because a noisy
 /// two-core machine can stall a thread for a long time, and a correct pool never needs it.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A one-shot gate that tasks block on until the test opens it. The wait is bounded so that a
-/// failed test never leaves a worker blocked for ever.
-#[derive(Clone)]
-struct Latch(Arc<(Mutex<bool>, Condvar)>);
-
-impl Latch {
-    fn new() -> Self {
-        Self(Arc::new((Mutex::new(false), Condvar::new())))
-    }
-
-    fn open(&self) {
-        *self.0.0.lock().unwrap() = true;
-        self.0.1.notify_all();
-    }
-
-    /// Blocks until opened (true) or until the safety bound passes (false).
-    fn wait(&self) -> bool {
-        let (lock, cvar) = &*self.0;
-        let guard = lock.lock().unwrap();
-        let (guard, _) = cvar
-            .wait_timeout_while(guard, PATIENCE * 2, |open| !*open)
-            .unwrap();
-        *guard
-    }
-}
 
 /// Submits a task that reports on `started` when it begins and then blocks on `latch`.
 fn submit_blocker(
@@ -151,7 +125,7 @@ fn an_idle_worker_is_reused_rather_than_a_new_one_spawned() {
 #[test]
 fn workers_spawn_on_demand_up_to_max_threads() {
     let pool = pool("grow", PoolConfig::new(3).queue_capacity(3));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::new();
     for i in 0..3 {
@@ -268,7 +242,7 @@ fn a_task_runs_at_once_while_a_worker_can_still_be_added() {
     // java.util.concurrent would queue here (it grows past the core size only once the queue
     // is full); promise 3 says a task waits only while all max_threads workers are busy.
     let pool = pool("tbq", PoolConfig::new(4).core_threads(1).queue_capacity(4));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::new();
     for busy in 0..4 {
@@ -303,7 +277,7 @@ fn a_free_worker_takes_a_new_task_even_with_others_busy() {
     // Two workers: one blocked, one idle. Calls through the idle one keep completing while the
     // other is stuck: the pool never parks work behind a busy worker when another is free.
     let pool = pool("free", PoolConfig::new(2).queue_capacity(5));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let stuck = submit_blocker(&pool, &latch, &tx, 0);
     expect_start(&rx);
@@ -340,8 +314,8 @@ fn a_worker_still_dropping_a_detached_result_is_not_counted_idle() {
         }
     }
     let pool = pool("slowdrop", PoolConfig::new(2).queue_capacity(1));
-    let go = Latch::new();
-    let release = Latch::new();
+    let go = Gate::new();
+    let release = Gate::new();
     let (dropping_tx, dropping) = mpsc::channel();
     let (g, r) = (go.clone(), release.clone());
     let detached = pool
@@ -387,7 +361,7 @@ fn a_worker_dropping_a_timed_out_caller_s_result_is_not_counted_idle() {
         }
     }
     let pool = pool("slowto", PoolConfig::new(2).queue_capacity(1));
-    let (go, release) = (Latch::new(), Latch::new());
+    let (go, release) = (Gate::new(), Gate::new());
     let (started_tx, started) = mpsc::channel();
     let (dropping_tx, dropping) = mpsc::channel();
     let (g, r) = (go.clone(), release.clone());
@@ -428,7 +402,7 @@ fn a_worker_dropping_a_timed_out_caller_s_result_is_not_counted_idle() {
 fn queued_tasks_start_in_submission_order() {
     let n = if cfg!(miri) { 10 } else { 200 };
     let pool = pool("fifo", PoolConfig::new(1).queue_capacity(n));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let blocker = submit_blocker(&pool, &latch, &tx, usize::MAX);
     expect_start(&rx);
@@ -458,7 +432,7 @@ fn queued_tasks_start_in_submission_order() {
 fn fifo_order_survives_cancellations_in_the_queue() {
     let n = if cfg!(miri) { 9 } else { 90 };
     let pool = pool("fifoc", PoolConfig::new(1).queue_capacity(n));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let blocker = submit_blocker(&pool, &latch, &tx, usize::MAX);
     expect_start(&rx);
@@ -499,7 +473,7 @@ fn fifo_order_survives_cancellations_in_the_queue() {
 /// Starts `n` tasks that are all running at the same time (so the pool has `n` workers), waits
 /// until the test has seen them all running, and lets them finish.
 fn occupy_workers(pool: &ThreadPoolBulkhead, n: usize, check: impl FnOnce()) {
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let handles: Vec<_> = (0..n)
         .map(|i| submit_blocker(pool, &latch, &tx, i))
@@ -706,7 +680,7 @@ fn a_detached_task_still_runs() {
 #[test]
 fn is_finished_turns_true_once_the_task_has_an_outcome() {
     let pool = pool("fin", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (tx, rx) = mpsc::channel();
     let running = submit_blocker(&pool, &latch, &tx, 0);
     expect_start(&rx);
@@ -723,7 +697,7 @@ fn is_finished_turns_true_once_the_task_has_an_outcome() {
     assert_eq!(queued.join().unwrap(), 2);
 
     // A cancelled task is finished too: join will not block.
-    let latch = Latch::new();
+    let latch = Gate::new();
     let blocker = submit_blocker(&pool, &latch, &tx, 1);
     expect_start(&rx);
     let withdrawn = pool.submit(|| 3).unwrap();

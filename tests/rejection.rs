@@ -7,11 +7,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
+
+mod common;
+use common::{Gate, Latch};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -19,31 +22,6 @@ use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 /// How long any wait in this file may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A one-shot gate that tasks block on until the test opens it (bounded, so a failed test
-/// never leaves a worker blocked for ever).
-#[derive(Clone)]
-struct Latch(Arc<(Mutex<bool>, Condvar)>);
-
-impl Latch {
-    fn new() -> Self {
-        Self(Arc::new((Mutex::new(false), Condvar::new())))
-    }
-
-    fn open(&self) {
-        *self.0.0.lock().unwrap() = true;
-        self.0.1.notify_all();
-    }
-
-    fn wait(&self) -> bool {
-        let (lock, cvar) = &*self.0;
-        let guard = lock.lock().unwrap();
-        let (guard, _) = cvar
-            .wait_timeout_while(guard, PATIENCE * 2, |open| !*open)
-            .unwrap();
-        *guard
-    }
-}
 
 fn pool(name: &str, config: PoolConfig) -> ThreadPoolBulkhead {
     ThreadPoolBulkhead::new(name, config).expect("valid configuration")
@@ -73,7 +51,7 @@ fn a_simultaneous_burst_admits_exactly_threads_plus_queue_every_round() {
     for round in 0..rounds {
         // A fresh pool each round, so admission races with workers that are just starting.
         let pool = pool("burst", PoolConfig::new(WORKERS).queue_capacity(QUEUE));
-        let latch = Latch::new();
+        let latch = Gate::new();
         let start = Barrier::new(CALLERS);
         let outcomes: Vec<Result<TaskHandle<bool>, BulkheadError>> = thread::scope(|s| {
             let callers: Vec<_> = (0..CALLERS)
@@ -124,7 +102,7 @@ fn capacity_is_full_before_any_worker_has_started() {
     let mut rejected_before_any_start = 0;
     for round in 0..rounds {
         let pool = pool("early", PoolConfig::new(2).queue_capacity(3));
-        let latch = Latch::new();
+        let latch = Gate::new();
         let started = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..5)
             .map(|i| {
@@ -154,7 +132,7 @@ fn capacity_is_full_before_any_worker_has_started() {
 #[test]
 fn a_slot_freed_is_a_slot_reusable_and_no_more() {
     let pool = pool("refill", PoolConfig::new(2).queue_capacity(2));
-    let latches: Vec<Latch> = (0..6).map(|_| Latch::new()).collect();
+    let latches: Vec<Latch> = (0..6).map(|_| Gate::new()).collect();
     let mut handles = Vec::new();
     for latch in &latches[..4] {
         let latch = latch.clone();
@@ -184,7 +162,7 @@ fn a_slot_freed_is_a_slot_reusable_and_no_more() {
 #[test]
 fn rejected_names_the_bulkhead_and_counts_once() {
     let pool = pool("payment", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let l = latch.clone();
     let busy = pool.submit(move || l.wait()).unwrap();
     let l = latch.clone();
@@ -241,7 +219,7 @@ fn a_rejected_closure_is_dropped_not_kept() {
         }
     }
     let pool = pool("dropme", PoolConfig::new(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let l = latch.clone();
     let busy = pool.submit(move || l.wait()).unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
@@ -266,7 +244,7 @@ fn bulkhead_error_is_a_std_error_and_crosses_threads() {
     fn check<E: std::error::Error + Clone + Send + Sync + 'static>() {}
     check::<BulkheadError>();
     let pool = pool("errs", PoolConfig::new(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let l = latch.clone();
     let busy = pool.submit(move || l.wait()).unwrap();
     let err = pool.execute(|| ()).unwrap_err();
@@ -357,7 +335,7 @@ fn hystrix_rejected_thread_with_no_fallback() {
     // once (it never runs); the first two then complete successfully and the metrics show
     // one rejection and two successes.
     let pool = pool("hystrix", PoolConfig::new(1).queue_capacity(1));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let (started_tx, started) = mpsc::channel();
     let l = latch.clone();
     let first = pool
@@ -403,7 +381,7 @@ fn resilience4j_full_with_a_synchronous_queue() {
     // the first runs gets BulkheadFullException naming the bulkhead.
     let pool = pool("sync-queue", PoolConfig::new(1));
     assert_eq!(pool.stats().queue_capacity, 0);
-    let latch = Latch::new();
+    let latch = Gate::new();
     let l = latch.clone();
     let busy = pool.submit(move || l.wait()).unwrap();
     let err = pool.submit(|| true).unwrap_err();
@@ -421,7 +399,7 @@ fn resilience4j_full_with_a_synchronous_queue() {
 fn resilience4j_queue_depth_and_remaining_capacity() {
     // resilience4j's metrics: queue depth, remaining queue capacity, thread pool size.
     let pool = pool("r4j", PoolConfig::new(2).core_threads(1).queue_capacity(10));
-    let latch = Latch::new();
+    let latch = Gate::new();
     let mut handles = Vec::new();
     for n in 1..=12 {
         let l = latch.clone();
@@ -455,7 +433,7 @@ fn a_usize_max_queue_neither_aborts_nor_overflows() {
     assert_eq!(pool.stats().queue_capacity, usize::MAX);
 
     let queued = if cfg!(miri) { 20 } else { 2_000 };
-    let latch = Latch::new();
+    let latch = Gate::new();
     let handles: Vec<_> = (0..2 + queued)
         .map(|i| {
             let l = latch.clone();

@@ -42,14 +42,19 @@ impl Gate {
         *self.open.lock().unwrap()
     }
 
-    pub fn wait(&self) {
+    /// Blocks until the gate opens (true) or the safety bound passes (false).
+    pub fn wait(&self) -> bool {
         let open = self.open.lock().unwrap();
-        let _open = self
+        let (open, _) = self
             .opened
             .wait_timeout_while(open, Duration::from_secs(60), |open| !*open)
             .unwrap();
+        *open
     }
 }
+
+/// A shared [`Gate`]: clones open and wait on the same gate.
+pub type Latch = Arc<Gate>;
 
 /// Opens the gate when dropped, so that an assertion failing before the test opens it does not
 /// leave threads blocked behind it.
