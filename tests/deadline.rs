@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bulkheads::{BulkheadError, Deadline, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
-use common::{Gate, Latch, wait_until};
+use common::{Gate, Latch, assert_books_balance, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -72,16 +72,6 @@ fn assert_timeout(err: &BulkheadError, name: &str, timeout: Duration) {
         BulkheadError::Timeout { timeout: t, .. } => assert_eq!(*t, timeout),
         other => panic!("expected Timeout, got {other:?}"),
     }
-}
-
-fn assert_books_balance(pool: &ThreadPoolBulkhead) {
-    let s = pool.stats();
-    assert_eq!((s.running, s.queued), (0, 0), "pool not quiet: {s:?}");
-    assert_eq!(
-        s.submitted,
-        s.completed + s.panicked + s.expired + s.cancelled,
-        "books do not balance: {s:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

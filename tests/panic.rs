@@ -15,7 +15,7 @@ use std::time::Duration;
 use bulkheads::{BulkheadError, PoolConfig, ThreadPoolBulkhead};
 
 mod common;
-use common::wait_until;
+use common::{assert_books_balance, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -82,16 +82,6 @@ fn message_of(err: &BulkheadError) -> &str {
         BulkheadError::Panicked { message, .. } => message,
         other => panic!("expected Panicked, got {other:?}"),
     }
-}
-
-fn assert_books_balance(pool: &ThreadPoolBulkhead) {
-    let s = pool.stats();
-    assert_eq!((s.running, s.queued), (0, 0), "pool not quiet: {s:?}");
-    assert_eq!(
-        s.submitted,
-        s.completed + s.panicked + s.expired + s.cancelled,
-        "books do not balance: {s:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

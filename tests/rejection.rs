@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
-use common::{Gate, Latch};
+use common::{Gate, Latch, assert_books_balance};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -25,17 +25,6 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 fn pool(name: &str, config: PoolConfig) -> ThreadPoolBulkhead {
     ThreadPoolBulkhead::new(name, config).expect("valid configuration")
-}
-
-/// The quiet-pool identity of promise 8.
-fn assert_books_balance(pool: &ThreadPoolBulkhead) {
-    let s = pool.stats();
-    assert_eq!((s.running, s.queued), (0, 0), "pool not quiet: {s:?}");
-    assert_eq!(
-        s.submitted,
-        s.completed + s.panicked + s.expired + s.cancelled,
-        "books do not balance: {s:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::sync::{Arc, Condvar, Mutex};
+
+use bulkheads::ThreadPoolBulkhead;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -104,4 +106,16 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+}
+
+/// Promise 8's identity for a quiet pool: nothing running or queued, and every submitted
+/// task counted in exactly one outcome.
+pub fn assert_books_balance(pool: &ThreadPoolBulkhead) {
+    let s = pool.stats();
+    assert_eq!((s.running, s.queued), (0, 0), "pool not quiet: {s:?}");
+    assert_eq!(
+        s.submitted,
+        s.completed + s.panicked + s.expired + s.cancelled,
+        "books do not balance: {s:?}"
+    );
 }
