@@ -8,14 +8,14 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::panic;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Once};
 use std::thread;
 use std::time::Duration;
 
 use bulkheads::{BulkheadError, PoolConfig, ThreadPoolBulkhead};
 
 mod common;
-use common::{assert_books_balance, wait_until};
+use common::{BoundedBarrier, assert_books_balance, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -45,36 +45,6 @@ fn pool(name: &str, config: PoolConfig) -> ThreadPoolBulkhead {
     assert!(name.starts_with("pan"), "keep the hook's naming convention");
     quiet_worker_panics();
     ThreadPoolBulkhead::new(name, config).expect("valid configuration")
-}
-
-/// A barrier whose wait gives up after [`PATIENCE`], so a concurrency proof fails instead of
-/// hanging when the tasks do not really run at once.
-struct BoundedBarrier {
-    arrived: Mutex<usize>,
-    all_here: Condvar,
-    parties: usize,
-}
-
-impl BoundedBarrier {
-    fn new(parties: usize) -> Self {
-        Self {
-            arrived: Mutex::new(0),
-            all_here: Condvar::new(),
-            parties,
-        }
-    }
-
-    /// True if every party arrived in time.
-    fn wait(&self) -> bool {
-        let mut arrived = self.arrived.lock().unwrap();
-        *arrived += 1;
-        self.all_here.notify_all();
-        let (arrived, _) = self
-            .all_here
-            .wait_timeout_while(arrived, PATIENCE, |n| *n < self.parties)
-            .unwrap();
-        *arrived >= self.parties
-    }
 }
 
 fn message_of(err: &BulkheadError) -> &str {

@@ -8,14 +8,14 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use bulkheads::{BulkheadError, PoolConfig, TaskHandle, ThreadPoolBulkhead};
 
 mod common;
-use common::{Gate, Latch, wait_until};
+use common::{BoundedBarrier, Gate, Latch, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -206,36 +206,6 @@ fn thread_name_prefix_overrides_the_pool_name() {
 // ---------------------------------------------------------------------------------------------
 // Threads before queue
 // ---------------------------------------------------------------------------------------------
-
-/// A barrier whose wait gives up after [`PATIENCE`]: a test proving concurrency must fail,
-/// not hang, when the tasks are not really concurrent.
-struct BoundedBarrier {
-    arrived: Mutex<usize>,
-    all_here: Condvar,
-    parties: usize,
-}
-
-impl BoundedBarrier {
-    fn new(parties: usize) -> Self {
-        Self {
-            arrived: Mutex::new(0),
-            all_here: Condvar::new(),
-            parties,
-        }
-    }
-
-    /// True if every party arrived in time.
-    fn wait(&self) -> bool {
-        let mut arrived = self.arrived.lock().unwrap();
-        *arrived += 1;
-        self.all_here.notify_all();
-        let (arrived, _) = self
-            .all_here
-            .wait_timeout_while(arrived, PATIENCE, |n| *n < self.parties)
-            .unwrap();
-        *arrived >= self.parties
-    }
-}
 
 #[test]
 fn a_task_runs_at_once_while_a_worker_can_still_be_added() {

@@ -119,3 +119,33 @@ pub fn assert_books_balance(pool: &ThreadPoolBulkhead) {
         "books do not balance: {s:?}"
     );
 }
+
+/// A barrier whose wait gives up after ten seconds, so that a proof that tasks run at once
+/// fails instead of hanging when they do not.
+pub struct BoundedBarrier {
+    arrived: Mutex<usize>,
+    all_here: Condvar,
+    parties: usize,
+}
+
+impl BoundedBarrier {
+    pub fn new(parties: usize) -> Self {
+        Self {
+            arrived: Mutex::new(0),
+            all_here: Condvar::new(),
+            parties,
+        }
+    }
+
+    /// True if every party arrived in time.
+    pub fn wait(&self) -> bool {
+        let mut arrived = self.arrived.lock().unwrap();
+        *arrived += 1;
+        self.all_here.notify_all();
+        let (arrived, _) = self
+            .all_here
+            .wait_timeout_while(arrived, Duration::from_secs(10), |n| *n < self.parties)
+            .unwrap();
+        *arrived >= self.parties
+    }
+}
