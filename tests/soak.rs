@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bulkheads::{BulkheadError, PoolConfig, PoolStats, ThreadPoolBulkhead};
 
 mod common;
-use common::{Rng, wait_until};
+use common::{Rng, assert_snapshot_sane, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -435,46 +435,12 @@ struct Totals {
     pool_rejected: u64,
 }
 
-/// Checks one snapshot of the current pool against its limits, and its counters against the
-/// previous snapshot of the same pool (they only grow).
+/// Checks one snapshot of the current pool against its configuration and limits, and its
+/// counters against the previous snapshot of the same pool.
 fn check_sample(generation: &Generation, stats: &PoolStats, last: Option<&PoolStats>) {
-    let id = generation.id;
     assert_eq!(stats.max_threads, generation.max_threads);
     assert_eq!(stats.queue_capacity, generation.queue_capacity);
-    assert!(
-        stats.running <= generation.max_threads,
-        "pool {id}: running over the ceiling: {stats:?}"
-    );
-    assert!(
-        stats.queued <= generation.queue_capacity,
-        "pool {id}: queued over the capacity: {stats:?}"
-    );
-    assert!(
-        stats.live_threads <= generation.max_threads,
-        "pool {id}: too many threads: {stats:?}"
-    );
-    assert!(
-        stats.peak_running <= generation.max_threads,
-        "pool {id}: peak over the ceiling: {stats:?}"
-    );
-    let Some(last) = last else { return };
-    let counters = |s: &PoolStats| {
-        [
-            s.submitted,
-            s.rejected,
-            s.completed,
-            s.panicked,
-            s.timed_out,
-            s.expired,
-            s.cancelled,
-        ]
-    };
-    for (now, before) in counters(stats).into_iter().zip(counters(last)) {
-        assert!(
-            now >= before,
-            "pool {id}: a counter went down: {last:?} then {stats:?}"
-        );
-    }
+    assert_snapshot_sane(&format!("pool {}", generation.id), stats, last);
 }
 
 /// Reconciles a terminated pool's counters with what its callers and tasks recorded: every

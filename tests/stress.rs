@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bulkheads::{BulkheadError, PoolConfig, PoolStats, ThreadPoolBulkhead};
 
 mod common;
-use common::{Rng, wait_until};
+use common::{Rng, assert_snapshot_sane, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -214,36 +214,11 @@ fn attempt(
 /// Asserts the gauges of one snapshot against the ceiling, and the counters against the
 /// previous snapshot (they only grow).
 fn check_sample(stats: &PoolStats, last: &PoolStats) {
-    assert!(
-        stats.running <= MAX_THREADS,
-        "running over the ceiling: {stats:?}"
+    assert_eq!(
+        (stats.max_threads, stats.queue_capacity),
+        (MAX_THREADS, QUEUE)
     );
-    assert!(stats.queued <= QUEUE, "queued over the capacity: {stats:?}");
-    assert!(
-        stats.live_threads <= MAX_THREADS,
-        "too many threads: {stats:?}"
-    );
-    assert!(
-        stats.peak_running <= MAX_THREADS,
-        "peak over the ceiling: {stats:?}"
-    );
-    let counters = |s: &PoolStats| {
-        [
-            s.submitted,
-            s.rejected,
-            s.completed,
-            s.panicked,
-            s.timed_out,
-            s.expired,
-            s.cancelled,
-        ]
-    };
-    for (now, before) in counters(stats).into_iter().zip(counters(last)) {
-        assert!(
-            now >= before,
-            "a counter went down: {last:?} then {stats:?}"
-        );
-    }
+    assert_snapshot_sane("stress", stats, Some(last));
 }
 
 /// Runs the stress; with `shutdown_now_at`, the attempt of that number calls `shutdown_now`.

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use bulkheads::ThreadPoolBulkhead;
+use bulkheads::{PoolStats, ThreadPoolBulkhead};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -147,5 +147,46 @@ impl BoundedBarrier {
             .wait_timeout_while(arrived, Duration::from_secs(10), |n| *n < self.parties)
             .unwrap();
         *arrived >= self.parties
+    }
+}
+
+/// Promise 8 on one snapshot taken while the pool runs: no gauge over its ceiling, and no
+/// counter lower than in `last`, an earlier snapshot of the same pool (they only grow).
+/// `who` names the pool in a failure.
+pub fn assert_snapshot_sane(who: &str, stats: &PoolStats, last: Option<&PoolStats>) {
+    let (max, queue) = (stats.max_threads, stats.queue_capacity);
+    assert!(
+        stats.running <= max,
+        "{who}: running over the ceiling: {stats:?}"
+    );
+    assert!(
+        stats.queued <= queue,
+        "{who}: queued over the capacity: {stats:?}"
+    );
+    assert!(
+        stats.live_threads <= max,
+        "{who}: too many threads: {stats:?}"
+    );
+    assert!(
+        stats.peak_running <= max,
+        "{who}: peak over the ceiling: {stats:?}"
+    );
+    let Some(last) = last else { return };
+    let counters = |s: &PoolStats| {
+        [
+            s.submitted,
+            s.rejected,
+            s.completed,
+            s.panicked,
+            s.timed_out,
+            s.expired,
+            s.cancelled,
+        ]
+    };
+    for (now, before) in counters(stats).into_iter().zip(counters(last)) {
+        assert!(
+            now >= before,
+            "{who}: a counter went down: {last:?} then {stats:?}"
+        );
     }
 }
