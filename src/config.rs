@@ -38,6 +38,7 @@ pub struct PoolConfig {
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) thread_name_prefix: Option<String>,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) prestart: bool,
 }
 
 impl PoolConfig {
@@ -64,6 +65,7 @@ impl PoolConfig {
             default_timeout: None,
             thread_name_prefix: None,
             stack_size: None,
+            prestart: false,
         }
     }
 
@@ -125,6 +127,29 @@ impl PoolConfig {
     #[must_use]
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Whether the pool starts its `core_threads` workers when it is created, instead of one
+    /// by one as calls arrive. A service that must not pay thread starts on its first
+    /// requests, or that wants its threads (and their stacks) in place before it takes
+    /// traffic, turns it on — as `ThreadPoolExecutor::prestartAllCoreThreads` does. A thread
+    /// the OS refuses at that moment is started on demand later.
+    ///
+    /// Defaults to false: workers start lazily.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("db", PoolConfig::new(4).core_threads(2).prestart(true))?;
+    /// assert_eq!(pool.stats().live_threads, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn prestart(mut self, prestart: bool) -> Self {
+        self.prestart = prestart;
         self
     }
 

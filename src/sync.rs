@@ -26,6 +26,15 @@ pub(crate) use imp::*;
 #[cfg(bulkheads_loom)]
 pub(crate) use loom_imp::*;
 
+/// The longest a waiter spins before it parks.
+///
+/// Waking a parked thread costs tens of microseconds on a virtual machine (the idle vCPU has
+/// to be scheduled again), more than a tiny task takes. A waiter that parks after a few
+/// microseconds therefore makes its partner park too, and the pair falls into a slow mode
+/// where every hand-off pays two wake-ups. Spinning past one wake-up latency keeps the hot
+/// path out of that mode; the pool spins only when the bet can win (`pool/spin.rs`).
+pub(crate) const SPIN_BUDGET: std::time::Duration = std::time::Duration::from_micros(50);
+
 #[cfg(not(bulkheads_loom))]
 mod imp {
     use std::sync::OnceLock;
@@ -35,19 +44,10 @@ mod imp {
     pub(crate) use parking_lot::{Condvar, Mutex};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-    /// How long a waiter spins before it parks.
-    ///
-    /// Waking a parked thread costs tens of microseconds on a virtual machine (the idle vCPU
-    /// has to be scheduled again), more than a tiny task takes. A waiter that parks after a
-    /// few microseconds therefore makes its partner park too, and the pair falls into a
-    /// slow mode where every hand-off pays two wake-ups. Spinning past one wake-up latency
-    /// keeps the hot path out of that mode; the cost is bounded (at most this much CPU per
-    /// wait), which `examples/overhead.rs` measures as the trickle row.
-    pub(crate) const SPIN_BUDGET: Duration = Duration::from_micros(50);
-
     /// A bounded spin before parking: crossbeam's backoff first, then yields until the
     /// budget or the deadline is spent. On a single CPU it does not spin at all: the thread
-    /// it waits for cannot run while it spins.
+    /// it waits for cannot run while it spins. Whether to spin at all is the pool's call
+    /// (`pool/spin.rs`).
     #[derive(Debug)]
     pub(crate) struct Spin {
         backoff: Backoff,
@@ -55,9 +55,9 @@ mod imp {
     }
 
     impl Spin {
-        pub(crate) fn new(deadline: Option<Instant>) -> Self {
+        pub(crate) fn new(deadline: Option<Instant>, budget: Duration) -> Self {
             let now = Instant::now();
-            let mut until = if multicore() { now + SPIN_BUDGET } else { now };
+            let mut until = if multicore() { now + budget } else { now };
             if let Some(deadline) = deadline {
                 until = until.min(deadline);
             }
@@ -115,7 +115,7 @@ mod loom_imp {
     pub(crate) struct Spin;
 
     impl Spin {
-        pub(crate) fn new(_deadline: Option<Instant>) -> Self {
+        pub(crate) fn new(_deadline: Option<Instant>, _budget: std::time::Duration) -> Self {
             Self
         }
         pub(crate) fn turn(&mut self) -> bool {

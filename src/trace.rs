@@ -26,7 +26,12 @@ pub(crate) struct CallSpan;
 pub(crate) fn call_span(bulkhead: &str) -> CallSpan {
     #[cfg(feature = "tracing")]
     {
-        tracing::info_span!(target: "bulkheads", "bulkhead_call", bulkhead = bulkhead)
+        // A subscriber's panic here would unwind the caller after admission, with its slot
+        // taken and no task queued: the call goes on without a span instead.
+        std::panic::catch_unwind(
+            || tracing::info_span!(target: "bulkheads", "bulkhead_call", bulkhead = bulkhead),
+        )
+        .unwrap_or_else(|_| tracing::Span::none())
     }
     #[cfg(not(feature = "tracing"))]
     {

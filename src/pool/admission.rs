@@ -254,6 +254,30 @@ impl Admission {
             .is_ok()
     }
 
+    /// Counts one more (spawning) worker for [`PoolConfig::prestart`] while the pool has
+    /// fewer than `core_threads` and is not shut down; the caller must then start it. It
+    /// will be idle, which (I) allows: an idle worker is never needed, only waiting.
+    ///
+    /// [`PoolConfig::prestart`]: crate::PoolConfig::prestart
+    pub(crate) fn try_add_idle_worker(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let state = State(s);
+            if state.is_shutdown() || state.live() >= self.core_threads {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                s + LIVE_ONE + SPAWNING_ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
     /// Asks whether an idle worker may exit, and if so uncounts it in the same step.
     ///
     /// A worker may exit when it is surplus (`in_flight < live`, so (I) still holds after it

@@ -3,50 +3,33 @@
 pub(crate) mod admission;
 pub(crate) mod handle;
 pub(crate) mod queue;
+pub(crate) mod spin;
+pub(crate) mod task;
+pub(crate) mod termination;
 pub(crate) mod worker;
 
 use std::fmt;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
 use crate::config::PoolConfig;
-use crate::error::{BulkheadError, ConfigError, PanicPayload, panic_message};
+use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, EventKind, Listeners};
 use crate::histogram::Histogram;
 use crate::stats::{PoolCounters, PoolStats};
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::plain::AtomicUsize;
 
 use admission::{Admission, Admit, State};
 pub use handle::TaskHandle;
-use handle::{Slot, Task};
 use queue::Queue;
+use spin::SpinPolicy;
+use task::{Awaited, Job, Task};
+use termination::Termination;
+use worker::SpawnVerdicts;
 
 pub(crate) use admission::MAX_IN_FLIGHT;
-
-/// Where `await_termination` stands: threads being joined, threads joined.
-#[derive(Debug, Default)]
-struct Termination {
-    reaping: bool,
-    joined: bool,
-}
-
-/// Waits on `condvar` until notified or `deadline`; false if the deadline passed.
-fn wait_until<T>(
-    condvar: &Condvar,
-    guard: &mut MutexGuard<'_, T>,
-    deadline: Option<Instant>,
-) -> bool {
-    match deadline {
-        None => {
-            condvar.wait(guard);
-            true
-        }
-        Some(deadline) => !condvar.wait_until(guard, deadline).timed_out(),
-    }
-}
 
 /// State shared by the pool's face, its workers and its task handles.
 pub(crate) struct Shared {
@@ -65,11 +48,12 @@ pub(crate) struct Shared {
     pub(crate) thread_prefix: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) next_worker_id: AtomicUsize,
-    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Whether a waiting caller spins before it parks.
+    pub(crate) spin: SpinPolicy,
+    pub(crate) spawn_verdicts: SpawnVerdicts,
+    pub(crate) termination: Termination,
     /// Spawns still to refuse: a test hook for the OS refusing a thread.
     pub(crate) failing_spawns: AtomicUsize,
-    termination: Mutex<Termination>,
-    terminated: Condvar,
 }
 
 impl Shared {
@@ -77,119 +61,6 @@ impl Shared {
         BulkheadError::Shutdown {
             name: self.name.clone(),
         }
-    }
-
-    /// A task ran: free its slot, count it, and turn a panic into the caller's error.
-    pub(crate) fn task_finished<T>(
-        &self,
-        outcome: std::thread::Result<T>,
-    ) -> Result<T, BulkheadError> {
-        // Count the outcome before freeing the slot: whoever sees the pool quiet (the
-        // release is ordered before their acquire load of the word) sees the books complete.
-        let outcome = match outcome {
-            Ok(value) => {
-                PoolCounters::bump(&self.counters.completed);
-                Ok(value)
-            }
-            Err(payload) => {
-                PoolCounters::bump(&self.counters.panicked);
-                Err(BulkheadError::Panicked {
-                    name: self.name.clone(),
-                    message: panic_message(&*payload),
-                    payload: PanicPayload::new(payload),
-                })
-            }
-        };
-        self.admission.release();
-        outcome
-    }
-
-    /// A task ran and nobody is left to take its outcome (already dropped): count it and
-    /// free the slot.
-    pub(crate) fn task_finished_detached(&self, panicked: bool) {
-        let counter = if panicked {
-            &self.counters.panicked
-        } else {
-            &self.counters.completed
-        };
-        PoolCounters::bump(counter);
-        self.admission.release();
-    }
-
-    /// A task that never started was discarded (shutdown_now, no worker).
-    pub(crate) fn task_discarded(&self) {
-        PoolCounters::bump(&self.counters.cancelled);
-        self.admission.release();
-        self.listeners.emit(&self.name, EventKind::Cancelled);
-    }
-
-    /// A worker is about to run a task submitted at `submitted`: record its queue wait.
-    pub(crate) fn task_started(&self, submitted: Instant) -> Instant {
-        let started = Instant::now();
-        let queue_wait = started.saturating_duration_since(submitted);
-        self.queue_wait.record(queue_wait);
-        self.listeners
-            .emit(&self.name, EventKind::Started { queue_wait });
-        started
-    }
-
-    /// A task started at `started` has returned or panicked: record its run time.
-    pub(crate) fn task_stopped(&self, started: Instant, panicked: bool) {
-        let run_time = started.elapsed();
-        self.run_time.record(run_time);
-        let kind = if panicked {
-            EventKind::Panicked { run_time }
-        } else {
-            EventKind::Finished { run_time }
-        };
-        self.listeners.emit(&self.name, kind);
-    }
-
-    /// A task that never started was cancelled through its handle.
-    pub(crate) fn task_cancelled(&self) {
-        self.task_discarded();
-        self.queue.cancelled();
-    }
-
-    /// Waits for `slot` until `deadline`; on timeout cancels it if it has not started.
-    pub(crate) fn wait_deadline<T>(
-        &self,
-        slot: &dyn Slot<T>,
-        deadline: Option<Instant>,
-        timeout: Duration,
-    ) -> Result<T, BulkheadError> {
-        if slot.wait(deadline) {
-            return slot.take(self);
-        }
-        if slot.abandon() {
-            // EXPIRED: it was still queued; it frees its slot now and never runs.
-            PoolCounters::bump(&self.counters.expired);
-            self.admission.release();
-            self.listeners.emit(&self.name, EventKind::Expired);
-            self.queue.cancelled();
-        } else if slot.is_finished() {
-            // It finished in the instant between the deadline and the cancel: the value is
-            // here, so hand it over rather than report a timeout.
-            return slot.take(self);
-        }
-        PoolCounters::bump(&self.counters.timed_out);
-        self.listeners
-            .emit(&self.name, EventKind::TimedOut { waited: timeout });
-        Err(BulkheadError::Timeout {
-            name: self.name.clone(),
-            timeout,
-        })
-    }
-
-    /// Joins every worker thread of a terminated pool (no worker can start after
-    /// termination, so these are all there will be), then tells `await_termination`.
-    fn reap(&self) {
-        let threads = std::mem::take(&mut *self.threads.lock());
-        for thread in threads {
-            let _ = thread.join();
-        }
-        self.termination.lock().joined = true;
-        self.terminated.notify_all();
     }
 
     /// A worker left; wake the next one (shutdown) and anyone awaiting termination.
@@ -202,60 +73,7 @@ impl Shared {
             // chain reaches every worker even if a wake-up was consumed by a busy one.
             self.queue.wake(1);
         } else {
-            let _guard = self.termination.lock();
-            self.terminated.notify_all();
-        }
-    }
-
-    /// Makes sure the task just queued will be served, after the OS refused a thread (`err`)
-    /// or while the task may be counting on a worker whose spawn is in flight.
-    ///
-    /// Waits for every spawn in flight to get its verdict, then checks invariant (I). If a
-    /// worker is missing it starts one; if the OS refuses that too, the task is served by the
-    /// workers that exist (it waits its turn), or — with no worker at all — completed with a
-    /// [`BulkheadError::Spawn`] that is returned to the caller. Never waits for a task, only
-    /// for thread starts, so no caller can hang here.
-    ///
-    /// Regression (tests/faults.rs): a task admitted while another caller's spawn was about
-    /// to be refused counted on that worker, reached the queue after the refusing caller had
-    /// failed what was queued, and waited forever with no worker alive.
-    fn ensure_served(
-        self: &Arc<Self>,
-        task: &Arc<dyn handle::Job>,
-        mut refused: Option<std::io::Error>,
-    ) -> Result<(), BulkheadError> {
-        loop {
-            let s = self.admission.load();
-            match self.admission.needs_worker(s) {
-                Some(false) => return Ok(()),
-                // A worker's thread is being started: its verdict decides.
-                None => std::thread::yield_now(),
-                Some(true) => {
-                    if let Some(err) = &refused {
-                        if s.live() > 0 {
-                            // Serve from the workers that exist: the task waits its turn.
-                            return Ok(());
-                        }
-                        let error = BulkheadError::Spawn {
-                            name: self.name.clone(),
-                            kind: err.kind(),
-                            message: err.to_string(),
-                        };
-                        // A worker may have claimed it meanwhile; then it is served.
-                        return if task.discard(self, error.clone()) {
-                            Err(error)
-                        } else {
-                            Ok(())
-                        };
-                    }
-                    if self.admission.try_add_worker(s) {
-                        if let Err(err) = worker::spawn(self) {
-                            self.admission.spawn_failed();
-                            refused = Some(err);
-                        }
-                    }
-                }
-            }
+            self.termination.last_worker_exited();
         }
     }
 }
@@ -350,15 +168,19 @@ impl ThreadPoolBulkhead {
             thread_prefix,
             stack_size: config.stack_size,
             next_worker_id: AtomicUsize::new(0),
-            threads: Mutex::new(Vec::new()),
+            spin: SpinPolicy::default(),
+            spawn_verdicts: SpawnVerdicts::default(),
+            termination: Termination::default(),
             failing_spawns: AtomicUsize::new(0),
-            termination: Mutex::new(Termination::default()),
-            terminated: Condvar::new(),
             config,
         };
-        Ok(Self {
+        let pool = Self {
             shared: CachePadded::new(Arc::new(shared)),
-        })
+        };
+        if pool.shared.config.prestart {
+            pool.prestart();
+        }
+        Ok(pool)
     }
 
     /// The pool's name.
@@ -389,7 +211,7 @@ impl ThreadPoolBulkhead {
             Some(timeout) => self.execute_timeout(timeout, f),
             None => {
                 let task = self.start(f, None)?;
-                task.wait(None);
+                task.wait(None, Some(&self.shared.spin));
                 task.take(&self.shared)
             }
         }
@@ -507,12 +329,12 @@ impl ThreadPoolBulkhead {
             // The worker itself reports success (`spawn_succeeded`) as its first act, before
             // it can retire; only a refusal is reported here.
             if let Err(err) = worker::spawn(shared) {
-                shared.admission.spawn_failed();
-                shared.ensure_served(&(task.clone() as Arc<dyn handle::Job>), Some(err))?;
+                shared.spawn_failed();
+                shared.ensure_served(&(task.clone() as Arc<dyn Job>), Some(err))?;
             }
         } else if racing_spawn {
             // Rare: admitted while another worker's thread was being started.
-            shared.ensure_served(&(task.clone() as Arc<dyn handle::Job>), None)?;
+            shared.ensure_served(&(task.clone() as Arc<dyn Job>), None)?;
         }
         Ok(task)
     }
@@ -611,46 +433,30 @@ impl ThreadPoolBulkhead {
     /// exit cannot hold this call past its timeout; concurrent callers all wait for the same
     /// joins.
     pub fn await_termination(&self, timeout: Duration) -> bool {
+        Termination::wait(&self.shared, timeout)
+    }
+
+    /// Starts `core_threads` workers now ([`PoolConfig::prestart`]). Best effort: a thread
+    /// the OS refuses is started on demand later, as any other.
+    fn prestart(&self) {
         let shared = &self.shared;
-        let deadline = Instant::now().checked_add(timeout);
-        let mut termination = shared.termination.lock();
-        // The books first: every worker has uncounted itself.
-        while !termination.joined && !shared.admission.load().is_terminated() {
-            if !wait_until(&shared.terminated, &mut termination, deadline) {
-                return termination.joined || shared.admission.load().is_terminated();
+        while shared.admission.try_add_idle_worker() {
+            if worker::spawn(shared).is_err() {
+                shared.spawn_failed();
+                break;
             }
         }
-        if !termination.reaping && shared.threads.lock().is_empty() {
-            // Never started a thread, or already joined them all: nothing to wait for.
-            termination.reaping = true;
-            termination.joined = true;
-        }
-        if !termination.reaping {
-            termination.reaping = true;
-            drop(termination);
-            let reaper_shared = Arc::clone(shared);
-            let spawned = std::thread::Builder::new()
-                .name(format!("{}-reaper", shared.thread_prefix))
-                .spawn(move || reaper_shared.reap());
-            if spawned.is_err() {
-                // No thread for the reaper: join here, past the deadline if need be.
-                shared.reap();
-            }
-            termination = shared.termination.lock();
-        }
-        while !termination.joined {
-            if !wait_until(&shared.terminated, &mut termination, deadline) {
-                return termination.joined;
-            }
-        }
-        true
     }
 
     /// Makes the next `n` worker spawns fail as if the OS refused a thread. For tests of the
-    /// failure path; not part of the stable API.
+    /// failure path only: it exists only with the hidden `__test-hooks` feature, which the
+    /// crate's own tests turn on, and is not part of the API.
+    #[cfg(feature = "__test-hooks")]
     #[doc(hidden)]
     pub fn inject_spawn_failures(&self, n: usize) {
-        self.shared.failing_spawns.store(n, Ordering::Relaxed);
+        self.shared
+            .failing_spawns
+            .store(n, crate::sync::plain::Ordering::Relaxed);
     }
 }
 

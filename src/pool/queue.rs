@@ -9,15 +9,24 @@
 //! dead tasks never exceed `max(SWEEP_FLOOR, live)`, and each sweep's cost is paid for by
 //! the cancellations that made it necessary.
 //!
-//! Idle workers spin briefly on a lock-free length before they sleep on the condition
-//! variable, as crossbeam's blocking receive does: on a virtual machine a wake-up costs tens
-//! of microseconds, more than a tiny task takes.
+//! Idle workers spin briefly on a lock-free length before they sleep, as crossbeam's
+//! blocking receive does: on a virtual machine a wake-up costs tens of microseconds, more
+//! than a tiny task takes.
+//!
+//! Sleepers form a stack, and a push wakes the *most recently* idle one (LIFO). Which sleeper
+//! to wake is policy with consequences: with one condition variable shared by all (FIFO, as
+//! parking_lot wakes its waiters), N idle workers under a trickle of one call every T each
+//! got a task every N·T, and none ever reached its keep-alive (reproduced: 4 of 4 workers
+//! alive with a call every 30 ms and a keep-alive of 200 ms). Waking the last one to sleep
+//! keeps one worker warm and lets the surplus retire, as the JDK's cached thread pool does
+//! with its non-fair `SynchronousQueue` (a stack). Each sleeper therefore waits on a
+//! condition variable of its own.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::pool::handle::Job;
-use crate::sync::{Arc, AtomicUsize, Backoff, Condvar, Mutex, Ordering};
+use crate::pool::task::Job;
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Backoff, Condvar, Mutex, Ordering};
 
 /// Dead tasks the queue tolerates before a sweep, whatever the number of live ones.
 pub(crate) const SWEEP_FLOOR: usize = 64;
@@ -36,20 +45,35 @@ pub(crate) enum Popped {
     TimedOut,
 }
 
+/// One worker's place on the stack of sleepers.
+pub(crate) struct Sleeper {
+    ready: Condvar,
+    /// Set (under the queue's lock) by whoever popped this sleeper off the stack to wake it.
+    woken: AtomicBool,
+}
+
+impl Sleeper {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            ready: Condvar::new(),
+            woken: AtomicBool::new(false),
+        })
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     tasks: VecDeque<Arc<dyn Job>>,
     /// Wake-ups not yet taken by a worker.
     wakes: usize,
-    /// Workers asleep on the condition variable.
-    sleepers: usize,
+    /// Workers asleep, the most recently idle last: a push wakes that one.
+    sleepers: Vec<Arc<Sleeper>>,
     /// Cancellations since the last sweep: an upper bound on the dead tasks queued.
     cancelled: usize,
 }
 
 pub(crate) struct Queue {
     inner: Mutex<Inner>,
-    ready: Condvar,
     /// Tasks plus wake-ups, written under the lock and read without it by spinning workers.
     pending: AtomicUsize,
 }
@@ -58,7 +82,6 @@ impl Queue {
     pub(crate) fn new() -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            ready: Condvar::new(),
             pending: AtomicUsize::new(0),
         }
     }
@@ -73,9 +96,16 @@ impl Queue {
         let mut inner = self.inner.lock();
         inner.tasks.push_back(job);
         self.publish(&inner);
-        if inner.sleepers > 0 {
-            self.ready.notify_one();
+        // LIFO: the most recently idle sleeper (see the module's notes for why).
+        if let Some(sleeper) = inner.sleepers.pop() {
+            Self::rouse(&sleeper);
         }
+    }
+
+    /// Wakes a sleeper already taken off the stack (under the lock).
+    fn rouse(sleeper: &Sleeper) {
+        sleeper.woken.store(true, Ordering::Relaxed);
+        sleeper.ready.notify_one();
     }
 
     /// Wakes `n` workers (shutdown): each wake-up is taken by one worker, after the tasks.
@@ -86,8 +116,10 @@ impl Queue {
         let mut inner = self.inner.lock();
         inner.wakes += n;
         self.publish(&inner);
-        if inner.sleepers > 0 {
-            self.ready.notify_all();
+        // Every sleeper: a wake-up is rare (shutdown), and one taken by a worker that was
+        // busy must not leave another asleep.
+        for sleeper in std::mem::take(&mut inner.sleepers) {
+            Self::rouse(&sleeper);
         }
     }
 
@@ -123,8 +155,9 @@ impl Queue {
         self.inner.lock().tasks.capacity()
     }
 
-    /// The oldest task, or a wake-up, waiting up to `timeout` for one.
-    pub(crate) fn pop(&self, timeout: Duration) -> Popped {
+    /// The oldest task, or a wake-up, waiting up to `timeout` for one; `me` is the calling
+    /// worker's place on the stack of sleepers.
+    pub(crate) fn pop(&self, me: &Arc<Sleeper>, timeout: Duration) -> Popped {
         // A keep-alive too long for the clock is no deadline at all.
         let deadline = Instant::now().checked_add(timeout);
         let backoff = Backoff::new();
@@ -136,19 +169,32 @@ impl Queue {
             if let Some(popped) = self.take(&mut inner) {
                 return popped;
             }
-            inner.sleepers += 1;
+            // SLEEPING: on top of the stack, so the next push wakes this worker first.
+            me.woken.store(false, Ordering::Relaxed);
+            inner.sleepers.push(Arc::clone(me));
             let timed_out = match deadline {
-                Some(deadline) => self.ready.wait_until(&mut inner, deadline).timed_out(),
+                Some(deadline) => me.ready.wait_until(&mut inner, deadline).timed_out(),
                 None => {
-                    self.ready.wait(&mut inner);
+                    me.ready.wait(&mut inner);
                     false
                 }
             };
-            inner.sleepers -= 1;
+            if !me.woken.load(Ordering::Relaxed) {
+                // Timed out (or woke spuriously) while still on the stack: leave it.
+                if let Some(at) = inner.sleepers.iter().rposition(|s| Arc::ptr_eq(s, me)) {
+                    inner.sleepers.remove(at);
+                }
+            }
             if timed_out {
                 return self.take(&mut inner).unwrap_or(Popped::TimedOut);
             }
         }
+    }
+
+    /// The workers asleep, oldest first (for tests).
+    #[cfg(test)]
+    pub(crate) fn sleepers(&self) -> usize {
+        self.inner.lock().sleepers.len()
     }
 
     fn take(&self, inner: &mut Inner) -> Option<Popped> {
@@ -207,6 +253,53 @@ mod tests {
         assert_eq!((stats.expired, stats.queued), (10_000, 0));
         drop(release);
         assert_eq!(pool.execute(|| 7).unwrap(), 7);
+    }
+
+    /// Regression: the queue woke the longest-idle sleeper (one condition variable, FIFO),
+    /// so under a trickle every idle worker got a task in turn and none reached its
+    /// keep-alive. A push must wake the most recently idle one.
+    #[test]
+    fn a_push_wakes_the_most_recently_idle_sleeper() {
+        use super::{Popped, Queue, Sleeper};
+        use std::time::Instant;
+
+        struct Mark;
+        impl crate::pool::task::Job for Mark {
+            fn run(self: Arc<Self>, _: &crate::pool::Shared) {}
+            fn discard(&self, _: &crate::pool::Shared, _: crate::BulkheadError) -> bool {
+                false
+            }
+            fn is_pending(&self) -> bool {
+                true
+            }
+        }
+
+        let queue = Arc::new(Queue::new());
+        let (got, results) = mpsc::channel();
+        let mut workers = Vec::new();
+        for id in 0..3 {
+            let q = Arc::clone(&queue);
+            let got = got.clone();
+            workers.push(std::thread::spawn(move || {
+                let me = Sleeper::new();
+                let popped = q.pop(&me, Duration::from_secs(30));
+                got.send((id, matches!(popped, Popped::Task(_)))).unwrap();
+            }));
+            // Each one asleep before the next comes, so their order is known.
+            let until = Instant::now() + Duration::from_secs(30);
+            while queue.sleepers() < id + 1 {
+                assert!(Instant::now() < until, "worker {id} never went to sleep");
+                std::thread::yield_now();
+            }
+        }
+        queue.push(Arc::new(Mark));
+        let first = results.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(first, (2, true), "the last worker to go idle gets the task");
+        assert_eq!(queue.sleepers(), 2);
+        queue.wake(2);
+        for worker in workers {
+            worker.join().unwrap();
+        }
     }
 
     #[test]
@@ -268,10 +361,10 @@ mod loom_models {
 
     use loom::thread;
 
-    use super::{Popped, Queue};
+    use super::{Popped, Queue, Sleeper};
     use crate::error::BulkheadError;
     use crate::pool::Shared;
-    use crate::pool::handle::Job;
+    use crate::pool::task::Job;
     use crate::sync::Arc;
 
     struct Noop;
@@ -288,7 +381,7 @@ mod loom_models {
 
     /// Waits for good: no keep-alive deadline, so a missed wake-up hangs the model.
     fn pop(queue: &Queue) -> Popped {
-        queue.pop(Duration::MAX)
+        queue.pop(&Sleeper::new(), Duration::MAX)
     }
 
     #[test]
@@ -330,6 +423,43 @@ mod loom_models {
                 .map(|w| usize::from(w.join().unwrap()))
                 .sum::<usize>();
             assert_eq!(tasks, 1, "one task, one wake-up, one each");
+        });
+    }
+
+    /// LIFO: with one worker asleep since before another, a push wakes the later one, and
+    /// the earlier one stays asleep (its keep-alive runs on). With the old shared condition
+    /// variable, which woke the longest sleeper, this fails.
+    #[test]
+    fn loom_a_push_wakes_the_most_recently_idle_worker() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new());
+            let first = Sleeper::new();
+            let q = Arc::clone(&queue);
+            let early = {
+                let first = Arc::clone(&first);
+                thread::spawn(move || matches!(q.pop(&first, Duration::MAX), Popped::Task(_)))
+            };
+            // The early worker is asleep before the later one comes.
+            while queue.sleepers() == 0 {
+                thread::yield_now();
+            }
+            let q = Arc::clone(&queue);
+            let later = thread::spawn(move || matches!(pop(&q), Popped::Task(_)));
+            while queue.sleepers() < 2 {
+                thread::yield_now();
+            }
+            queue.push(Arc::new(Noop));
+            assert!(
+                later.join().unwrap(),
+                "the most recently idle worker gets the task"
+            );
+            assert_eq!(queue.sleepers(), 1, "the early worker sleeps on");
+            assert!(!first.woken.load(crate::sync::Ordering::Relaxed));
+            queue.wake(1);
+            assert!(
+                !early.join().unwrap(),
+                "the early worker only got the wake-up"
+            );
         });
     }
 }
