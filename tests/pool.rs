@@ -533,6 +533,61 @@ fn zero_core_threads_lets_every_worker_retire_and_the_pool_restarts_on_demand() 
     assert_eq!(stats.completed, 3 * 3);
 }
 
+// Regression: the queue woke the longest-idle sleeper first, so under a trickle of one call
+// every T, N idle workers each got a task every N·T and none ever reached its keep-alive
+// (reproduced: 4 of 4 alive with a call every 30 ms and a keep-alive of 200 ms). The most
+// recently idle worker is woken now (LIFO), so one stays warm and the surplus retire.
+#[test]
+fn surplus_workers_retire_under_a_trickle() {
+    let keep_alive = Duration::from_millis(200);
+    let pool = pool(
+        "trickle",
+        PoolConfig::new(4).core_threads(0).keep_alive(keep_alive),
+    );
+    occupy_workers(&pool, 4, || assert_eq!(pool.stats().live_threads, 4));
+    // The trickle's pace is the workload, not synchronisation: one call every 30 ms, each
+    // far shorter than the keep-alive, until three workers are gone (or the patience ends).
+    let until = std::time::Instant::now() + PATIENCE;
+    let mut calls = 0_u64;
+    while pool.stats().live_threads > 1 {
+        assert!(
+            std::time::Instant::now() < until,
+            "after {calls} trickled calls {} of 4 workers are still alive",
+            pool.stats().live_threads
+        );
+        assert_eq!(pool.execute(|| 1).unwrap(), 1);
+        calls += 1;
+        thread::sleep(Duration::from_millis(30));
+    }
+    // Every call was served meanwhile, by the worker that stayed warm.
+    let stats = pool.stats();
+    assert_eq!(stats.completed, 4 + calls);
+    assert_eq!(stats.rejected, 0);
+}
+
+#[test]
+fn prestart_starts_the_core_workers_before_the_first_call() {
+    let pool = pool("pre", PoolConfig::new(4).core_threads(3).prestart(true));
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.live_threads, stats.running, stats.submitted),
+        (3, 0, 0)
+    );
+    if os_threads("pre").is_some() {
+        // A new thread names itself as it starts.
+        wait_until(PATIENCE, "three prestarted threads named pre-*", || {
+            os_threads("pre") == Some(3)
+        });
+    }
+    // The first calls are served by those workers: no new thread starts for them.
+    occupy_workers(&pool, 3, || assert_eq!(pool.stats().live_threads, 3));
+    // A fourth concurrent call still grows the pool to max_threads.
+    occupy_workers(&pool, 4, || assert_eq!(pool.stats().live_threads, 4));
+    // Without core threads there is nothing to prestart.
+    let none = self::pool("pre0", PoolConfig::new(2).core_threads(0).prestart(true));
+    assert_eq!(none.stats().live_threads, 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sequential reuse: the slot is freed before the result is handed back
 // ---------------------------------------------------------------------------------------------
