@@ -80,7 +80,10 @@ fn run(shared: &Shared) {
             Popped::Task(job) => {
                 // BUSY. A task's panic is caught inside `run`; this catch is a second line
                 // for anything else that unwinds out of it, which must not kill the worker.
-                let _ = catch_unwind(AssertUnwindSafe(|| job.run(shared)));
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| job.run(shared))) {
+                    // The payload's own `Drop` may panic too; not out here.
+                    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                }
                 Idle::Woken
             }
             Popped::Woken => Idle::Woken,
