@@ -1,14 +1,10 @@
 //! [`BulkheadManager`]: the registry of named bulkheads.
+//!
+//! Pools and semaphores live in two registries of one generic type, [`Registry`]; what a
+//! registry needs of its kind of bulkhead is the [`Member`] trait. A lookup goes through the
+//! calling thread's cache first (`recent.rs`), so a repeat lookup takes no lock.
 
 use std::collections::HashMap;
-
-/// The registry's map. Its hasher is foldhash's: a lookup runs on every
-/// `manager.pool(name)`, where SipHash alone cost as much as the rest of the lookup, and the
-/// registry holds at most `max_bulkheads` names, so flooding attacks on the hash have
-/// little to work with (foldhash is still seeded per process).
-///
-/// Keys are `Arc<str>` so that the per-thread lookup cache can keep one without copying it.
-type Registry<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -20,7 +16,15 @@ use crate::recent;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicUsize, Mutex, Ordering, RegistryLock};
+use crate::sync::plain::{AtomicUsize, Ordering, RegistryLock};
+
+/// A registry's map. Its hasher is foldhash's: a lookup that misses the per-thread cache
+/// runs on `manager.pool(name)`, where SipHash alone cost as much as the rest of the lookup,
+/// and the registry holds at most `max_bulkheads` names, so flooding attacks on the hash have
+/// little to work with (foldhash is still seeded per process).
+///
+/// Keys are `Arc<str>` so that the per-thread lookup cache can keep one without copying it.
+type Map<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 
 /// The name [`ConfigError`]s use for the manager's default configurations.
 const DEFAULT_NAME: &str = "<default>";
@@ -58,28 +62,20 @@ pub const DEFAULT_MAX_BULKHEADS: usize = 1024;
 pub struct BulkheadManager {
     /// Process-unique: keys this manager's entries in the per-thread lookup cache.
     id: u64,
-    default_pool: PoolConfig,
-    default_semaphore: SemaphoreConfig,
-    max_bulkheads: usize,
-    /// Pools and semaphores registered, against `max_bulkheads`.
-    registered: AtomicUsize,
-    /// Listeners for every bulkhead, present and future. Lock order: a registry, then this.
-    listeners: Mutex<Vec<Listener>>,
-    pools: RegistryLock<Registry<Arc<ThreadPoolBulkhead>>>,
-    semaphores: RegistryLock<Registry<Arc<SemaphoreBulkhead>>>,
+    /// Pools and semaphores together, against `max_bulkheads`.
+    cap: Cap,
+    pools: Registry<ThreadPoolBulkhead>,
+    semaphores: Registry<SemaphoreBulkhead>,
 }
 
 impl fmt::Debug for BulkheadManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut pools: Vec<Arc<str>> = self.pools.read().keys().cloned().collect();
-        let mut semaphores: Vec<Arc<str>> = self.semaphores.read().keys().cloned().collect();
-        pools.sort();
-        semaphores.sort();
         f.debug_struct("BulkheadManager")
-            .field("default_pool", &self.default_pool)
-            .field("default_semaphore", &self.default_semaphore)
-            .field("pools", &pools)
-            .field("semaphores", &semaphores)
+            .field("default_pool", &self.pools.default)
+            .field("default_semaphore", &self.semaphores.default)
+            .field("max_bulkheads", &self.cap.max)
+            .field("pools", &self.pools.names())
+            .field("semaphores", &self.semaphores.names())
             .finish()
     }
 }
@@ -96,13 +92,9 @@ impl BulkheadManager {
     pub fn new() -> Self {
         Self {
             id: recent::next_manager_id(),
-            default_pool: PoolConfig::default(),
-            default_semaphore: SemaphoreConfig::default(),
-            max_bulkheads: DEFAULT_MAX_BULKHEADS,
-            registered: AtomicUsize::new(0),
-            listeners: Mutex::new(Vec::new()),
-            pools: RegistryLock::new(Registry::default()),
-            semaphores: RegistryLock::new(Registry::default()),
+            cap: Cap::new(DEFAULT_MAX_BULKHEADS, 0),
+            pools: Registry::new(PoolConfig::default(), Map::default()),
+            semaphores: Registry::new(SemaphoreConfig::default(), Map::default()),
         }
     }
 
@@ -124,15 +116,11 @@ impl BulkheadManager {
     ///
     /// Each thread remembers the bulkheads it looked up recently (up to 64 pools and 64
     /// semaphores), so a repeat lookup is a name comparison (and a hash, when the thread
-    /// alternates between names) plus the `Arc` clone, with no lock: 14–21 ns on the
-    /// development machine for the thread's last name, against 41–51 ns for a registry
-    /// read in the same loop. Holding the `Arc` is still cheaper on the hottest paths. The
-    /// cache keeps no bulkhead alive: it holds weak references.
+    /// alternates between names) plus the `Arc` clone, with no lock; a first lookup reads
+    /// the registry under a read lock. Holding the `Arc` is still cheaper on the hottest
+    /// paths. The cache keeps no bulkhead alive: it holds weak references.
     pub fn pool(&self, name: &str) -> Arc<ThreadPoolBulkhead> {
-        match self.try_pool(name) {
-            Ok(pool) => pool,
-            Err(err) => panic!("{err}"),
-        }
+        self.try_pool(name).unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The pool called `name`, created from the default configuration on first use.
@@ -154,50 +142,12 @@ impl BulkheadManager {
     /// # Ok::<(), bulkheads::ConfigError>(())
     /// ```
     pub fn try_pool(&self, name: &str) -> Result<Arc<ThreadPoolBulkhead>, ConfigError> {
-        recent::lookup(self.id, name, || self.registered_pool(name))
+        self.lookup(name)
     }
 
-    /// [`try_pool`](BulkheadManager::try_pool) without the per-thread cache.
-    fn registered_pool(
-        &self,
-        name: &str,
-    ) -> Result<(Arc<str>, Arc<ThreadPoolBulkhead>), ConfigError> {
-        registered(&self.pools, name, || {
-            let pool = Arc::new(ThreadPoolBulkhead::new(name, self.default_pool.clone())?);
-            self.register(name)?;
-            for listener in self.listeners.lock().iter() {
-                pool.add_listener(Arc::clone(listener));
-            }
-            Ok(pool)
-        })
-    }
-
-    /// Counts one more bulkhead against the cap.
-    fn register(&self, name: &str) -> Result<(), ConfigError> {
-        self.registered
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.max_bulkheads).then_some(n + 1)
-            })
-            .map(drop)
-            .map_err(|n| {
-                ConfigError::new(
-                    name,
-                    "max_bulkheads",
-                    format!(
-                        "cannot be created: the manager already holds {n} bulkheads, its max_bulkheads"
-                    ),
-                )
-            })
-    }
-
-    /// How many bulkheads (pools and semaphores) the manager holds.
-    pub fn len(&self) -> usize {
-        self.registered.load(Ordering::Relaxed)
-    }
-
-    /// True if the manager holds no bulkhead.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The pool called `name` if it exists; never creates one.
+    pub fn get_pool(&self, name: &str) -> Option<Arc<ThreadPoolBulkhead>> {
+        self.find(name)
     }
 
     /// Runs `f` in the pool called `name` (created on first use) and waits for its result:
@@ -232,11 +182,6 @@ impl BulkheadManager {
         self.pool(name).execute(f)
     }
 
-    /// The pool called `name` if it exists; never creates one.
-    pub fn get_pool(&self, name: &str) -> Option<Arc<ThreadPoolBulkhead>> {
-        recent::lookup(self.id, name, || existing(&self.pools, name)).ok()
-    }
-
     /// The semaphore called `name`, created from the default configuration on first use.
     ///
     /// # Panics
@@ -244,10 +189,8 @@ impl BulkheadManager {
     /// If `name` is new and not a valid bulkhead name, or the manager is full; see
     /// [`try_semaphore`](BulkheadManager::try_semaphore).
     pub fn semaphore(&self, name: &str) -> Arc<SemaphoreBulkhead> {
-        match self.try_semaphore(name) {
-            Ok(semaphore) => semaphore,
-            Err(err) => panic!("{err}"),
-        }
+        self.try_semaphore(name)
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The semaphore called `name`, created from the default configuration on first use.
@@ -257,34 +200,44 @@ impl BulkheadManager {
     /// A [`ConfigError`] if `name` is not a valid bulkhead name, or if it is new and the
     /// manager already holds [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads).
     pub fn try_semaphore(&self, name: &str) -> Result<Arc<SemaphoreBulkhead>, ConfigError> {
-        recent::lookup(self.id, name, || self.registered_semaphore(name))
-    }
-
-    /// [`try_semaphore`](BulkheadManager::try_semaphore) without the per-thread cache.
-    fn registered_semaphore(
-        &self,
-        name: &str,
-    ) -> Result<(Arc<str>, Arc<SemaphoreBulkhead>), ConfigError> {
-        registered(&self.semaphores, name, || {
-            let semaphore = Arc::new(SemaphoreBulkhead::new(
-                name,
-                self.default_semaphore.clone(),
-            )?);
-            self.register(name)?;
-            for listener in self.listeners.lock().iter() {
-                semaphore.add_listener(Arc::clone(listener));
-            }
-            Ok(semaphore)
-        })
+        self.lookup(name)
     }
 
     /// The semaphore called `name` if it exists; never creates one.
     pub fn get_semaphore(&self, name: &str) -> Option<Arc<SemaphoreBulkhead>> {
-        recent::lookup(self.id, name, || existing(&self.semaphores, name)).ok()
+        self.find(name)
+    }
+
+    /// The bulkhead called `name`, from this thread's cache or the registry of its kind,
+    /// created on first use.
+    fn lookup<T: Kind>(&self, name: &str) -> Result<Arc<T>, ConfigError> {
+        recent::lookup(self.id, name, || {
+            T::registry(self).get_or_create(name, &self.cap)
+        })
+    }
+
+    /// The bulkhead called `name` if it exists, from this thread's cache or the registry.
+    fn find<T: Kind>(&self, name: &str) -> Option<Arc<T>> {
+        recent::lookup(self.id, name, || T::registry(self).get(name).ok_or(())).ok()
+    }
+
+    /// How many bulkheads (pools and semaphores) the manager holds.
+    pub fn len(&self) -> usize {
+        self.cap.used()
+    }
+
+    /// True if the manager holds no bulkhead.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Calls `listener` for every [`Event`] of every bulkhead of this manager, those that
-    /// exist now and those created later.
+    /// exist now and those created later (also while this call runs: each bulkhead gets
+    /// the listener exactly once).
+    ///
+    /// The listener runs with no lock of the manager held, so it may call back into the
+    /// manager (read [`stats`](BulkheadManager::stats), add a listener); see [`Event`] for
+    /// where it runs. Its panics are caught and dropped.
     ///
     /// # Examples
     ///
@@ -312,31 +265,14 @@ impl BulkheadManager {
         L: Fn(&Event<'_>) + Send + Sync + 'static,
     {
         let listener: Listener = Arc::new(listener);
-        let pools = self.pools.write();
-        let semaphores = self.semaphores.write();
-        self.listeners.lock().push(Arc::clone(&listener));
-        for pool in pools.values() {
-            pool.add_listener(Arc::clone(&listener));
-        }
-        for semaphore in semaphores.values() {
-            semaphore.add_listener(Arc::clone(&listener));
-        }
+        self.pools.add_listener(&listener);
+        self.semaphores.add_listener(&listener);
     }
 
     /// A snapshot of every bulkhead, ordered by name; its `Display` is a table.
     pub fn stats(&self) -> ManagerStats {
-        let mut bulkheads: Vec<BulkheadStats> = self
-            .pools
-            .read()
-            .values()
-            .map(|p| BulkheadStats::Pool(p.stats()))
-            .collect();
-        bulkheads.extend(
-            self.semaphores
-                .read()
-                .values()
-                .map(|s| BulkheadStats::Semaphore(s.stats())),
-        );
+        let mut bulkheads = self.pools.snapshot();
+        bulkheads.extend(self.semaphores.snapshot());
         bulkheads.sort_by(|a, b| a.name().cmp(b.name()));
         ManagerStats { bulkheads }
     }
@@ -344,7 +280,7 @@ impl BulkheadManager {
     /// Shuts every pool down (queued work still runs) and waits at most `timeout` in all
     /// for their threads to exit. Returns true if every pool terminated in time.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let pools: Vec<_> = self.pools.read().values().cloned().collect();
+        let pools = self.pools.all();
         for pool in &pools {
             pool.shutdown();
         }
@@ -455,30 +391,8 @@ impl BulkheadManagerBuilder {
         default_pool.validate(DEFAULT_NAME)?;
         let default_semaphore = self.default_semaphore.unwrap_or_default();
         default_semaphore.validate(DEFAULT_NAME)?;
-        let mut pools = Registry::default();
-        for (name, config) in self.pools {
-            if pools.contains_key(name.as_str()) {
-                return Err(ConfigError::new(
-                    &name,
-                    "name",
-                    "is configured twice as a pool",
-                ));
-            }
-            let pool = ThreadPoolBulkhead::new(name.clone(), config)?;
-            pools.insert(Arc::from(name), Arc::new(pool));
-        }
-        let mut semaphores = Registry::default();
-        for (name, config) in self.semaphores {
-            if semaphores.contains_key(name.as_str()) {
-                return Err(ConfigError::new(
-                    &name,
-                    "name",
-                    "is configured twice as a semaphore",
-                ));
-            }
-            let semaphore = SemaphoreBulkhead::new(name.clone(), config)?;
-            semaphores.insert(Arc::from(name), Arc::new(semaphore));
-        }
+        let pools = configured(self.pools)?;
+        let semaphores = configured(self.semaphores)?;
         let max_bulkheads = self.max_bulkheads.unwrap_or(DEFAULT_MAX_BULKHEADS);
         let registered = pools.len() + semaphores.len();
         if registered > max_bulkheads {
@@ -492,48 +406,219 @@ impl BulkheadManagerBuilder {
         }
         Ok(BulkheadManager {
             id: recent::next_manager_id(),
-            default_pool,
-            default_semaphore,
-            max_bulkheads,
-            registered: AtomicUsize::new(registered),
-            listeners: Mutex::new(Vec::new()),
-            pools: RegistryLock::new(pools),
-            semaphores: RegistryLock::new(semaphores),
+            cap: Cap::new(max_bulkheads, registered),
+            pools: Registry::new(default_pool, pools),
+            semaphores: Registry::new(default_semaphore, semaphores),
         })
     }
 }
 
-/// The entry called `name` in `registry` with the registry's key, if there is one.
-fn existing<T>(
-    registry: &RegistryLock<Registry<Arc<T>>>,
-    name: &str,
-) -> Result<(Arc<str>, Arc<T>), ()> {
-    registry
-        .read()
-        .get_key_value(name)
-        .map(|(key, item)| (Arc::clone(key), Arc::clone(item)))
-        .ok_or(())
+/// The configured bulkheads of one kind, built; a name configured twice is an error.
+fn configured<T: Member>(configs: Vec<(String, T::Config)>) -> Result<Map<Arc<T>>, ConfigError> {
+    let mut built = Map::default();
+    for (name, config) in configs {
+        if built.contains_key(name.as_str()) {
+            return Err(ConfigError::new(
+                &name,
+                "name",
+                format!("is configured twice as a {}", T::KIND),
+            ));
+        }
+        let member = T::build(&name, config)?;
+        built.insert(Arc::from(name), Arc::new(member));
+    }
+    Ok(built)
 }
 
-/// The entry called `name` in `registry` with the registry's key, `create`d (under the
-/// registry's write lock) if it is new and `name` is valid.
-fn registered<T>(
-    registry: &RegistryLock<Registry<Arc<T>>>,
-    name: &str,
-    create: impl FnOnce() -> Result<Arc<T>, ConfigError>,
-) -> Result<(Arc<str>, Arc<T>), ConfigError> {
-    if let Ok(entry) = existing(registry, name) {
-        return Ok(entry);
+// ---------------------------------------------------------------------------------------------
+// The registry, generic over the kind of bulkhead
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`Registry`] needs of its kind of bulkhead.
+trait Member: Send + Sync + Sized + 'static {
+    /// The kind's configuration.
+    type Config: Clone + fmt::Debug;
+    /// The kind's name in errors: "pool", "semaphore".
+    const KIND: &'static str;
+    fn build(name: &str, config: Self::Config) -> Result<Self, ConfigError>;
+    fn add_listener(&self, listener: Listener);
+    fn stats(&self) -> BulkheadStats;
+}
+
+impl Member for ThreadPoolBulkhead {
+    type Config = PoolConfig;
+    const KIND: &'static str = "pool";
+    fn build(name: &str, config: PoolConfig) -> Result<Self, ConfigError> {
+        Self::new(name, config)
     }
-    validate_name(name)?;
-    let mut entries = registry.write();
-    if let Some((key, item)) = entries.get_key_value(name) {
-        return Ok((Arc::clone(key), Arc::clone(item)));
+    fn add_listener(&self, listener: Listener) {
+        ThreadPoolBulkhead::add_listener(self, listener);
     }
-    let item = create()?;
-    let key: Arc<str> = Arc::from(name);
-    entries.insert(Arc::clone(&key), Arc::clone(&item));
-    Ok((key, item))
+    fn stats(&self) -> BulkheadStats {
+        BulkheadStats::Pool(ThreadPoolBulkhead::stats(self))
+    }
+}
+
+impl Member for SemaphoreBulkhead {
+    type Config = SemaphoreConfig;
+    const KIND: &'static str = "semaphore";
+    fn build(name: &str, config: SemaphoreConfig) -> Result<Self, ConfigError> {
+        Self::new(name, config)
+    }
+    fn add_listener(&self, listener: Listener) {
+        SemaphoreBulkhead::add_listener(self, listener);
+    }
+    fn stats(&self) -> BulkheadStats {
+        BulkheadStats::Semaphore(SemaphoreBulkhead::stats(self))
+    }
+}
+
+/// A kind of bulkhead the manager holds: which of its registries, and the per-thread cache.
+trait Kind: Member + recent::Cached {
+    fn registry(manager: &BulkheadManager) -> &Registry<Self>;
+}
+
+impl Kind for ThreadPoolBulkhead {
+    fn registry(manager: &BulkheadManager) -> &Registry<Self> {
+        &manager.pools
+    }
+}
+
+impl Kind for SemaphoreBulkhead {
+    fn registry(manager: &BulkheadManager) -> &Registry<Self> {
+        &manager.semaphores
+    }
+}
+
+/// The named bulkheads of one kind. Append-only: a name, once registered, keeps its
+/// bulkhead for the registry's life (the per-thread cache relies on it).
+///
+/// Locking: the write lock is taken to create a bulkhead, and to add a listener;
+/// under it the code builds a bulkhead and adds listeners to bulkheads (short locks of their
+/// own lists), and never runs user code or waits for anything a listener could hold. A
+/// listener runs with no lock held, so it may read the registry (`manager.stats()`) or write
+/// it (`manager.on_event`) without deadlock.
+struct Registry<T: Member> {
+    /// The configuration of bulkheads created on first use.
+    default: T::Config,
+    entries: RegistryLock<Entries<T>>,
+}
+
+/// A registry's state, under its lock. Listeners live beside the map under the same lock,
+/// so creating a bulkhead and adding a listener are mutually exclusive: a bulkhead created
+/// concurrently with `on_event` gets that listener exactly once.
+struct Entries<T> {
+    map: Map<Arc<T>>,
+    /// The manager's listeners, given to every bulkhead created from now on.
+    listeners: Vec<Listener>,
+}
+
+impl<T: Member> Registry<T> {
+    fn new(default: T::Config, map: Map<Arc<T>>) -> Self {
+        Self {
+            default,
+            entries: RegistryLock::new(Entries {
+                map,
+                listeners: Vec::new(),
+            }),
+        }
+    }
+
+    /// The bulkhead called `name` with the registry's key, if there is one.
+    fn get(&self, name: &str) -> Option<(Arc<str>, Arc<T>)> {
+        self.entries
+            .read()
+            .map
+            .get_key_value(name)
+            .map(|(key, item)| (Arc::clone(key), Arc::clone(item)))
+    }
+
+    /// The bulkhead called `name` with the registry's key, created from the default
+    /// configuration if it is new, `name` is valid, and `cap` has room.
+    fn get_or_create(&self, name: &str, cap: &Cap) -> Result<(Arc<str>, Arc<T>), ConfigError> {
+        if let Some(entry) = self.get(name) {
+            return Ok(entry);
+        }
+        validate_name(name)?;
+        let mut entries = self.entries.write();
+        if let Some((key, item)) = entries.map.get_key_value(name) {
+            return Ok((Arc::clone(key), Arc::clone(item)));
+        }
+        let item = Arc::new(T::build(name, self.default.clone())?);
+        cap.reserve(name)?;
+        for listener in &entries.listeners {
+            item.add_listener(Arc::clone(listener));
+        }
+        let key: Arc<str> = Arc::from(name);
+        entries.map.insert(Arc::clone(&key), Arc::clone(&item));
+        Ok((key, item))
+    }
+
+    /// Gives `listener` to every bulkhead, present and future.
+    fn add_listener(&self, listener: &Listener) {
+        let mut entries = self.entries.write();
+        entries.listeners.push(Arc::clone(listener));
+        for item in entries.map.values() {
+            item.add_listener(Arc::clone(listener));
+        }
+    }
+
+    /// Every bulkhead.
+    fn all(&self) -> Vec<Arc<T>> {
+        self.entries.read().map.values().cloned().collect()
+    }
+
+    /// Every bulkhead's stats, taken after the lock is released.
+    fn snapshot(&self) -> Vec<BulkheadStats> {
+        let items: Vec<Arc<T>> = self.entries.read().map.values().cloned().collect();
+        items.iter().map(|item| item.stats()).collect()
+    }
+
+    /// The registered names, sorted.
+    fn names(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self.entries.read().map.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// The cap on a manager's bulkheads, pools and semaphores together.
+struct Cap {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl Cap {
+    fn new(max: usize, used: usize) -> Self {
+        Self {
+            max,
+            used: AtomicUsize::new(used),
+        }
+    }
+
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn full(&self, name: &str, held: usize) -> ConfigError {
+        ConfigError::new(
+            name,
+            "max_bulkheads",
+            format!(
+                "cannot be created: the manager already holds {held} bulkheads, its max_bulkheads"
+            ),
+        )
+    }
+
+    /// Counts one more bulkhead, if there is room.
+    fn reserve(&self, name: &str) -> Result<(), ConfigError> {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map(drop)
+            .map_err(|held| self.full(name, held))
+    }
 }
 
 #[allow(dead_code)]

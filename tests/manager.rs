@@ -7,13 +7,13 @@
 //! Tolerance TCK (an invalid `@Bulkhead` is a definition error, never a runtime surprise).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{
-    BulkheadManager, BulkheadManagerBuilder, BulkheadStats, ConfigError, PoolConfig,
+    BulkheadManager, BulkheadManagerBuilder, BulkheadStats, ConfigError, EventKind, PoolConfig,
     SemaphoreConfig, ThreadPoolBulkhead,
 };
 
@@ -947,4 +947,48 @@ fn remembered_lookups_keep_no_pool_alive_after_its_manager() {
         "the dropped manager's worker exits",
         || threads_named(PREFIX) == 0,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening: threads, the cap, shutdown, names from user data, listeners
+// ---------------------------------------------------------------------------------------------
+
+// Listeners and creation race: `on_event` and a new name's creation take the same registry
+// lock, so a bulkhead created while `on_event` runs gets the listener exactly once — not zero
+// times (created after `on_event` walked the registry, before the listener was recorded for
+// later bulkheads) and not twice (recorded for later and found in the walk).
+#[test]
+fn a_bulkhead_created_during_on_event_hears_each_listener_exactly_once() {
+    const LISTENERS: usize = 50;
+    const POOLS: usize = 50;
+    let manager = BulkheadManager::new();
+    let heard = Arc::new(AtomicUsize::new(0));
+    let barrier = Barrier::new(2);
+    thread::scope(|s| {
+        s.spawn(|| {
+            barrier.wait();
+            for _ in 0..LISTENERS {
+                let heard = Arc::clone(&heard);
+                manager.on_event(move |e| {
+                    if matches!(e.kind, EventKind::Permitted { .. }) {
+                        heard.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        s.spawn(|| {
+            barrier.wait();
+            for i in 0..POOLS {
+                manager.pool(&format!("p{i}"));
+                manager.semaphore(&format!("s{i}"));
+            }
+        });
+    });
+    for i in 0..POOLS {
+        manager.pool(&format!("p{i}")).execute(|| ()).unwrap();
+        manager.semaphore(&format!("s{i}")).call(|| ()).unwrap();
+    }
+    // One Permitted event per call, heard by every listener once.
+    assert_eq!(heard.load(Ordering::Relaxed), 2 * POOLS * LISTENERS);
+    assert!(manager.shutdown(LONG));
 }
