@@ -88,12 +88,24 @@ impl Default for BulkheadManager {
 
 impl BulkheadManager {
     /// A manager with no configured bulkheads: every name gets
-    /// [`PoolConfig::default`] or [`SemaphoreConfig::default`].
+    /// [`PoolConfig::default`] (its idle workers retiring, see
+    /// [`default_pool_config`](BulkheadManagerBuilder::default_pool_config)) or
+    /// [`SemaphoreConfig::default`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::new();
+    /// let stats = manager.pool("anything").stats();
+    /// assert_eq!((stats.max_threads, stats.queue_capacity, stats.core_threads), (10, 5, 0));
+    /// ```
     pub fn new() -> Self {
         Self {
             id: recent::next_manager_id(),
             cap: Cap::new(DEFAULT_MAX_BULKHEADS, 0),
-            pools: Registry::new(PoolConfig::default(), Map::default()),
+            pools: Registry::new(on_demand(PoolConfig::default()), Map::default()),
             semaphores: Registry::new(SemaphoreConfig::default(), Map::default()),
         }
     }
@@ -130,6 +142,7 @@ impl BulkheadManager {
     /// A [`ConfigError`] if `name` is not a valid bulkhead name (field `name`), or if it is
     /// new and the manager already holds
     /// [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads) (field `max_bulkheads`).
+    /// A full manager refuses before it builds anything.
     ///
     /// # Examples
     ///
@@ -294,6 +307,18 @@ impl BulkheadManager {
     }
 }
 
+/// A default pool configuration as the manager applies it to pools created on first use:
+/// `core_threads` 0 unless the configuration set it. Core workers never retire, and names
+/// created on demand can be many (up to `max_bulkheads`), so with the usual default (core =
+/// max) every such pool kept its threads for the manager's life: 1,024 pools of
+/// `PoolConfig::default()` could hold 10,240 idle threads.
+fn on_demand(config: PoolConfig) -> PoolConfig {
+    match config.core_threads {
+        Some(_) => config,
+        None => config.core_threads(0),
+    }
+}
+
 /// Builds a [`BulkheadManager`]; see [`BulkheadManager::builder`].
 ///
 /// # Examples
@@ -327,7 +352,32 @@ pub struct BulkheadManagerBuilder {
 impl BulkheadManagerBuilder {
     /// The configuration of pools created on first use by name.
     ///
-    /// Defaults to [`PoolConfig::default`]: 10 threads and a queue of 5.
+    /// Defaults to [`PoolConfig::default`]: 10 threads and a queue of 5. Unless `config`
+    /// sets [`core_threads`](PoolConfig::core_threads) explicitly, such pools get
+    /// `core_threads` 0: every worker retires after
+    /// [`keep_alive`](PoolConfig::keep_alive) idle (60 seconds by default), so pools that
+    /// users' names created hold threads only while they work. (A pool configured by name
+    /// with [`pool`](BulkheadManagerBuilder::pool) keeps `PoolConfig`'s own default, core =
+    /// max.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, PoolConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .default_pool_config(PoolConfig::new(4))
+    ///     .pool("db", PoolConfig::new(4))
+    ///     .build()?;
+    /// assert_eq!(manager.pool("tenant-9").stats().core_threads, 0);
+    /// assert_eq!(manager.pool("db").stats().core_threads, 4);
+    ///
+    /// let kept = BulkheadManager::builder()
+    ///     .default_pool_config(PoolConfig::new(4).core_threads(1))
+    ///     .build()?;
+    /// assert_eq!(kept.pool("tenant-9").stats().core_threads, 1);
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
     pub fn default_pool_config(mut self, config: PoolConfig) -> Self {
         self.default_pool = Some(config);
         self
@@ -343,8 +393,14 @@ impl BulkheadManagerBuilder {
 
     /// The most bulkheads (pools and semaphores, configured or created on first use) the
     /// manager holds. Past it, [`BulkheadManager::try_pool`] and
-    /// [`try_semaphore`](BulkheadManager::try_semaphore) return an error for a new name, so
-    /// names that come from users cannot grow the manager (and its threads) without bound.
+    /// [`try_semaphore`](BulkheadManager::try_semaphore) return an error for a new name (at
+    /// once, building nothing), so names that come from users cannot grow the registry
+    /// without bound.
+    ///
+    /// It bounds bulkheads, not threads. A manager's threads are bounded by the sum of its
+    /// pools' `max_threads` — for pools created on first use, `max_bulkheads ×` the default
+    /// config's `max_threads` — and those pools' idle workers retire after `keep_alive`
+    /// (see [`default_pool_config`](BulkheadManagerBuilder::default_pool_config)).
     ///
     /// Defaults to [`DEFAULT_MAX_BULKHEADS`] (1,024). Must be at least the number of
     /// configured bulkheads.
@@ -407,7 +463,7 @@ impl BulkheadManagerBuilder {
         Ok(BulkheadManager {
             id: recent::next_manager_id(),
             cap: Cap::new(max_bulkheads, registered),
-            pools: Registry::new(default_pool, pools),
+            pools: Registry::new(on_demand(default_pool), pools),
             semaphores: Registry::new(default_semaphore, semaphores),
         })
     }
@@ -540,12 +596,21 @@ impl<T: Member> Registry<T> {
             return Ok(entry);
         }
         validate_name(name)?;
+        // A full manager fed new names (from user data, say) refuses each at once: no
+        // bulkhead built and dropped per call, no write lock stalling other lookups.
+        cap.check(name)?;
         let mut entries = self.entries.write();
         if let Some((key, item)) = entries.map.get_key_value(name) {
             return Ok((Arc::clone(key), Arc::clone(item)));
         }
-        let item = Arc::new(T::build(name, self.default.clone())?);
         cap.reserve(name)?;
+        let item = match T::build(name, self.default.clone()) {
+            Ok(item) => Arc::new(item),
+            Err(err) => {
+                cap.release();
+                return Err(err);
+            }
+        };
         for listener in &entries.listeners {
             item.add_listener(Arc::clone(listener));
         }
@@ -582,7 +647,8 @@ impl<T: Member> Registry<T> {
     }
 }
 
-/// The cap on a manager's bulkheads, pools and semaphores together.
+/// The cap on a manager's bulkheads, pools and semaphores together. It only grows (the
+/// registries are append-only), except to give back a reservation whose build failed.
 struct Cap {
     max: usize,
     used: AtomicUsize,
@@ -610,6 +676,16 @@ impl Cap {
         )
     }
 
+    /// An early refusal, before any work: the cap is full now. A pass is only a hint;
+    /// [`reserve`](Cap::reserve) decides.
+    fn check(&self, name: &str) -> Result<(), ConfigError> {
+        let used = self.used();
+        if used >= self.max {
+            return Err(self.full(name, used));
+        }
+        Ok(())
+    }
+
     /// Counts one more bulkhead, if there is room.
     fn reserve(&self, name: &str) -> Result<(), ConfigError> {
         self.used
@@ -619,10 +695,103 @@ impl Cap {
             .map(drop)
             .map_err(|held| self.full(name, held))
     }
+
+    /// Gives back a reservation whose bulkhead could not be built.
+    fn release(&self) {
+        self.used.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<BulkheadManager>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A member that counts how many times it was built.
+    struct Probe;
+
+    impl Member for Probe {
+        type Config = Arc<AtomicUsize>;
+        const KIND: &'static str = "probe";
+        fn build(_: &str, built: Self::Config) -> Result<Self, ConfigError> {
+            built.fetch_add(1, Ordering::Relaxed);
+            Ok(Probe)
+        }
+        fn add_listener(&self, _: Listener) {}
+        fn stats(&self) -> BulkheadStats {
+            unreachable!("not asked for in these tests")
+        }
+    }
+
+    // A full manager fed unknown names (from user data) built a bulkhead for every one,
+    // under the registry's write lock, and only then found the cap full and dropped it. It
+    // must refuse before building anything or taking the write lock.
+    #[test]
+    fn a_full_registry_refuses_a_new_name_without_building_or_locking() {
+        let built = Arc::new(AtomicUsize::new(0));
+        let registry = Registry::<Probe>::new(Arc::clone(&built), Map::default());
+        let cap = Cap::new(1, 0);
+        let (key, first) = registry.get_or_create("a", &cap).unwrap();
+        assert_eq!((&*key, built.load(Ordering::Relaxed)), ("a", 1));
+        for i in 0..1_000 {
+            let err = registry.get_or_create(&format!("new-{i}"), &cap).err();
+            assert_eq!(err.map(|e| e.field()), Some("max_bulkheads"));
+        }
+        assert_eq!(
+            built.load(Ordering::Relaxed),
+            1,
+            "built bulkheads for a full cap"
+        );
+        let (_, again) = registry.get_or_create("a", &cap).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+
+        // No write lock either: with a reader holding the registry, the refusal still comes
+        // back (a writer would wait for the reader, who waits for the answer).
+        let reader = registry.entries.read();
+        let (answer_tx, answer) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let refused = registry.get_or_create("locked-out", &cap).is_err();
+                answer_tx.send(refused).unwrap();
+            });
+            let refused = answer.recv_timeout(Duration::from_secs(10));
+            drop(reader);
+            assert_eq!(refused, Ok(true), "the refusal waited for the write lock");
+        });
+        assert_eq!(cap.used(), 1);
+    }
+
+    #[test]
+    fn a_failed_build_gives_its_reservation_back() {
+        struct Failing;
+        impl Member for Failing {
+            type Config = ();
+            const KIND: &'static str = "failing";
+            fn build(name: &str, (): ()) -> Result<Self, ConfigError> {
+                Err(ConfigError::new(
+                    name,
+                    "max_threads",
+                    "refused for the test",
+                ))
+            }
+            fn add_listener(&self, _: Listener) {}
+            fn stats(&self) -> BulkheadStats {
+                unreachable!("never built")
+            }
+        }
+        let registry = Registry::<Failing>::new((), Map::default());
+        let cap = Cap::new(1, 0);
+        for _ in 0..3 {
+            let err = registry.get_or_create("x", &cap).err();
+            assert_eq!(err.map(|e| e.field()), Some("max_threads"));
+        }
+        assert_eq!(cap.used(), 0);
+        assert!(registry.get("x").is_none());
+    }
 }

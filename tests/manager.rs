@@ -953,6 +953,109 @@ fn remembered_lookups_keep_no_pool_alive_after_its_manager() {
 // Hardening: threads, the cap, shutdown, names from user data, listeners
 // ---------------------------------------------------------------------------------------------
 
+// Regression: `core_threads` defaults to `max_threads`, so every pool that `manager.pool(name)`
+// created from the default config kept each worker it ever started for the manager's life:
+// 1,024 names (the default cap) of the default config could hold 10,240 idle threads, while
+// the docs said `max_bulkheads` bounded them. Pools created from the default config now get
+// core 0 unless the config set `core_threads`, so their idle workers retire after keep_alive.
+#[test]
+fn pools_created_on_first_use_retire_their_idle_workers() {
+    const ON_DEMAND: &str = "ondemand";
+    const CONFIGURED: &str = "configd";
+    let keep_alive = Duration::from_millis(20);
+    let manager = BulkheadManager::builder()
+        .default_pool_config(
+            PoolConfig::new(3)
+                .keep_alive(keep_alive)
+                .thread_name_prefix(ON_DEMAND),
+        )
+        .pool(
+            "configured",
+            PoolConfig::new(1)
+                .keep_alive(keep_alive)
+                .thread_name_prefix(CONFIGURED),
+        )
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let _release = OpenOnDrop(Arc::clone(&gate));
+    let (started_tx, started) = mpsc::channel();
+    // Every thread of two on-demand pools busy at once, so that each starts all three.
+    let handles: Vec<_> = ["tenant-a", "tenant-b"]
+        .iter()
+        .flat_map(|name| {
+            let pool = manager.pool(name);
+            assert_eq!(pool.stats().core_threads, 0, "{name}");
+            (0..3)
+                .map(|i| pool.submit(blocking_task(&gate, &started_tx, i)).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for _ in 0..6 {
+        started.recv_timeout(LONG).unwrap();
+    }
+    assert_eq!(manager.execute("configured", || 1).unwrap(), 1);
+    assert_eq!(manager.pool("tenant-a").stats().live_threads, 3);
+    gate.open();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+
+    wait_until(LONG, "the on-demand pools' idle workers retire", || {
+        ["tenant-a", "tenant-b"]
+            .iter()
+            .all(|name| manager.pool(name).stats().live_threads == 0)
+    });
+    #[cfg(target_os = "linux")]
+    wait_until(LONG, "the retired workers' threads exit", || {
+        threads_named(ON_DEMAND) == 0
+    });
+    // A pool configured by name keeps PoolConfig's own default, core = max: its worker stays.
+    let configured = manager.pool("configured").stats();
+    assert_eq!((configured.core_threads, configured.live_threads), (1, 1));
+    #[cfg(target_os = "linux")]
+    assert_eq!(threads_named(CONFIGURED), 1);
+
+    // A default config that sets core_threads keeps it.
+    let manager = BulkheadManager::builder()
+        .default_pool_config(PoolConfig::new(3).core_threads(2))
+        .build()
+        .unwrap();
+    assert_eq!(manager.pool("tenant-c").stats().core_threads, 2);
+    assert_eq!(BulkheadManager::new().pool("x").stats().core_threads, 0);
+}
+
+#[test]
+fn a_full_manager_refuses_every_new_name_and_registers_none() {
+    let manager = BulkheadManager::builder()
+        .max_bulkheads(2)
+        .pool("db", PoolConfig::new(1))
+        .semaphore("cache", SemaphoreConfig::new(1))
+        .build()
+        .unwrap();
+    let rounds = if cfg!(miri) { 20 } else { 5_000 };
+    for i in 0..rounds {
+        let name = format!("tenant-{i}");
+        let err = manager.try_pool(&name).unwrap_err();
+        assert_eq!(
+            (err.bulkhead(), err.field()),
+            (name.as_str(), "max_bulkheads")
+        );
+        let err = manager.try_semaphore(&name).unwrap_err();
+        assert_eq!(err.field(), "max_bulkheads");
+        assert!(manager.get_pool(&name).is_none());
+    }
+    assert_eq!(manager.len(), 2);
+    let names: Vec<String> = manager
+        .stats()
+        .bulkheads
+        .iter()
+        .map(|b| b.name().to_owned())
+        .collect();
+    assert_eq!(names, ["cache", "db"]);
+    assert_eq!(manager.execute("db", || 5).unwrap(), 5);
+}
+
 // Listeners and creation race: `on_event` and a new name's creation take the same registry
 // lock, so a bulkhead created while `on_event` runs gets the listener exactly once — not zero
 // times (created after `on_event` walked the registry, before the listener was recorded for
