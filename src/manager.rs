@@ -137,6 +137,10 @@ impl BulkheadManager {
 
     /// The pool called `name`, created from the default configuration on first use.
     ///
+    /// After [`shutdown`](BulkheadManager::shutdown), a new name still gets its pool (the
+    /// same one every time), but it is shut down from birth: it refuses every call with
+    /// [`BulkheadError::Shutdown`] and never starts a thread.
+    ///
     /// # Errors
     ///
     /// A [`ConfigError`] if `name` is not a valid bulkhead name (field `name`), or if it is
@@ -292,8 +296,29 @@ impl BulkheadManager {
 
     /// Shuts every pool down (queued work still runs) and waits at most `timeout` in all
     /// for their threads to exit. Returns true if every pool terminated in time.
+    ///
+    /// From then on the manager hands out no live pool: a pool created afterwards (by
+    /// [`pool`](BulkheadManager::pool) with a new name, or concurrently with this call) is
+    /// shut down before anyone gets it, so it refuses every call with
+    /// [`BulkheadError::Shutdown`] and never starts a thread. Semaphores run on their
+    /// callers' threads and have no shutdown; they keep working. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::new();
+    /// assert_eq!(manager.execute("before", || 1)?, 1);
+    /// assert!(manager.shutdown(Duration::from_secs(5)));
+    /// assert!(manager.execute("before", || 2).unwrap_err().is_shutdown());
+    /// assert!(manager.execute("after", || 3).unwrap_err().is_shutdown());
+    /// assert_eq!(manager.stats().pool("after").map(|p| p.live_threads), Some(0));
+    /// # Ok::<(), bulkheads::BulkheadError>(())
+    /// ```
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let pools = self.pools.all();
+        let pools = self.pools.close();
         for pool in &pools {
             pool.shutdown();
         }
@@ -499,6 +524,8 @@ trait Member: Send + Sync + Sized + 'static {
     fn build(name: &str, config: Self::Config) -> Result<Self, ConfigError>;
     fn add_listener(&self, listener: Listener);
     fn stats(&self) -> BulkheadStats;
+    /// Shuts down a bulkhead created after its registry was closed, before it is published.
+    fn close(&self);
 }
 
 impl Member for ThreadPoolBulkhead {
@@ -513,6 +540,10 @@ impl Member for ThreadPoolBulkhead {
     fn stats(&self) -> BulkheadStats {
         BulkheadStats::Pool(ThreadPoolBulkhead::stats(self))
     }
+    fn close(&self) {
+        // Before its first call: admission refuses everything and no worker ever starts.
+        self.shutdown();
+    }
 }
 
 impl Member for SemaphoreBulkhead {
@@ -526,6 +557,9 @@ impl Member for SemaphoreBulkhead {
     }
     fn stats(&self) -> BulkheadStats {
         BulkheadStats::Semaphore(SemaphoreBulkhead::stats(self))
+    }
+    fn close(&self) {
+        // Semaphores run on their callers' threads; there is nothing to shut down.
     }
 }
 
@@ -549,7 +583,7 @@ impl Kind for SemaphoreBulkhead {
 /// The named bulkheads of one kind. Append-only: a name, once registered, keeps its
 /// bulkhead for the registry's life (the per-thread cache relies on it).
 ///
-/// Locking: the write lock is taken to create a bulkhead, and to add a listener;
+/// Locking: the write lock is taken to create a bulkhead, to add a listener and to close;
 /// under it the code builds a bulkhead and adds listeners to bulkheads (short locks of their
 /// own lists), and never runs user code or waits for anything a listener could hold. A
 /// listener runs with no lock held, so it may read the registry (`manager.stats()`) or write
@@ -560,13 +594,17 @@ struct Registry<T: Member> {
     entries: RegistryLock<Entries<T>>,
 }
 
-/// A registry's state, under its lock. Listeners live beside the map under the same lock,
-/// so creating a bulkhead and adding a listener are mutually exclusive: a bulkhead created
-/// concurrently with `on_event` gets that listener exactly once.
+/// A registry's state, under its lock. Listeners and the closed flag live beside the map
+/// under the same lock, so creating a bulkhead and adding a listener (or closing) are
+/// mutually exclusive: a bulkhead created concurrently with `on_event` gets that listener
+/// exactly once, and one created concurrently with `shutdown` is either in the list
+/// `shutdown` closes or closed at its birth.
 struct Entries<T> {
     map: Map<Arc<T>>,
     /// The manager's listeners, given to every bulkhead created from now on.
     listeners: Vec<Listener>,
+    /// Set by `manager.shutdown`: bulkheads created from now on are closed at birth.
+    closed: bool,
 }
 
 impl<T: Member> Registry<T> {
@@ -576,6 +614,7 @@ impl<T: Member> Registry<T> {
             entries: RegistryLock::new(Entries {
                 map,
                 listeners: Vec::new(),
+                closed: false,
             }),
         }
     }
@@ -614,6 +653,9 @@ impl<T: Member> Registry<T> {
         for listener in &entries.listeners {
             item.add_listener(Arc::clone(listener));
         }
+        if entries.closed {
+            item.close();
+        }
         let key: Arc<str> = Arc::from(name);
         entries.map.insert(Arc::clone(&key), Arc::clone(&item));
         Ok((key, item))
@@ -628,9 +670,12 @@ impl<T: Member> Registry<T> {
         }
     }
 
-    /// Every bulkhead.
-    fn all(&self) -> Vec<Arc<T>> {
-        self.entries.read().map.values().cloned().collect()
+    /// Marks the registry closed (bulkheads created from now on are closed at birth) and
+    /// returns every bulkhead created before, for the caller to close.
+    fn close(&self) -> Vec<Arc<T>> {
+        let mut entries = self.entries.write();
+        entries.closed = true;
+        entries.map.values().cloned().collect()
     }
 
     /// Every bulkhead's stats, taken after the lock is released.
@@ -727,6 +772,7 @@ mod tests {
         fn stats(&self) -> BulkheadStats {
             unreachable!("not asked for in these tests")
         }
+        fn close(&self) {}
     }
 
     // A full manager fed unknown names (from user data) built a bulkhead for every one,
@@ -784,6 +830,7 @@ mod tests {
             fn stats(&self) -> BulkheadStats {
                 unreachable!("never built")
             }
+            fn close(&self) {}
         }
         let registry = Registry::<Failing>::new((), Map::default());
         let cap = Cap::new(1, 0);

@@ -1056,6 +1056,107 @@ fn a_full_manager_refuses_every_new_name_and_registers_none() {
     assert_eq!(manager.execute("db", || 5).unwrap(), 5);
 }
 
+// Regression: after `manager.shutdown`, `manager.pool(new_name)` built a live pool from the
+// default config: the manager had shut down, yet handed out a compartment that started
+// threads and ran work.
+#[test]
+fn after_shutdown_the_manager_hands_out_only_shut_down_pools() {
+    const PREFIX: &str = "postshut";
+    let manager = BulkheadManager::builder()
+        .default_pool_config(PoolConfig::new(2).thread_name_prefix(PREFIX))
+        .pool("configured", PoolConfig::new(1))
+        .build()
+        .unwrap();
+    assert_eq!(manager.execute("early", || 1).unwrap(), 1);
+    assert!(manager.shutdown(LONG));
+    // The early pool's workers are joined; its short-lived reaper thread carries the prefix
+    // too.
+    #[cfg(target_os = "linux")]
+    wait_until(LONG, "the early pool's threads are gone", || {
+        threads_named(PREFIX) == 0
+    });
+
+    let late = manager.pool("late");
+    assert!(late.is_shutdown(), "a pool created after shutdown is live");
+    let err = late.execute(|| 2).unwrap_err();
+    assert!(err.is_shutdown() && err.bulkhead() == "late", "{err:?}");
+    assert!(late.submit(|| 3).unwrap_err().is_shutdown());
+    assert!(manager.execute("later", || 4).unwrap_err().is_shutdown());
+    assert!(manager.try_pool("latest").unwrap().is_shutdown());
+    // The same pool every time, never a fresh live one.
+    assert!(Arc::ptr_eq(&late, &manager.pool("late")));
+    for name in ["early", "configured"] {
+        assert!(manager.execute(name, || 5).unwrap_err().is_shutdown());
+    }
+    assert_eq!(late.stats().live_threads, 0);
+    #[cfg(target_os = "linux")]
+    assert_eq!(
+        threads_named(PREFIX),
+        0,
+        "a pool started a thread after shutdown"
+    );
+    assert!(late.await_termination(LONG));
+    // Semaphores have no shutdown: they run on their callers' threads.
+    assert_eq!(manager.semaphore("sem").call(|| 6).unwrap(), 6);
+    assert!(manager.shutdown(LONG));
+}
+
+// The race with `shutdown`: pools created while it runs must be shut down too. Shutdown
+// closes the registry and lists its pools under the registry's write lock, the lock a
+// creation holds, so a pool is either in the list or created already closed; were the flag
+// checked outside that lock, a pool created in between would be live and never shut down.
+#[test]
+fn pools_created_while_the_manager_shuts_down_are_shut_down() {
+    const CREATORS: usize = 4;
+    for round in 0..10 {
+        let manager = BulkheadManager::builder()
+            .max_bulkheads(usize::MAX)
+            .build()
+            .unwrap();
+        let barrier = Barrier::new(CREATORS + 1);
+        let pools: Vec<Arc<ThreadPoolBulkhead>> = thread::scope(|s| {
+            let creators: Vec<_> = (0..CREATORS)
+                .map(|c| {
+                    let (manager, barrier) = (&manager, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let mut pools = Vec::new();
+                        // Until this thread has seen a shut-down pool, then a few more.
+                        let mut after = 0;
+                        for i in 0..100_000 {
+                            let pool = manager.pool(&format!("r{round}-c{c}-{i}"));
+                            after += usize::from(pool.is_shutdown());
+                            pools.push(pool);
+                            if after == 8 {
+                                break;
+                            }
+                        }
+                        pools
+                    })
+                })
+                .collect();
+            barrier.wait();
+            wait_until(LONG, "the creators have made some pools", || {
+                manager.len() >= 16
+            });
+            assert!(manager.shutdown(LONG), "round {round}");
+            creators
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect()
+        });
+        assert!(pools.len() >= 16);
+        for pool in &pools {
+            assert!(
+                pool.is_shutdown(),
+                "round {round}: {} is live after shutdown",
+                pool.name()
+            );
+        }
+        assert!(manager.pool("after").is_shutdown());
+    }
+}
+
 // Listeners and creation race: `on_event` and a new name's creation take the same registry
 // lock, so a bulkhead created while `on_event` runs gets the listener exactly once — not zero
 // times (created after `on_event` walked the registry, before the listener was recorded for
