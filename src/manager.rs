@@ -168,16 +168,14 @@ impl BulkheadManager {
     }
 
     /// Runs `f` in the pool called `name` (created on first use) and waits for its result:
-    /// `manager.pool(name).execute(f)`, in one call.
+    /// `manager.try_pool(name)?.execute(f)`, in one call that never panics, whatever the
+    /// name.
     ///
     /// # Errors
     ///
-    /// Those of [`ThreadPoolBulkhead::execute`].
-    ///
-    /// # Panics
-    ///
-    /// As [`pool`](BulkheadManager::pool): for a new name that is invalid or past
-    /// `max_bulkheads`.
+    /// [`BulkheadError::Config`] if there is no pool called `name` and none can be created
+    /// (an invalid name, or a full manager; see [`try_pool`](BulkheadManager::try_pool)),
+    /// and those of [`ThreadPoolBulkhead::execute`].
     ///
     /// # Examples
     ///
@@ -189,6 +187,8 @@ impl BulkheadManager {
     ///     .build()?;
     /// assert_eq!(manager.execute("inventory", || 6 * 7)?, 42);
     /// assert_eq!(manager.stats().pool("inventory").map(|p| p.completed), Some(1));
+    /// let err = manager.execute("", || 0).unwrap_err();
+    /// assert_eq!(err.config_error().map(|e| e.field()), Some("name"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn execute<F, T>(&self, name: &str, f: F) -> Result<T, BulkheadError>
@@ -196,7 +196,11 @@ impl BulkheadManager {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.pool(name).execute(f)
+        let pool = self.try_pool(name).map_err(|error| BulkheadError::Config {
+            name: Arc::from(name),
+            error,
+        })?;
+        pool.execute(f)
     }
 
     /// The semaphore called `name`, created from the default configuration on first use.

@@ -1056,6 +1056,48 @@ fn a_full_manager_refuses_every_new_name_and_registers_none() {
     assert_eq!(manager.execute("db", || 5).unwrap(), 5);
 }
 
+// Regression: `manager.execute(name, f)` went through `manager.pool(name)`, which panics on a
+// new name that is invalid or past `max_bulkheads`, so a name taken from a request could
+// crash the caller. It now returns a `BulkheadError` naming the bulkhead and the field.
+#[test]
+fn manager_execute_never_panics_whatever_the_name() {
+    let manager = BulkheadManager::builder()
+        .max_bulkheads(1)
+        .pool("db", PoolConfig::new(1))
+        .build()
+        .unwrap();
+    let cases = [
+        ("", "name"),
+        ("nul\0byte", "name"),
+        ("tenant-1", "max_bulkheads"),
+    ];
+    for (name, field) in cases {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            manager.execute(name, move || flag.store(true, Ordering::SeqCst))
+        }))
+        .unwrap_or_else(|_| panic!("execute({name:?}) panicked"));
+        let err = outcome.unwrap_err();
+        assert!(err.is_config(), "{name:?}: {err:?}");
+        assert!(!err.is_rejected() && !err.is_shutdown());
+        assert_eq!(err.bulkhead(), name);
+        let config = err.config_error().expect("the ConfigError");
+        assert_eq!((config.bulkhead(), config.field()), (name, field));
+        let message = err.to_string();
+        assert!(message.contains(&format!("'{name}'")), "{message}");
+        assert!(message.contains(field), "{message}");
+        assert!(!ran.load(Ordering::SeqCst), "{name:?}: the task ran");
+        // Clone + Send + Sync, as every BulkheadError.
+        let copy = err.clone();
+        thread::spawn(move || assert!(copy.is_config()))
+            .join()
+            .unwrap();
+    }
+    assert_eq!(manager.len(), 1);
+    assert_eq!(manager.execute("db", || 8).unwrap(), 8);
+}
+
 // Regression: after `manager.shutdown`, `manager.pool(new_name)` built a live pool from the
 // default config: the manager had shut down, yet handed out a compartment that started
 // threads and ran work.
