@@ -87,6 +87,22 @@ pub enum BulkheadError {
         /// The operating system's error message.
         message: String,
     },
+    /// There is no bulkhead of that name, and none could be created: the name is not a
+    /// valid bulkhead name, or the manager already holds its
+    /// [`max_bulkheads`](crate::BulkheadManagerBuilder::max_bulkheads). Returned by
+    /// [`BulkheadManager::execute`](crate::BulkheadManager::execute), whose name may come
+    /// from user data; the call never ran.
+    ///
+    /// The text carries the field and the reason; [`BulkheadError::config_error`] gives the
+    /// [`ConfigError`] itself (kept out of `source()`, whose text would repeat them).
+    #[error("no bulkhead '{name}' and none can be created: {} {}", .error.field(), .error.reason())]
+    #[non_exhaustive]
+    Config {
+        /// The name asked for.
+        name: Arc<str>,
+        /// Why no bulkhead of that name could be created.
+        error: ConfigError,
+    },
 }
 
 impl BulkheadError {
@@ -98,7 +114,8 @@ impl BulkheadError {
             | Self::Panicked { name, .. }
             | Self::Shutdown { name }
             | Self::Cancelled { name }
-            | Self::Spawn { name, .. } => name,
+            | Self::Spawn { name, .. }
+            | Self::Config { name, .. } => name,
         }
     }
 
@@ -125,6 +142,35 @@ impl BulkheadError {
     /// True for [`BulkheadError::Cancelled`]: the task was cancelled before it started.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Self::Cancelled { .. })
+    }
+
+    /// True for [`BulkheadError::Config`]: no bulkhead of that name exists and none could
+    /// be created (an invalid name, or a full manager).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::builder().max_bulkheads(0).build()?;
+    /// let err = manager.execute("tenant-7", || 1).unwrap_err();
+    /// assert!(err.is_config());
+    /// assert_eq!(err.bulkhead(), "tenant-7");
+    /// assert_eq!(err.config_error().map(|e| e.field()), Some("max_bulkheads"));
+    /// assert!(err.to_string().contains("'tenant-7'"));
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config { .. })
+    }
+
+    /// The [`ConfigError`] of a [`Config`](BulkheadError::Config) error: the field at
+    /// fault (`"name"` or `"max_bulkheads"`) and why; `None` for other variants.
+    pub fn config_error(&self) -> Option<&ConfigError> {
+        match self {
+            Self::Config { error, .. } => Some(error),
+            _ => None,
+        }
     }
 
     /// Takes the original panic payload out of a [`Panicked`](BulkheadError::Panicked)

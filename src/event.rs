@@ -2,16 +2,18 @@
 //!
 //! A listener is any `Fn(&Event<'_>) + Send + Sync`. It runs on the thread where the event
 //! happened — the caller's for `Permitted`, `Rejected`, `TimedOut`, `Expired`, `Cancelled`,
-//! the worker's for `Started`, `Finished`, `Panicked` — so it must be quick. A panicking
-//! listener is contained: the panic is dropped and the books are kept. With no listener set,
-//! an event costs one relaxed load.
+//! the worker's for `Started`, `Finished`, `Panicked` — so it must be quick. It runs with no
+//! lock of the bulkhead or its manager held, so it may call back into either (read
+//! `manager.stats()`, add a listener). A panicking listener is contained: the panic is
+//! dropped, the call's outcome, the worker and the books are untouched, and the listeners
+//! after it still run. With no listener set, an event costs one relaxed load.
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicU64, Ordering, RwLock};
+use crate::sync::plain::{AtomicUsize, Ordering, RwLock};
 
 /// One event of one bulkhead.
 ///
@@ -105,12 +107,21 @@ impl fmt::Display for Event<'_> {
 pub(crate) type Listener = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
 /// The listeners of one bulkhead.
+///
+/// Listeners run with no lock held. The list is copy-on-write: `add` swaps in a new
+/// `Arc<[Listener]>` and `emit` clones the current one under a short read lock, then calls
+/// out with the lock released. Calling them under the lock deadlocked: a listener that took
+/// another lock (the manager's registry, through `manager.stats()`) waited behind a writer
+/// (`manager.on_event`) that waited for this list, and parking_lot's fair `RwLock` also
+/// blocks a listener's recursive read (an event fired from inside a listener) behind a
+/// waiting writer.
 #[derive(Default)]
 pub(crate) struct Listeners {
     /// How many listeners there are; zero makes `emit` one relaxed load.
-    count: AtomicU64,
-    /// Read only when `count > 0`; a plain lock keeps an idle bulkhead small.
-    list: RwLock<Vec<Listener>>,
+    count: AtomicUsize,
+    /// Read only when `count > 0`; a plain lock keeps an idle bulkhead small. Held only to
+    /// clone or swap the `Arc`, never while a listener runs.
+    list: RwLock<Arc<[Listener]>>,
 }
 
 impl fmt::Debug for Listeners {
@@ -121,8 +132,16 @@ impl fmt::Debug for Listeners {
 
 impl Listeners {
     pub(crate) fn add(&self, listener: Listener) {
-        self.list.write().push(listener);
-        self.count.fetch_add(1, Ordering::Release);
+        let mut list = self.list.write();
+        let grown: Arc<[Listener]> = list.iter().cloned().chain([listener]).collect();
+        let old = std::mem::replace(&mut *list, grown);
+        // Release: whoever sees the new count sees the list it counts (the lock orders the
+        // list itself; this orders the relaxed load that skips the lock).
+        self.count.store(list.len(), Ordering::Release);
+        drop(list);
+        // After the lock: the old list's listeners are all in the new one, so this drops no
+        // listener, but nothing is dropped under a lock on principle.
+        drop(old);
     }
 
     /// True when at least one listener is set: callers skip measuring what nobody hears.
@@ -140,9 +159,24 @@ impl Listeners {
 
     #[cold]
     fn emit_slow(&self, event: &Event<'_>) {
-        for listener in self.list.read().iter() {
-            // A listener's panic must not unwind into the pool's bookkeeping.
-            let _ = catch_unwind(AssertUnwindSafe(|| listener(event)));
+        // The guard is a temporary of this statement: released before any listener runs.
+        let list = Arc::clone(&self.list.read());
+        for listener in list.iter() {
+            // A listener's panic must not unwind into the caller or the pool's bookkeeping.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| listener(event))) {
+                contain(payload);
+            }
         }
+        // `list` may be the last owner of a list `add` replaced meanwhile; dropping it drops
+        // no listener (the new list holds them all), so no user code runs here.
+    }
+}
+
+/// Drops a listener's panic payload, whose own `Drop` is user code that may panic again.
+fn contain(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        // A payload whose drop panics, inside a payload whose drop panicked: stop here. The
+        // leak is one allocation per such (pathological) listener panic.
+        std::mem::forget(again);
     }
 }

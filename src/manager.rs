@@ -1,14 +1,10 @@
 //! [`BulkheadManager`]: the registry of named bulkheads.
+//!
+//! Pools and semaphores live in two registries of one generic type, [`Registry`]; what a
+//! registry needs of its kind of bulkhead is the [`Member`] trait. A lookup goes through the
+//! calling thread's cache first (`recent.rs`), so a repeat lookup takes no lock.
 
 use std::collections::HashMap;
-
-/// The registry's map. Its hasher is foldhash's: a lookup runs on every
-/// `manager.pool(name)`, where SipHash alone cost as much as the rest of the lookup, and the
-/// registry holds at most `max_bulkheads` names, so flooding attacks on the hash have
-/// little to work with (foldhash is still seeded per process).
-///
-/// Keys are `Arc<str>` so that the per-thread lookup cache can keep one without copying it.
-type Registry<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -20,7 +16,15 @@ use crate::recent;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicUsize, Mutex, Ordering, RegistryLock};
+use crate::sync::plain::{AtomicUsize, Ordering, RegistryLock};
+
+/// A registry's map. Its hasher is foldhash's: a lookup that misses the per-thread cache
+/// runs on `manager.pool(name)`, where SipHash alone cost as much as the rest of the lookup,
+/// and the registry holds at most `max_bulkheads` names, so flooding attacks on the hash have
+/// little to work with (foldhash is still seeded per process).
+///
+/// Keys are `Arc<str>` so that the per-thread lookup cache can keep one without copying it.
+type Map<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 
 /// The name [`ConfigError`]s use for the manager's default configurations.
 const DEFAULT_NAME: &str = "<default>";
@@ -58,28 +62,20 @@ pub const DEFAULT_MAX_BULKHEADS: usize = 1024;
 pub struct BulkheadManager {
     /// Process-unique: keys this manager's entries in the per-thread lookup cache.
     id: u64,
-    default_pool: PoolConfig,
-    default_semaphore: SemaphoreConfig,
-    max_bulkheads: usize,
-    /// Pools and semaphores registered, against `max_bulkheads`.
-    registered: AtomicUsize,
-    /// Listeners for every bulkhead, present and future. Lock order: a registry, then this.
-    listeners: Mutex<Vec<Listener>>,
-    pools: RegistryLock<Registry<Arc<ThreadPoolBulkhead>>>,
-    semaphores: RegistryLock<Registry<Arc<SemaphoreBulkhead>>>,
+    /// Pools and semaphores together, against `max_bulkheads`.
+    cap: Cap,
+    pools: Registry<ThreadPoolBulkhead>,
+    semaphores: Registry<SemaphoreBulkhead>,
 }
 
 impl fmt::Debug for BulkheadManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut pools: Vec<Arc<str>> = self.pools.read().keys().cloned().collect();
-        let mut semaphores: Vec<Arc<str>> = self.semaphores.read().keys().cloned().collect();
-        pools.sort();
-        semaphores.sort();
         f.debug_struct("BulkheadManager")
-            .field("default_pool", &self.default_pool)
-            .field("default_semaphore", &self.default_semaphore)
-            .field("pools", &pools)
-            .field("semaphores", &semaphores)
+            .field("default_pool", &self.pools.default)
+            .field("default_semaphore", &self.semaphores.default)
+            .field("max_bulkheads", &self.cap.max)
+            .field("pools", &self.pools.names())
+            .field("semaphores", &self.semaphores.names())
             .finish()
     }
 }
@@ -92,17 +88,25 @@ impl Default for BulkheadManager {
 
 impl BulkheadManager {
     /// A manager with no configured bulkheads: every name gets
-    /// [`PoolConfig::default`] or [`SemaphoreConfig::default`].
+    /// [`PoolConfig::default`] (its idle workers retiring, see
+    /// [`default_pool_config`](BulkheadManagerBuilder::default_pool_config)) or
+    /// [`SemaphoreConfig::default`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::new();
+    /// let stats = manager.pool("anything").stats();
+    /// assert_eq!((stats.max_threads, stats.queue_capacity, stats.core_threads), (10, 5, 0));
+    /// ```
     pub fn new() -> Self {
         Self {
             id: recent::next_manager_id(),
-            default_pool: PoolConfig::default(),
-            default_semaphore: SemaphoreConfig::default(),
-            max_bulkheads: DEFAULT_MAX_BULKHEADS,
-            registered: AtomicUsize::new(0),
-            listeners: Mutex::new(Vec::new()),
-            pools: RegistryLock::new(Registry::default()),
-            semaphores: RegistryLock::new(Registry::default()),
+            cap: Cap::new(DEFAULT_MAX_BULKHEADS, 0),
+            pools: Registry::new(on_demand(PoolConfig::default()), Map::default()),
+            semaphores: Registry::new(SemaphoreConfig::default(), Map::default()),
         }
     }
 
@@ -124,24 +128,25 @@ impl BulkheadManager {
     ///
     /// Each thread remembers the bulkheads it looked up recently (up to 64 pools and 64
     /// semaphores), so a repeat lookup is a name comparison (and a hash, when the thread
-    /// alternates between names) plus the `Arc` clone, with no lock: 14–21 ns on the
-    /// development machine for the thread's last name, against 41–51 ns for a registry
-    /// read in the same loop. Holding the `Arc` is still cheaper on the hottest paths. The
-    /// cache keeps no bulkhead alive: it holds weak references.
+    /// alternates between names) plus the `Arc` clone, with no lock; a first lookup reads
+    /// the registry under a read lock. Holding the `Arc` is still cheaper on the hottest
+    /// paths. The cache keeps no bulkhead alive: it holds weak references.
     pub fn pool(&self, name: &str) -> Arc<ThreadPoolBulkhead> {
-        match self.try_pool(name) {
-            Ok(pool) => pool,
-            Err(err) => panic!("{err}"),
-        }
+        self.try_pool(name).unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The pool called `name`, created from the default configuration on first use.
+    ///
+    /// After [`shutdown`](BulkheadManager::shutdown), a new name still gets its pool (the
+    /// same one every time), but it is shut down from birth: it refuses every call with
+    /// [`BulkheadError::Shutdown`] and never starts a thread.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] if `name` is not a valid bulkhead name (field `name`), or if it is
     /// new and the manager already holds
     /// [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads) (field `max_bulkheads`).
+    /// A full manager refuses before it builds anything.
     ///
     /// # Examples
     ///
@@ -154,63 +159,23 @@ impl BulkheadManager {
     /// # Ok::<(), bulkheads::ConfigError>(())
     /// ```
     pub fn try_pool(&self, name: &str) -> Result<Arc<ThreadPoolBulkhead>, ConfigError> {
-        recent::lookup(self.id, name, || self.registered_pool(name))
+        self.lookup(name)
     }
 
-    /// [`try_pool`](BulkheadManager::try_pool) without the per-thread cache.
-    fn registered_pool(
-        &self,
-        name: &str,
-    ) -> Result<(Arc<str>, Arc<ThreadPoolBulkhead>), ConfigError> {
-        registered(&self.pools, name, || {
-            let pool = Arc::new(ThreadPoolBulkhead::new(name, self.default_pool.clone())?);
-            self.register(name)?;
-            for listener in self.listeners.lock().iter() {
-                pool.add_listener(Arc::clone(listener));
-            }
-            Ok(pool)
-        })
-    }
-
-    /// Counts one more bulkhead against the cap.
-    fn register(&self, name: &str) -> Result<(), ConfigError> {
-        self.registered
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.max_bulkheads).then_some(n + 1)
-            })
-            .map(drop)
-            .map_err(|n| {
-                ConfigError::new(
-                    name,
-                    "max_bulkheads",
-                    format!(
-                        "cannot be created: the manager already holds {n} bulkheads, its max_bulkheads"
-                    ),
-                )
-            })
-    }
-
-    /// How many bulkheads (pools and semaphores) the manager holds.
-    pub fn len(&self) -> usize {
-        self.registered.load(Ordering::Relaxed)
-    }
-
-    /// True if the manager holds no bulkhead.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The pool called `name` if it exists; never creates one.
+    pub fn get_pool(&self, name: &str) -> Option<Arc<ThreadPoolBulkhead>> {
+        self.find(name)
     }
 
     /// Runs `f` in the pool called `name` (created on first use) and waits for its result:
-    /// `manager.pool(name).execute(f)`, in one call.
+    /// `manager.try_pool(name)?.execute(f)`, in one call that never panics, whatever the
+    /// name.
     ///
     /// # Errors
     ///
-    /// Those of [`ThreadPoolBulkhead::execute`].
-    ///
-    /// # Panics
-    ///
-    /// As [`pool`](BulkheadManager::pool): for a new name that is invalid or past
-    /// `max_bulkheads`.
+    /// [`BulkheadError::Config`] if there is no pool called `name` and none can be created
+    /// (an invalid name, or a full manager; see [`try_pool`](BulkheadManager::try_pool)),
+    /// and those of [`ThreadPoolBulkhead::execute`].
     ///
     /// # Examples
     ///
@@ -222,6 +187,8 @@ impl BulkheadManager {
     ///     .build()?;
     /// assert_eq!(manager.execute("inventory", || 6 * 7)?, 42);
     /// assert_eq!(manager.stats().pool("inventory").map(|p| p.completed), Some(1));
+    /// let err = manager.execute("", || 0).unwrap_err();
+    /// assert_eq!(err.config_error().map(|e| e.field()), Some("name"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn execute<F, T>(&self, name: &str, f: F) -> Result<T, BulkheadError>
@@ -229,12 +196,11 @@ impl BulkheadManager {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.pool(name).execute(f)
-    }
-
-    /// The pool called `name` if it exists; never creates one.
-    pub fn get_pool(&self, name: &str) -> Option<Arc<ThreadPoolBulkhead>> {
-        recent::lookup(self.id, name, || existing(&self.pools, name)).ok()
+        let pool = self.try_pool(name).map_err(|error| BulkheadError::Config {
+            name: Arc::from(name),
+            error,
+        })?;
+        pool.execute(f)
     }
 
     /// The semaphore called `name`, created from the default configuration on first use.
@@ -244,10 +210,8 @@ impl BulkheadManager {
     /// If `name` is new and not a valid bulkhead name, or the manager is full; see
     /// [`try_semaphore`](BulkheadManager::try_semaphore).
     pub fn semaphore(&self, name: &str) -> Arc<SemaphoreBulkhead> {
-        match self.try_semaphore(name) {
-            Ok(semaphore) => semaphore,
-            Err(err) => panic!("{err}"),
-        }
+        self.try_semaphore(name)
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The semaphore called `name`, created from the default configuration on first use.
@@ -257,34 +221,44 @@ impl BulkheadManager {
     /// A [`ConfigError`] if `name` is not a valid bulkhead name, or if it is new and the
     /// manager already holds [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads).
     pub fn try_semaphore(&self, name: &str) -> Result<Arc<SemaphoreBulkhead>, ConfigError> {
-        recent::lookup(self.id, name, || self.registered_semaphore(name))
-    }
-
-    /// [`try_semaphore`](BulkheadManager::try_semaphore) without the per-thread cache.
-    fn registered_semaphore(
-        &self,
-        name: &str,
-    ) -> Result<(Arc<str>, Arc<SemaphoreBulkhead>), ConfigError> {
-        registered(&self.semaphores, name, || {
-            let semaphore = Arc::new(SemaphoreBulkhead::new(
-                name,
-                self.default_semaphore.clone(),
-            )?);
-            self.register(name)?;
-            for listener in self.listeners.lock().iter() {
-                semaphore.add_listener(Arc::clone(listener));
-            }
-            Ok(semaphore)
-        })
+        self.lookup(name)
     }
 
     /// The semaphore called `name` if it exists; never creates one.
     pub fn get_semaphore(&self, name: &str) -> Option<Arc<SemaphoreBulkhead>> {
-        recent::lookup(self.id, name, || existing(&self.semaphores, name)).ok()
+        self.find(name)
+    }
+
+    /// The bulkhead called `name`, from this thread's cache or the registry of its kind,
+    /// created on first use.
+    fn lookup<T: Kind>(&self, name: &str) -> Result<Arc<T>, ConfigError> {
+        recent::lookup(self.id, name, || {
+            T::registry(self).get_or_create(name, &self.cap)
+        })
+    }
+
+    /// The bulkhead called `name` if it exists, from this thread's cache or the registry.
+    fn find<T: Kind>(&self, name: &str) -> Option<Arc<T>> {
+        recent::lookup(self.id, name, || T::registry(self).get(name).ok_or(())).ok()
+    }
+
+    /// How many bulkheads (pools and semaphores) the manager holds.
+    pub fn len(&self) -> usize {
+        self.cap.used()
+    }
+
+    /// True if the manager holds no bulkhead.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Calls `listener` for every [`Event`] of every bulkhead of this manager, those that
-    /// exist now and those created later.
+    /// exist now and those created later (also while this call runs: each bulkhead gets
+    /// the listener exactly once).
+    ///
+    /// The listener runs with no lock of the manager held, so it may call back into the
+    /// manager (read [`stats`](BulkheadManager::stats), add a listener); see [`Event`] for
+    /// where it runs. Its panics are caught and dropped.
     ///
     /// # Examples
     ///
@@ -312,39 +286,43 @@ impl BulkheadManager {
         L: Fn(&Event<'_>) + Send + Sync + 'static,
     {
         let listener: Listener = Arc::new(listener);
-        let pools = self.pools.write();
-        let semaphores = self.semaphores.write();
-        self.listeners.lock().push(Arc::clone(&listener));
-        for pool in pools.values() {
-            pool.add_listener(Arc::clone(&listener));
-        }
-        for semaphore in semaphores.values() {
-            semaphore.add_listener(Arc::clone(&listener));
-        }
+        self.pools.add_listener(&listener);
+        self.semaphores.add_listener(&listener);
     }
 
     /// A snapshot of every bulkhead, ordered by name; its `Display` is a table.
     pub fn stats(&self) -> ManagerStats {
-        let mut bulkheads: Vec<BulkheadStats> = self
-            .pools
-            .read()
-            .values()
-            .map(|p| BulkheadStats::Pool(p.stats()))
-            .collect();
-        bulkheads.extend(
-            self.semaphores
-                .read()
-                .values()
-                .map(|s| BulkheadStats::Semaphore(s.stats())),
-        );
+        let mut bulkheads = self.pools.snapshot();
+        bulkheads.extend(self.semaphores.snapshot());
         bulkheads.sort_by(|a, b| a.name().cmp(b.name()));
         ManagerStats { bulkheads }
     }
 
     /// Shuts every pool down (queued work still runs) and waits at most `timeout` in all
     /// for their threads to exit. Returns true if every pool terminated in time.
+    ///
+    /// From then on the manager hands out no live pool: a pool created afterwards (by
+    /// [`pool`](BulkheadManager::pool) with a new name, or concurrently with this call) is
+    /// shut down before anyone gets it, so it refuses every call with
+    /// [`BulkheadError::Shutdown`] and never starts a thread. Semaphores run on their
+    /// callers' threads and have no shutdown; they keep working. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let manager = BulkheadManager::new();
+    /// assert_eq!(manager.execute("before", || 1)?, 1);
+    /// assert!(manager.shutdown(Duration::from_secs(5)));
+    /// assert!(manager.execute("before", || 2).unwrap_err().is_shutdown());
+    /// assert!(manager.execute("after", || 3).unwrap_err().is_shutdown());
+    /// assert_eq!(manager.stats().pool("after").map(|p| p.live_threads), Some(0));
+    /// # Ok::<(), bulkheads::BulkheadError>(())
+    /// ```
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let pools: Vec<_> = self.pools.read().values().cloned().collect();
+        let pools = self.pools.close();
         for pool in &pools {
             pool.shutdown();
         }
@@ -355,6 +333,18 @@ impl BulkheadManager {
             });
             pool.await_termination(left)
         })
+    }
+}
+
+/// A default pool configuration as the manager applies it to pools created on first use:
+/// `core_threads` 0 unless the configuration set it. Core workers never retire, and names
+/// created on demand can be many (up to `max_bulkheads`), so with the usual default (core =
+/// max) every such pool kept its threads for the manager's life: 1,024 pools of
+/// `PoolConfig::default()` could hold 10,240 idle threads.
+fn on_demand(config: PoolConfig) -> PoolConfig {
+    match config.core_threads {
+        Some(_) => config,
+        None => config.core_threads(0),
     }
 }
 
@@ -391,7 +381,32 @@ pub struct BulkheadManagerBuilder {
 impl BulkheadManagerBuilder {
     /// The configuration of pools created on first use by name.
     ///
-    /// Defaults to [`PoolConfig::default`]: 10 threads and a queue of 5.
+    /// Defaults to [`PoolConfig::default`]: 10 threads and a queue of 5. Unless `config`
+    /// sets [`core_threads`](PoolConfig::core_threads) explicitly, such pools get
+    /// `core_threads` 0: every worker retires after
+    /// [`keep_alive`](PoolConfig::keep_alive) idle (60 seconds by default), so pools that
+    /// users' names created hold threads only while they work. (A pool configured by name
+    /// with [`pool`](BulkheadManagerBuilder::pool) keeps `PoolConfig`'s own default, core =
+    /// max.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, PoolConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .default_pool_config(PoolConfig::new(4))
+    ///     .pool("db", PoolConfig::new(4))
+    ///     .build()?;
+    /// assert_eq!(manager.pool("tenant-9").stats().core_threads, 0);
+    /// assert_eq!(manager.pool("db").stats().core_threads, 4);
+    ///
+    /// let kept = BulkheadManager::builder()
+    ///     .default_pool_config(PoolConfig::new(4).core_threads(1))
+    ///     .build()?;
+    /// assert_eq!(kept.pool("tenant-9").stats().core_threads, 1);
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
     pub fn default_pool_config(mut self, config: PoolConfig) -> Self {
         self.default_pool = Some(config);
         self
@@ -407,8 +422,14 @@ impl BulkheadManagerBuilder {
 
     /// The most bulkheads (pools and semaphores, configured or created on first use) the
     /// manager holds. Past it, [`BulkheadManager::try_pool`] and
-    /// [`try_semaphore`](BulkheadManager::try_semaphore) return an error for a new name, so
-    /// names that come from users cannot grow the manager (and its threads) without bound.
+    /// [`try_semaphore`](BulkheadManager::try_semaphore) return an error for a new name (at
+    /// once, building nothing), so names that come from users cannot grow the registry
+    /// without bound.
+    ///
+    /// It bounds bulkheads, not threads. A manager's threads are bounded by the sum of its
+    /// pools' `max_threads` — for pools created on first use, `max_bulkheads ×` the default
+    /// config's `max_threads` — and those pools' idle workers retire after `keep_alive`
+    /// (see [`default_pool_config`](BulkheadManagerBuilder::default_pool_config)).
     ///
     /// Defaults to [`DEFAULT_MAX_BULKHEADS`] (1,024). Must be at least the number of
     /// configured bulkheads.
@@ -455,30 +476,8 @@ impl BulkheadManagerBuilder {
         default_pool.validate(DEFAULT_NAME)?;
         let default_semaphore = self.default_semaphore.unwrap_or_default();
         default_semaphore.validate(DEFAULT_NAME)?;
-        let mut pools = Registry::default();
-        for (name, config) in self.pools {
-            if pools.contains_key(name.as_str()) {
-                return Err(ConfigError::new(
-                    &name,
-                    "name",
-                    "is configured twice as a pool",
-                ));
-            }
-            let pool = ThreadPoolBulkhead::new(name.clone(), config)?;
-            pools.insert(Arc::from(name), Arc::new(pool));
-        }
-        let mut semaphores = Registry::default();
-        for (name, config) in self.semaphores {
-            if semaphores.contains_key(name.as_str()) {
-                return Err(ConfigError::new(
-                    &name,
-                    "name",
-                    "is configured twice as a semaphore",
-                ));
-            }
-            let semaphore = SemaphoreBulkhead::new(name.clone(), config)?;
-            semaphores.insert(Arc::from(name), Arc::new(semaphore));
-        }
+        let pools = configured(self.pools)?;
+        let semaphores = configured(self.semaphores)?;
         let max_bulkheads = self.max_bulkheads.unwrap_or(DEFAULT_MAX_BULKHEADS);
         let registered = pools.len() + semaphores.len();
         if registered > max_bulkheads {
@@ -492,52 +491,358 @@ impl BulkheadManagerBuilder {
         }
         Ok(BulkheadManager {
             id: recent::next_manager_id(),
-            default_pool,
-            default_semaphore,
-            max_bulkheads,
-            registered: AtomicUsize::new(registered),
-            listeners: Mutex::new(Vec::new()),
-            pools: RegistryLock::new(pools),
-            semaphores: RegistryLock::new(semaphores),
+            cap: Cap::new(max_bulkheads, registered),
+            pools: Registry::new(on_demand(default_pool), pools),
+            semaphores: Registry::new(default_semaphore, semaphores),
         })
     }
 }
 
-/// The entry called `name` in `registry` with the registry's key, if there is one.
-fn existing<T>(
-    registry: &RegistryLock<Registry<Arc<T>>>,
-    name: &str,
-) -> Result<(Arc<str>, Arc<T>), ()> {
-    registry
-        .read()
-        .get_key_value(name)
-        .map(|(key, item)| (Arc::clone(key), Arc::clone(item)))
-        .ok_or(())
+/// The configured bulkheads of one kind, built; a name configured twice is an error.
+fn configured<T: Member>(configs: Vec<(String, T::Config)>) -> Result<Map<Arc<T>>, ConfigError> {
+    let mut built = Map::default();
+    for (name, config) in configs {
+        if built.contains_key(name.as_str()) {
+            return Err(ConfigError::new(
+                &name,
+                "name",
+                format!("is configured twice as a {}", T::KIND),
+            ));
+        }
+        let member = T::build(&name, config)?;
+        built.insert(Arc::from(name), Arc::new(member));
+    }
+    Ok(built)
 }
 
-/// The entry called `name` in `registry` with the registry's key, `create`d (under the
-/// registry's write lock) if it is new and `name` is valid.
-fn registered<T>(
-    registry: &RegistryLock<Registry<Arc<T>>>,
-    name: &str,
-    create: impl FnOnce() -> Result<Arc<T>, ConfigError>,
-) -> Result<(Arc<str>, Arc<T>), ConfigError> {
-    if let Ok(entry) = existing(registry, name) {
-        return Ok(entry);
+// ---------------------------------------------------------------------------------------------
+// The registry, generic over the kind of bulkhead
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`Registry`] needs of its kind of bulkhead.
+trait Member: Send + Sync + Sized + 'static {
+    /// The kind's configuration.
+    type Config: Clone + fmt::Debug;
+    /// The kind's name in errors: "pool", "semaphore".
+    const KIND: &'static str;
+    fn build(name: &str, config: Self::Config) -> Result<Self, ConfigError>;
+    fn add_listener(&self, listener: Listener);
+    fn stats(&self) -> BulkheadStats;
+    /// Shuts down a bulkhead created after its registry was closed, before it is published.
+    fn close(&self);
+}
+
+impl Member for ThreadPoolBulkhead {
+    type Config = PoolConfig;
+    const KIND: &'static str = "pool";
+    fn build(name: &str, config: PoolConfig) -> Result<Self, ConfigError> {
+        Self::new(name, config)
     }
-    validate_name(name)?;
-    let mut entries = registry.write();
-    if let Some((key, item)) = entries.get_key_value(name) {
-        return Ok((Arc::clone(key), Arc::clone(item)));
+    fn add_listener(&self, listener: Listener) {
+        ThreadPoolBulkhead::add_listener(self, listener);
     }
-    let item = create()?;
-    let key: Arc<str> = Arc::from(name);
-    entries.insert(Arc::clone(&key), Arc::clone(&item));
-    Ok((key, item))
+    fn stats(&self) -> BulkheadStats {
+        BulkheadStats::Pool(ThreadPoolBulkhead::stats(self))
+    }
+    fn close(&self) {
+        // Before its first call: admission refuses everything and no worker ever starts.
+        self.shutdown();
+    }
+}
+
+impl Member for SemaphoreBulkhead {
+    type Config = SemaphoreConfig;
+    const KIND: &'static str = "semaphore";
+    fn build(name: &str, config: SemaphoreConfig) -> Result<Self, ConfigError> {
+        Self::new(name, config)
+    }
+    fn add_listener(&self, listener: Listener) {
+        SemaphoreBulkhead::add_listener(self, listener);
+    }
+    fn stats(&self) -> BulkheadStats {
+        BulkheadStats::Semaphore(SemaphoreBulkhead::stats(self))
+    }
+    fn close(&self) {
+        // Semaphores run on their callers' threads; there is nothing to shut down.
+    }
+}
+
+/// A kind of bulkhead the manager holds: which of its registries, and the per-thread cache.
+trait Kind: Member + recent::Cached {
+    fn registry(manager: &BulkheadManager) -> &Registry<Self>;
+}
+
+impl Kind for ThreadPoolBulkhead {
+    fn registry(manager: &BulkheadManager) -> &Registry<Self> {
+        &manager.pools
+    }
+}
+
+impl Kind for SemaphoreBulkhead {
+    fn registry(manager: &BulkheadManager) -> &Registry<Self> {
+        &manager.semaphores
+    }
+}
+
+/// The named bulkheads of one kind. Append-only: a name, once registered, keeps its
+/// bulkhead for the registry's life (the per-thread cache relies on it).
+///
+/// Locking: the write lock is taken to create a bulkhead, to add a listener and to close;
+/// under it the code builds a bulkhead and adds listeners to bulkheads (short locks of their
+/// own lists), and never runs user code or waits for anything a listener could hold. A
+/// listener runs with no lock held, so it may read the registry (`manager.stats()`) or write
+/// it (`manager.on_event`) without deadlock.
+struct Registry<T: Member> {
+    /// The configuration of bulkheads created on first use.
+    default: T::Config,
+    entries: RegistryLock<Entries<T>>,
+}
+
+/// A registry's state, under its lock. Listeners and the closed flag live beside the map
+/// under the same lock, so creating a bulkhead and adding a listener (or closing) are
+/// mutually exclusive: a bulkhead created concurrently with `on_event` gets that listener
+/// exactly once, and one created concurrently with `shutdown` is either in the list
+/// `shutdown` closes or closed at its birth.
+struct Entries<T> {
+    map: Map<Arc<T>>,
+    /// The manager's listeners, given to every bulkhead created from now on.
+    listeners: Vec<Listener>,
+    /// Set by `manager.shutdown`: bulkheads created from now on are closed at birth.
+    closed: bool,
+}
+
+impl<T: Member> Registry<T> {
+    fn new(default: T::Config, map: Map<Arc<T>>) -> Self {
+        Self {
+            default,
+            entries: RegistryLock::new(Entries {
+                map,
+                listeners: Vec::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    /// The bulkhead called `name` with the registry's key, if there is one.
+    fn get(&self, name: &str) -> Option<(Arc<str>, Arc<T>)> {
+        self.entries
+            .read()
+            .map
+            .get_key_value(name)
+            .map(|(key, item)| (Arc::clone(key), Arc::clone(item)))
+    }
+
+    /// The bulkhead called `name` with the registry's key, created from the default
+    /// configuration if it is new, `name` is valid, and `cap` has room.
+    fn get_or_create(&self, name: &str, cap: &Cap) -> Result<(Arc<str>, Arc<T>), ConfigError> {
+        if let Some(entry) = self.get(name) {
+            return Ok(entry);
+        }
+        validate_name(name)?;
+        // A full manager fed new names (from user data, say) refuses each at once: no
+        // bulkhead built and dropped per call, no write lock stalling other lookups.
+        cap.check(name)?;
+        let mut entries = self.entries.write();
+        if let Some((key, item)) = entries.map.get_key_value(name) {
+            return Ok((Arc::clone(key), Arc::clone(item)));
+        }
+        cap.reserve(name)?;
+        let item = match T::build(name, self.default.clone()) {
+            Ok(item) => Arc::new(item),
+            Err(err) => {
+                cap.release();
+                return Err(err);
+            }
+        };
+        for listener in &entries.listeners {
+            item.add_listener(Arc::clone(listener));
+        }
+        if entries.closed {
+            item.close();
+        }
+        let key: Arc<str> = Arc::from(name);
+        entries.map.insert(Arc::clone(&key), Arc::clone(&item));
+        Ok((key, item))
+    }
+
+    /// Gives `listener` to every bulkhead, present and future.
+    fn add_listener(&self, listener: &Listener) {
+        let mut entries = self.entries.write();
+        entries.listeners.push(Arc::clone(listener));
+        for item in entries.map.values() {
+            item.add_listener(Arc::clone(listener));
+        }
+    }
+
+    /// Marks the registry closed (bulkheads created from now on are closed at birth) and
+    /// returns every bulkhead created before, for the caller to close.
+    fn close(&self) -> Vec<Arc<T>> {
+        let mut entries = self.entries.write();
+        entries.closed = true;
+        entries.map.values().cloned().collect()
+    }
+
+    /// Every bulkhead's stats, taken after the lock is released.
+    fn snapshot(&self) -> Vec<BulkheadStats> {
+        let items: Vec<Arc<T>> = self.entries.read().map.values().cloned().collect();
+        items.iter().map(|item| item.stats()).collect()
+    }
+
+    /// The registered names, sorted.
+    fn names(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self.entries.read().map.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// The cap on a manager's bulkheads, pools and semaphores together. It only grows (the
+/// registries are append-only), except to give back a reservation whose build failed.
+struct Cap {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl Cap {
+    fn new(max: usize, used: usize) -> Self {
+        Self {
+            max,
+            used: AtomicUsize::new(used),
+        }
+    }
+
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn full(&self, name: &str, held: usize) -> ConfigError {
+        ConfigError::new(
+            name,
+            "max_bulkheads",
+            format!(
+                "cannot be created: the manager already holds {held} bulkheads, its max_bulkheads"
+            ),
+        )
+    }
+
+    /// An early refusal, before any work: the cap is full now. A pass is only a hint;
+    /// [`reserve`](Cap::reserve) decides.
+    fn check(&self, name: &str) -> Result<(), ConfigError> {
+        let used = self.used();
+        if used >= self.max {
+            return Err(self.full(name, used));
+        }
+        Ok(())
+    }
+
+    /// Counts one more bulkhead, if there is room.
+    fn reserve(&self, name: &str) -> Result<(), ConfigError> {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .map(drop)
+            .map_err(|held| self.full(name, held))
+    }
+
+    /// Gives back a reservation whose bulkhead could not be built.
+    fn release(&self) {
+        self.used.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<BulkheadManager>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A member that counts how many times it was built.
+    struct Probe;
+
+    impl Member for Probe {
+        type Config = Arc<AtomicUsize>;
+        const KIND: &'static str = "probe";
+        fn build(_: &str, built: Self::Config) -> Result<Self, ConfigError> {
+            built.fetch_add(1, Ordering::Relaxed);
+            Ok(Probe)
+        }
+        fn add_listener(&self, _: Listener) {}
+        fn stats(&self) -> BulkheadStats {
+            unreachable!("not asked for in these tests")
+        }
+        fn close(&self) {}
+    }
+
+    // A full manager fed unknown names (from user data) built a bulkhead for every one,
+    // under the registry's write lock, and only then found the cap full and dropped it. It
+    // must refuse before building anything or taking the write lock.
+    #[test]
+    fn a_full_registry_refuses_a_new_name_without_building_or_locking() {
+        let built = Arc::new(AtomicUsize::new(0));
+        let registry = Registry::<Probe>::new(Arc::clone(&built), Map::default());
+        let cap = Cap::new(1, 0);
+        let (key, first) = registry.get_or_create("a", &cap).unwrap();
+        assert_eq!((&*key, built.load(Ordering::Relaxed)), ("a", 1));
+        for i in 0..1_000 {
+            let err = registry.get_or_create(&format!("new-{i}"), &cap).err();
+            assert_eq!(err.map(|e| e.field()), Some("max_bulkheads"));
+        }
+        assert_eq!(
+            built.load(Ordering::Relaxed),
+            1,
+            "built bulkheads for a full cap"
+        );
+        let (_, again) = registry.get_or_create("a", &cap).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+
+        // No write lock either: with a reader holding the registry, the refusal still comes
+        // back (a writer would wait for the reader, who waits for the answer).
+        let reader = registry.entries.read();
+        let (answer_tx, answer) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let refused = registry.get_or_create("locked-out", &cap).is_err();
+                answer_tx.send(refused).unwrap();
+            });
+            let refused = answer.recv_timeout(Duration::from_secs(10));
+            drop(reader);
+            assert_eq!(refused, Ok(true), "the refusal waited for the write lock");
+        });
+        assert_eq!(cap.used(), 1);
+    }
+
+    #[test]
+    fn a_failed_build_gives_its_reservation_back() {
+        struct Failing;
+        impl Member for Failing {
+            type Config = ();
+            const KIND: &'static str = "failing";
+            fn build(name: &str, (): ()) -> Result<Self, ConfigError> {
+                Err(ConfigError::new(
+                    name,
+                    "max_threads",
+                    "refused for the test",
+                ))
+            }
+            fn add_listener(&self, _: Listener) {}
+            fn stats(&self) -> BulkheadStats {
+                unreachable!("never built")
+            }
+            fn close(&self) {}
+        }
+        let registry = Registry::<Failing>::new((), Map::default());
+        let cap = Cap::new(1, 0);
+        for _ in 0..3 {
+            let err = registry.get_or_create("x", &cap).err();
+            assert_eq!(err.map(|e| e.field()), Some("max_threads"));
+        }
+        assert_eq!(cap.used(), 0);
+        assert!(registry.get("x").is_none());
+    }
 }

@@ -7,13 +7,13 @@
 //! Tolerance TCK (an invalid `@Bulkhead` is a definition error, never a runtime surprise).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{
-    BulkheadManager, BulkheadManagerBuilder, BulkheadStats, ConfigError, PoolConfig,
+    BulkheadManager, BulkheadManagerBuilder, BulkheadStats, ConfigError, EventKind, PoolConfig,
     SemaphoreConfig, ThreadPoolBulkhead,
 };
 
@@ -947,4 +947,294 @@ fn remembered_lookups_keep_no_pool_alive_after_its_manager() {
         "the dropped manager's worker exits",
         || threads_named(PREFIX) == 0,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening: threads, the cap, shutdown, names from user data, listeners
+// ---------------------------------------------------------------------------------------------
+
+// Regression: `core_threads` defaults to `max_threads`, so every pool that `manager.pool(name)`
+// created from the default config kept each worker it ever started for the manager's life:
+// 1,024 names (the default cap) of the default config could hold 10,240 idle threads, while
+// the docs said `max_bulkheads` bounded them. Pools created from the default config now get
+// core 0 unless the config set `core_threads`, so their idle workers retire after keep_alive.
+#[test]
+fn pools_created_on_first_use_retire_their_idle_workers() {
+    const ON_DEMAND: &str = "ondemand";
+    const CONFIGURED: &str = "configd";
+    let keep_alive = Duration::from_millis(20);
+    let manager = BulkheadManager::builder()
+        .default_pool_config(
+            PoolConfig::new(3)
+                .keep_alive(keep_alive)
+                .thread_name_prefix(ON_DEMAND),
+        )
+        .pool(
+            "configured",
+            PoolConfig::new(1)
+                .keep_alive(keep_alive)
+                .thread_name_prefix(CONFIGURED),
+        )
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let _release = OpenOnDrop(Arc::clone(&gate));
+    let (started_tx, started) = mpsc::channel();
+    // Every thread of two on-demand pools busy at once, so that each starts all three.
+    let handles: Vec<_> = ["tenant-a", "tenant-b"]
+        .iter()
+        .flat_map(|name| {
+            let pool = manager.pool(name);
+            assert_eq!(pool.stats().core_threads, 0, "{name}");
+            (0..3)
+                .map(|i| pool.submit(blocking_task(&gate, &started_tx, i)).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for _ in 0..6 {
+        started.recv_timeout(LONG).unwrap();
+    }
+    assert_eq!(manager.execute("configured", || 1).unwrap(), 1);
+    assert_eq!(manager.pool("tenant-a").stats().live_threads, 3);
+    gate.open();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+
+    wait_until(LONG, "the on-demand pools' idle workers retire", || {
+        ["tenant-a", "tenant-b"]
+            .iter()
+            .all(|name| manager.pool(name).stats().live_threads == 0)
+    });
+    #[cfg(target_os = "linux")]
+    wait_until(LONG, "the retired workers' threads exit", || {
+        threads_named(ON_DEMAND) == 0
+    });
+    // A pool configured by name keeps PoolConfig's own default, core = max: its worker stays.
+    let configured = manager.pool("configured").stats();
+    assert_eq!((configured.core_threads, configured.live_threads), (1, 1));
+    #[cfg(target_os = "linux")]
+    assert_eq!(threads_named(CONFIGURED), 1);
+
+    // A default config that sets core_threads keeps it.
+    let manager = BulkheadManager::builder()
+        .default_pool_config(PoolConfig::new(3).core_threads(2))
+        .build()
+        .unwrap();
+    assert_eq!(manager.pool("tenant-c").stats().core_threads, 2);
+    assert_eq!(BulkheadManager::new().pool("x").stats().core_threads, 0);
+}
+
+#[test]
+fn a_full_manager_refuses_every_new_name_and_registers_none() {
+    let manager = BulkheadManager::builder()
+        .max_bulkheads(2)
+        .pool("db", PoolConfig::new(1))
+        .semaphore("cache", SemaphoreConfig::new(1))
+        .build()
+        .unwrap();
+    let rounds = if cfg!(miri) { 20 } else { 5_000 };
+    for i in 0..rounds {
+        let name = format!("tenant-{i}");
+        let err = manager.try_pool(&name).unwrap_err();
+        assert_eq!(
+            (err.bulkhead(), err.field()),
+            (name.as_str(), "max_bulkheads")
+        );
+        let err = manager.try_semaphore(&name).unwrap_err();
+        assert_eq!(err.field(), "max_bulkheads");
+        assert!(manager.get_pool(&name).is_none());
+    }
+    assert_eq!(manager.len(), 2);
+    let names: Vec<String> = manager
+        .stats()
+        .bulkheads
+        .iter()
+        .map(|b| b.name().to_owned())
+        .collect();
+    assert_eq!(names, ["cache", "db"]);
+    assert_eq!(manager.execute("db", || 5).unwrap(), 5);
+}
+
+// Regression: `manager.execute(name, f)` went through `manager.pool(name)`, which panics on a
+// new name that is invalid or past `max_bulkheads`, so a name taken from a request could
+// crash the caller. It now returns a `BulkheadError` naming the bulkhead and the field.
+#[test]
+fn manager_execute_never_panics_whatever_the_name() {
+    let manager = BulkheadManager::builder()
+        .max_bulkheads(1)
+        .pool("db", PoolConfig::new(1))
+        .build()
+        .unwrap();
+    let cases = [
+        ("", "name"),
+        ("nul\0byte", "name"),
+        ("tenant-1", "max_bulkheads"),
+    ];
+    for (name, field) in cases {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            manager.execute(name, move || flag.store(true, Ordering::SeqCst))
+        }))
+        .unwrap_or_else(|_| panic!("execute({name:?}) panicked"));
+        let err = outcome.unwrap_err();
+        assert!(err.is_config(), "{name:?}: {err:?}");
+        assert!(!err.is_rejected() && !err.is_shutdown());
+        assert_eq!(err.bulkhead(), name);
+        let config = err.config_error().expect("the ConfigError");
+        assert_eq!((config.bulkhead(), config.field()), (name, field));
+        let message = err.to_string();
+        assert!(message.contains(&format!("'{name}'")), "{message}");
+        assert!(message.contains(field), "{message}");
+        assert!(!ran.load(Ordering::SeqCst), "{name:?}: the task ran");
+        // Clone + Send + Sync, as every BulkheadError.
+        let copy = err.clone();
+        thread::spawn(move || assert!(copy.is_config()))
+            .join()
+            .unwrap();
+    }
+    assert_eq!(manager.len(), 1);
+    assert_eq!(manager.execute("db", || 8).unwrap(), 8);
+}
+
+// Regression: after `manager.shutdown`, `manager.pool(new_name)` built a live pool from the
+// default config: the manager had shut down, yet handed out a compartment that started
+// threads and ran work.
+#[test]
+fn after_shutdown_the_manager_hands_out_only_shut_down_pools() {
+    const PREFIX: &str = "postshut";
+    let manager = BulkheadManager::builder()
+        .default_pool_config(PoolConfig::new(2).thread_name_prefix(PREFIX))
+        .pool("configured", PoolConfig::new(1))
+        .build()
+        .unwrap();
+    assert_eq!(manager.execute("early", || 1).unwrap(), 1);
+    assert!(manager.shutdown(LONG));
+    // The early pool's workers are joined; its short-lived reaper thread carries the prefix
+    // too.
+    #[cfg(target_os = "linux")]
+    wait_until(LONG, "the early pool's threads are gone", || {
+        threads_named(PREFIX) == 0
+    });
+
+    let late = manager.pool("late");
+    assert!(late.is_shutdown(), "a pool created after shutdown is live");
+    let err = late.execute(|| 2).unwrap_err();
+    assert!(err.is_shutdown() && err.bulkhead() == "late", "{err:?}");
+    assert!(late.submit(|| 3).unwrap_err().is_shutdown());
+    assert!(manager.execute("later", || 4).unwrap_err().is_shutdown());
+    assert!(manager.try_pool("latest").unwrap().is_shutdown());
+    // The same pool every time, never a fresh live one.
+    assert!(Arc::ptr_eq(&late, &manager.pool("late")));
+    for name in ["early", "configured"] {
+        assert!(manager.execute(name, || 5).unwrap_err().is_shutdown());
+    }
+    assert_eq!(late.stats().live_threads, 0);
+    #[cfg(target_os = "linux")]
+    assert_eq!(
+        threads_named(PREFIX),
+        0,
+        "a pool started a thread after shutdown"
+    );
+    assert!(late.await_termination(LONG));
+    // Semaphores have no shutdown: they run on their callers' threads.
+    assert_eq!(manager.semaphore("sem").call(|| 6).unwrap(), 6);
+    assert!(manager.shutdown(LONG));
+}
+
+// The race with `shutdown`: pools created while it runs must be shut down too. Shutdown
+// closes the registry and lists its pools under the registry's write lock, the lock a
+// creation holds, so a pool is either in the list or created already closed; were the flag
+// checked outside that lock, a pool created in between would be live and never shut down.
+#[test]
+fn pools_created_while_the_manager_shuts_down_are_shut_down() {
+    const CREATORS: usize = 4;
+    for round in 0..10 {
+        let manager = BulkheadManager::builder()
+            .max_bulkheads(usize::MAX)
+            .build()
+            .unwrap();
+        let barrier = Barrier::new(CREATORS + 1);
+        let pools: Vec<Arc<ThreadPoolBulkhead>> = thread::scope(|s| {
+            let creators: Vec<_> = (0..CREATORS)
+                .map(|c| {
+                    let (manager, barrier) = (&manager, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let mut pools = Vec::new();
+                        // Until this thread has seen a shut-down pool, then a few more.
+                        let mut after = 0;
+                        for i in 0..100_000 {
+                            let pool = manager.pool(&format!("r{round}-c{c}-{i}"));
+                            after += usize::from(pool.is_shutdown());
+                            pools.push(pool);
+                            if after == 8 {
+                                break;
+                            }
+                        }
+                        pools
+                    })
+                })
+                .collect();
+            barrier.wait();
+            wait_until(LONG, "the creators have made some pools", || {
+                manager.len() >= 16
+            });
+            assert!(manager.shutdown(LONG), "round {round}");
+            creators
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect()
+        });
+        assert!(pools.len() >= 16);
+        for pool in &pools {
+            assert!(
+                pool.is_shutdown(),
+                "round {round}: {} is live after shutdown",
+                pool.name()
+            );
+        }
+        assert!(manager.pool("after").is_shutdown());
+    }
+}
+
+// Listeners and creation race: `on_event` and a new name's creation take the same registry
+// lock, so a bulkhead created while `on_event` runs gets the listener exactly once — not zero
+// times (created after `on_event` walked the registry, before the listener was recorded for
+// later bulkheads) and not twice (recorded for later and found in the walk).
+#[test]
+fn a_bulkhead_created_during_on_event_hears_each_listener_exactly_once() {
+    const LISTENERS: usize = 50;
+    const POOLS: usize = 50;
+    let manager = BulkheadManager::new();
+    let heard = Arc::new(AtomicUsize::new(0));
+    let barrier = Barrier::new(2);
+    thread::scope(|s| {
+        s.spawn(|| {
+            barrier.wait();
+            for _ in 0..LISTENERS {
+                let heard = Arc::clone(&heard);
+                manager.on_event(move |e| {
+                    if matches!(e.kind, EventKind::Permitted { .. }) {
+                        heard.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        s.spawn(|| {
+            barrier.wait();
+            for i in 0..POOLS {
+                manager.pool(&format!("p{i}"));
+                manager.semaphore(&format!("s{i}"));
+            }
+        });
+    });
+    for i in 0..POOLS {
+        manager.pool(&format!("p{i}")).execute(|| ()).unwrap();
+        manager.semaphore(&format!("s{i}")).call(|| ()).unwrap();
+    }
+    // One Permitted event per call, heard by every listener once.
+    assert_eq!(heard.load(Ordering::Relaxed), 2 * POOLS * LISTENERS);
+    assert!(manager.shutdown(LONG));
 }

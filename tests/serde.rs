@@ -254,10 +254,11 @@ fn from_toml_builds_every_table() {
         manager.get_semaphore("cache").unwrap().config(),
         &SemaphoreConfig::new(25).max_wait(MS(20))
     );
-    // The defaults serve names that were not configured.
+    // The defaults serve names that were not configured (with core_threads 0, as the
+    // manager gives every pool it creates on first use unless the default sets it).
     assert_eq!(
         manager.pool("other").config(),
-        &PoolConfig::new(10).queue_capacity(5)
+        &PoolConfig::new(10).queue_capacity(5).core_threads(0)
     );
     assert_eq!(
         manager.semaphore("other").config(),
@@ -282,7 +283,10 @@ fn from_toml_honours_max_bulkheads() {
 fn empty_document_is_a_default_manager() {
     let manager = BulkheadManager::from_toml("# nothing configured\n").unwrap();
     assert!(manager.is_empty());
-    assert_eq!(manager.pool("any").config(), &PoolConfig::default());
+    assert_eq!(
+        manager.pool("any").config(),
+        &PoolConfig::default().core_threads(0)
+    );
 }
 
 #[test]
