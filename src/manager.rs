@@ -530,6 +530,11 @@ trait Member: Send + Sync + Sized + 'static {
     fn stats(&self) -> BulkheadStats;
     /// Shuts down a bulkhead created after its registry was closed, before it is published.
     fn close(&self);
+    /// The configuration of a bulkhead created after its registry was closed: nothing in it
+    /// may start work (a pool's prestarted threads would only start to exit).
+    fn closed_config(config: Self::Config) -> Self::Config {
+        config
+    }
 }
 
 impl Member for ThreadPoolBulkhead {
@@ -547,6 +552,9 @@ impl Member for ThreadPoolBulkhead {
     fn close(&self) {
         // Before its first call: admission refuses everything and no worker ever starts.
         self.shutdown();
+    }
+    fn closed_config(config: PoolConfig) -> PoolConfig {
+        config.prestart(false)
     }
 }
 
@@ -647,7 +655,12 @@ impl<T: Member> Registry<T> {
             return Ok((Arc::clone(key), Arc::clone(item)));
         }
         cap.reserve(name)?;
-        let item = match T::build(name, self.default.clone()) {
+        let config = if entries.closed {
+            T::closed_config(self.default.clone())
+        } else {
+            self.default.clone()
+        };
+        let item = match T::build(name, config) {
             Ok(item) => Arc::new(item),
             Err(err) => {
                 cap.release();

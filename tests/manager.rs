@@ -1105,7 +1105,13 @@ fn manager_execute_never_panics_whatever_the_name() {
 fn after_shutdown_the_manager_hands_out_only_shut_down_pools() {
     const PREFIX: &str = "postshut";
     let manager = BulkheadManager::builder()
-        .default_pool_config(PoolConfig::new(2).thread_name_prefix(PREFIX))
+        .default_pool_config(
+            // Prestarted core workers too: a pool born closed must start none of them.
+            PoolConfig::new(2)
+                .core_threads(2)
+                .prestart(true)
+                .thread_name_prefix(PREFIX),
+        )
         .pool("configured", PoolConfig::new(1))
         .build()
         .unwrap();
