@@ -7,22 +7,14 @@
 //! while its manager lives. Entries hold a [`Weak`], so a cache keeps no bulkhead alive
 //! after its manager and every user handle are gone (the allocation itself, a few hundred
 //! bytes, is freed when the entry is evicted or the thread exits). A thread's cache is
-//! allocated on its first lookup: 2.5 KiB for each kind of bulkhead it looks up. Entries are keyed by the
-//! manager's process-unique id, never by its address, which a later manager may reuse.
+//! allocated on its first lookup, for each kind of bulkhead it looks up. Entries are keyed
+//! by the manager's process-unique id, never by its address, which a later manager may
+//! reuse.
 //!
-//! What it buys, measured on the development machine, in one loop that looks up 1, 4 or 8
-//! names in turn (the loop's own indexing included), against the same loop with the cache
-//! switched off: the thread's last name, 14–21 ns against 41–51 ns for a registry read (a
-//! sharded read lock — two atomic read-modify-writes on the thread's shard — and a hash-map
-//! probe); cycling through 4 or 8 names (a name hash, a set of 4 searched), 34–45 ns against
-//! 39–63 ns. A first version kept 4 entries round-robin and missed on every lookup when a
-//! thread cycled through 6 names (92 ns a lookup).
-//!
-//! In three back-to-back runs of `examples/overhead.rs -- manager`,
-//! `manager.pool(name).execute` from 4 callers went from 0.86–0.93× of a held pool without a
-//! cache to 0.94–0.96× with the 4-entry version; this version measured 0.96–0.97× in four
-//! more runs, alternating with the 4-entry version's 0.92–0.95×. The `Weak` upgrade costs
-//! what the clone did (an upgrade-then-execute contender measured 0.99–1.01×).
+//! What it buys — a repeat lookup costs a name comparison instead of a sharded read lock
+//! and a hash-map probe — is measured by `examples/overhead.rs -- manager` (the manager rows,
+//! against a pool held in a variable); the figures and their history are in the README and
+//! the CHANGELOG, not here, where they would go stale.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
@@ -35,8 +27,8 @@ use crate::sync::plain::{AtomicU64, Ordering};
 /// Sets of the cache, each holding [`WAYS`] entries: 64 bulkheads of each kind per thread,
 /// enough for a request handler that calls every dependency of a service in turn, with room
 /// for names that happen to share a set. (A first version kept 4 entries round-robin; a
-/// thread cycling through 6 pools then missed on every lookup, 92 ns a lookup. 2 ways of 16
-/// sets still thrashed when 3 of 6 names shared a set.)
+/// thread cycling through 6 pools then missed on every lookup. 2 ways of 16 sets still
+/// thrashed when 3 of 6 names shared a set.)
 const SETS: usize = 16;
 const WAYS: usize = 4;
 

@@ -6,9 +6,10 @@
 //! waiting for:
 //!
 //! - **The task takes longer than the budget.** A 1-ms database call cannot finish inside
-//!   a 50 µs spin, so every caller paid the full budget for nothing: 8 callers of 1-ms tasks
-//!   cost 1.3–2.0× the naive design's CPU per call. The pool keeps a running mean of its
-//!   tasks' run times, and callers do not spin while it is above the budget.
+//!   a 50 µs spin, so every caller paid the full budget for nothing (the overhead example's
+//!   "CPU per 1-ms call, 8 callers" row measures it against the naive design). The pool
+//!   keeps a running mean of its tasks' run times, and callers do not spin while it is above
+//!   the budget.
 //! - **Every core is busy.** Then the worker cannot run while the caller spins, and the
 //!   spin delays the very thread it waits for. That is seen in what spins achieve: a spin
 //!   that ends with the outcome still missing is a lost bet. After `k` lost bets in a row a
