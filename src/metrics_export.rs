@@ -102,6 +102,7 @@ fn record(event: &Event<'_>) {
     let (outcome, histogram) = match event.kind {
         EventKind::Permitted { waited } => ("permitted", Some((PERMIT_WAIT, waited))),
         EventKind::Rejected => ("rejected", None),
+        EventKind::ShutdownRefused => ("shutdown_refused", None),
         // Not an outcome: the call was counted when permitted, and ends with one of the
         // others. Its queue wait is what it brings.
         EventKind::Started { queue_wait } => {

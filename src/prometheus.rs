@@ -93,15 +93,17 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "bulkhead_calls_total",
         help: "Calls through a bulkhead by outcome. Pools: tasks completed, panicked, expired \
-               (queued when their caller timed out) or cancelled, calls rejected, and callers \
-               timed_out (their tasks are also counted as completed, panicked or expired). \
-               Semaphores: calls permitted and rejected.",
+               (queued when their caller timed out) or cancelled, calls rejected (the pool was \
+               full), calls shutdown_refused (the pool was shut down), and callers timed_out \
+               (their tasks are also counted as completed, panicked or expired). Semaphores: \
+               calls permitted and rejected.",
         kind: COUNTER,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![
                 (Some("completed"), Value::Count(p.completed)),
                 (Some("panicked"), Value::Count(p.panicked)),
                 (Some("rejected"), Value::Count(p.rejected)),
+                (Some("shutdown_refused"), Value::Count(p.shutdown_refused)),
                 (Some("timed_out"), Value::Count(p.timed_out)),
                 (Some("expired"), Value::Count(p.expired)),
                 (Some("cancelled"), Value::Count(p.cancelled)),
@@ -114,7 +116,8 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         name: "bulkhead_submitted_total",
-        help: "Calls a pool admitted; with the rejected calls, every call attempted.",
+        help: "Calls a pool admitted; with the rejected and shutdown_refused calls, every call \
+               attempted.",
         kind: COUNTER,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::Count(p.submitted))],
@@ -582,9 +585,9 @@ mod tests {
         assert_eq!(value(&text, &sem("bulkhead_running")), "0");
         assert_eq!(value(&text, &sem("bulkhead_waiting")), "0");
         assert_eq!(value(&text, &sem("bulkhead_max_concurrent")), "1");
-        // 6 pool outcomes + 2 semaphore outcomes + 9 other pool series + 3 other semaphore
+        // 7 pool outcomes + 2 semaphore outcomes + 9 other pool series + 3 other semaphore
         // series + 3 latency summaries of 4 quantiles, a sum and a count: nothing else.
-        assert_eq!(samples(&text).len(), 6 + 2 + 9 + 3 + 3 * 6);
+        assert_eq!(samples(&text).len(), 7 + 2 + 9 + 3 + 3 * 6);
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn kinds(log: &Log) -> Vec<&'static str> {
         .map(|(_, k)| match k {
             EventKind::Permitted { .. } => "permitted",
             EventKind::Rejected => "rejected",
+            EventKind::ShutdownRefused => "shutdown_refused",
             EventKind::Started { .. } => "started",
             EventKind::Finished { .. } => "finished",
             EventKind::Panicked { .. } => "panicked",
@@ -62,6 +63,52 @@ fn a_rejection_fires_exactly_one_event() {
     assert_eq!(kinds(&log), ["rejected", "rejected", "rejected"]);
     release.send(()).unwrap();
     busy.join().unwrap();
+}
+
+// Regression: a call refused because the pool was shut down was counted in `rejected` and
+// fired `Rejected`, exactly like a full compartment, so an alert on rejections fired on every
+// deploy. A refusal at shutdown is now its own counter and its own event.
+#[test]
+fn a_refusal_after_shutdown_is_not_a_rejection() {
+    let pool = ThreadPoolBulkhead::new("deploy", PoolConfig::new(1)).unwrap();
+    let (release, blocked) = mpsc::channel::<()>();
+    let busy = pool.submit(move || blocked.recv().ok()).unwrap();
+    let log = record(&pool);
+    let text = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&text);
+    pool.on_event(move |e| sink.lock().unwrap().push(e.to_string()));
+    assert!(pool.execute(|| ()).unwrap_err().is_rejected());
+    pool.shutdown();
+    for _ in 0..2 {
+        assert!(pool.execute(|| ()).unwrap_err().is_shutdown());
+    }
+    assert!(pool.submit(|| ()).unwrap_err().is_shutdown());
+    assert_eq!(
+        kinds(&log),
+        [
+            "rejected",
+            "shutdown_refused",
+            "shutdown_refused",
+            "shutdown_refused"
+        ]
+    );
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.rejected, stats.shutdown_refused),
+        (1, 3),
+        "{stats:?}"
+    );
+    assert_eq!(text.lock().unwrap()[1], "deploy: refused: shut down");
+    release.send(()).unwrap();
+    busy.join().unwrap();
+    assert!(pool.await_termination(Duration::from_secs(10)));
+    // The one admitted, the one full, the three after shutdown.
+    let stats = pool.stats();
+    assert_eq!(
+        stats.submitted + stats.rejected + stats.shutdown_refused,
+        5,
+        "{stats:?}"
+    );
 }
 
 #[test]
