@@ -197,7 +197,7 @@ pub use config::{PoolConfig, SemaphoreConfig};
 pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, PanicPayload};
 pub use event::{Event, EventKind};
-pub use histogram::LatencySummary;
+pub use histogram::{LatencyBuckets, LatencySummary};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;

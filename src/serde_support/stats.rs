@@ -132,8 +132,9 @@ struct Latency<'a>(&'a crate::LatencySummary);
 impl Serialize for Latency<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let l = self.0;
-        let mut s = serializer.serialize_struct("LatencySummary", 7)?;
+        let mut s = serializer.serialize_struct("LatencySummary", 8)?;
         s.serialize_field("count", &l.count)?;
+        s.serialize_field("sum_seconds", &l.sum.as_secs_f64())?;
         s.serialize_field("mean_seconds", &l.mean.as_secs_f64())?;
         s.serialize_field("p50_seconds", &l.p50.as_secs_f64())?;
         s.serialize_field("p90_seconds", &l.p90.as_secs_f64())?;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod exposition;
+
 use std::sync::{Arc, Condvar, Mutex};
 
 use bulkheads::{PoolStats, ThreadPoolBulkhead};
