@@ -160,8 +160,9 @@
 //! - `tracing`: every admitted call gets a `bulkhead_call` span, created in the caller's
 //!   context and entered on the worker while the task runs; rejections are logged at `WARN`,
 //!   at most once a second per bulkhead.
-//! - `metrics`: `BulkheadManager::export_metrics` sends counters and histograms through the
-//!   `metrics` facade; `publish_gauges` publishes the gauges of a snapshot.
+//! - `metrics`: the metrics of the Prometheus text, with its names, labels and types,
+//!   through the `metrics` facade: `BulkheadManager::export_metrics` records the latency
+//!   histograms; `publish` sets the counters and gauges from a snapshot.
 //! - `serde`: the snapshots implement `Serialize`; [`PoolConfig`] and [`SemaphoreConfig`]
 //!   implement `Deserialize` and `Serialize` (durations as `"500ms"`, `"2s"`, `"1m"`); and
 //!   `BulkheadManager::from_toml` builds a manager from a TOML document, where a bad entry
