@@ -210,14 +210,16 @@ fn shutdown_lets_queued_work_run_in_order_and_every_handle_gets_its_value() {
     assert!(pool.await_termination(LONG));
     assert!(pool.is_terminated());
     let stats = pool.stats();
+    // The submission after shutdown is a shutdown refusal, not a full pool's rejection.
     assert_eq!(
         (
             stats.submitted,
             stats.completed,
             stats.cancelled,
-            stats.rejected
+            stats.rejected,
+            stats.shutdown_refused
         ),
-        (4, 4, 0, 1)
+        (4, 4, 0, 0, 1)
     );
     assert_eq!((stats.running, stats.queued, stats.live_threads), (0, 0, 0));
 }
@@ -490,8 +492,13 @@ fn shutdown_and_shutdown_now_are_idempotent_in_any_order() {
         assert!(pool.execute(|| 0).unwrap_err().is_shutdown());
         let stats = pool.stats();
         assert_eq!(
-            (stats.submitted, stats.completed, stats.rejected),
-            (1, 1, 1),
+            (
+                stats.submitted,
+                stats.completed,
+                stats.rejected,
+                stats.shutdown_refused
+            ),
+            (1, 1, 0, 1),
             "case {case}"
         );
     }
