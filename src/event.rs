@@ -56,9 +56,11 @@ pub enum EventKind {
         /// Time spent waiting for a permit.
         waited: Duration,
     },
-    /// A call was refused: the bulkhead was full (or shut down). Exactly one event per
-    /// rejected call.
+    /// A call was refused: the bulkhead was full. Exactly one event per rejected call.
     Rejected,
+    /// A call was refused because the pool was shut down (not because it was full).
+    /// Exactly one event per refused call; counted in `PoolStats::shutdown_refused`.
+    ShutdownRefused,
     /// A worker started a task after `queue_wait` since its submission.
     Started {
         /// Time from submission to start.
@@ -93,6 +95,7 @@ impl fmt::Display for Event<'_> {
             EventKind::Permitted { waited } if waited.is_zero() => write!(f, "permitted"),
             EventKind::Permitted { waited } => write!(f, "permitted after {waited:?}"),
             EventKind::Rejected => write!(f, "rejected"),
+            EventKind::ShutdownRefused => write!(f, "refused: shut down"),
             EventKind::Started { queue_wait } => write!(f, "started after {queue_wait:?} queued"),
             EventKind::Finished { run_time } => write!(f, "finished after {run_time:?}"),
             EventKind::Panicked { run_time } => write!(f, "panicked after {run_time:?}"),

@@ -1,10 +1,20 @@
-//! A lock-free, log-linear latency histogram and its [`LatencySummary`].
+//! A lock-free, log-linear latency histogram, its [`LatencySummary`] and the cumulative
+//! [`LatencyBuckets`] that the Prometheus text exposition exports.
 //!
 //! Recording is one relaxed `fetch_add` on the value's bucket and one on the running sum,
 //! plus a read (and rarely a `fetch_max`) for the maximum, in the recording thread's shard:
 //! no lock, no allocation after a shard's first record. Buckets are 8 per power of two, so a
-//! percentile is reported within 12.5% of the true value (values below 8 ns are exact).
+//! percentile is reported within 12.5% of the true value (values up to 8 ns are exact, but
+//! 0 and 1 ns share a bucket). A bucket holds the values above its lower edge up to and
+//! including its upper edge, as Prometheus' `le` ("less or equal") does, so that a
+//! cumulative count at an edge is exact, not interpolated.
 //! Shards are allocated on first use, so an idle bulkhead costs nothing.
+//!
+//! Exported counts are monotonic, whatever records concurrently: every exported number (a
+//! cumulative bucket, the count, the sum) is a sum of monotonic counters each read once, so
+//! it lies between the true values at the start and at the end of the reading, and a later
+//! reading can only show as much or more. Nothing exported is a difference of counters read
+//! at different instants, nor a mean times a count.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -21,25 +31,49 @@ const MAX_EXP: u32 = 40;
 const BUCKETS: usize = (MAX_EXP as usize - SUB_BITS as usize + 1) * SUB;
 const MAX_VALUE: u64 = (1 << MAX_EXP) - 1;
 
+/// The bucket of `v` nanoseconds: bucket `i` holds the values above its lower edge up to
+/// and including its upper edge (bucket 0 holds 0 and 1).
 fn index(v: u64) -> usize {
     let v = v.min(MAX_VALUE);
-    if v < SUB as u64 {
-        return v as usize;
+    if v <= SUB as u64 {
+        return v.saturating_sub(1) as usize;
     }
-    let exp = 63 - v.leading_zeros();
-    let sub = (v >> (exp - SUB_BITS)) as usize & (SUB - 1);
+    // Indexing `v - 1` with half-open buckets `[lo, hi)` puts `v` in `(lo, hi]`.
+    let u = v - 1;
+    let exp = 63 - u.leading_zeros();
+    let sub = (u >> (exp - SUB_BITS)) as usize & (SUB - 1);
     (exp - SUB_BITS + 1) as usize * SUB + sub
 }
 
-/// The middle of bucket `i`, in nanoseconds.
+/// About the middle of bucket `i`, in nanoseconds.
 fn midpoint(i: usize) -> u64 {
     if i < SUB {
-        return i as u64;
+        return i as u64 + 1;
     }
     let exp = (i / SUB) as u32 + SUB_BITS - 1;
     let sub = (i % SUB) as u64;
     let width = 1_u64 << (exp - SUB_BITS);
-    ((SUB as u64 + sub) << (exp - SUB_BITS)) + width / 2
+    ((SUB as u64 + sub) << (exp - SUB_BITS)) + width / 2 + 1
+}
+
+/// The exponents of the exported bucket bounds: `2^k` nanoseconds for `k` in
+/// `FIRST_BOUND..=LAST_BOUND`, about 4 µs to 34 s, doubling. Powers of two are upper edges of
+/// the log-linear buckets (`k >= 4`), so a cumulative count at one is exact. The span covers
+/// a worker hand-off up to a task long past any sensible deadline; values above it are only
+/// in `+Inf`.
+const FIRST_BOUND: u32 = 12;
+const LAST_BOUND: u32 = 35;
+/// How many finite bounds [`LatencyBuckets`] has.
+pub(crate) const BOUNDS: usize = (LAST_BOUND - FIRST_BOUND + 1) as usize;
+
+const fn bounds() -> [Duration; BOUNDS] {
+    let mut out = [Duration::ZERO; BOUNDS];
+    let mut i = 0;
+    while i < BOUNDS {
+        out[i] = Duration::from_nanos(1 << (FIRST_BOUND + i as u32));
+        i += 1;
+    }
+    out
 }
 
 /// How many shards a histogram spreads its recorders over.
@@ -103,17 +137,22 @@ impl Histogram {
         let shard =
             self.shards[shard_index()].get_or_init(|| Box::new(CachePadded::new(Shard::new())));
         shard.buckets[index(ns)].fetch_add(1, Ordering::Relaxed);
-        shard.sum_ns.fetch_add(ns.min(MAX_VALUE), Ordering::Relaxed);
+        // The value itself, not its clamped bucket value: the sum is exact. A shard's sum
+        // wraps after 2^64 ns (584 years) of latency recorded through it.
+        shard.sum_ns.fetch_add(ns, Ordering::Relaxed);
         if ns > shard.max_ns.load(Ordering::Relaxed) {
             shard.max_ns.fetch_max(ns, Ordering::Relaxed);
         }
     }
 
     /// The summary, with `zeros` more values of zero that were counted but not recorded
-    /// (the semaphore's fast path, which must not pay for a clock read).
+    /// (the semaphore's fast path, which must not pay for a clock read). The zeros are in
+    /// `count` and the percentiles, not in [`LatencySummary::histogram`].
     pub(crate) fn summary_with_zeros(&self, zeros: u64) -> LatencySummary {
         let mut counts = vec![0_u64; BUCKETS];
         let (mut sum_ns, mut max_ns) = (0_u64, 0_u64);
+        // Each counter is read exactly once; everything below is derived from these reads
+        // (see the module's note on monotonic exports).
         for shard in self.shards.iter().filter_map(OnceLock::get) {
             for (total, bucket) in counts.iter_mut().zip(shard.buckets.iter()) {
                 *total += bucket.load(Ordering::Relaxed);
@@ -122,6 +161,19 @@ impl Histogram {
             max_ns = max_ns.max(shard.max_ns.load(Ordering::Relaxed));
         }
         let recorded: u64 = counts.iter().sum();
+        let mut histogram = LatencyBuckets {
+            count: recorded,
+            sum: Duration::from_nanos(sum_ns),
+            ..LatencyBuckets::default()
+        };
+        let mut below = 0;
+        let mut next = 0;
+        for (cumulative, bound) in histogram.cumulative.iter_mut().zip(LatencyBuckets::BOUNDS) {
+            let last = index(u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX));
+            below += counts[next..=last].iter().sum::<u64>();
+            next = last + 1;
+            *cumulative = below;
+        }
         let count = recorded + zeros;
         if count == 0 {
             return LatencySummary::default();
@@ -144,18 +196,66 @@ impl Histogram {
         };
         LatencySummary {
             count,
+            sum: histogram.sum,
             mean: Duration::from_nanos(sum_ns / count),
             p50: quantile(0.50),
             p90: quantile(0.90),
             p99: quantile(0.99),
             p999: quantile(0.999),
             max,
+            histogram,
         }
     }
 
     pub(crate) fn summary(&self) -> LatencySummary {
         self.summary_with_zeros(0)
     }
+}
+
+/// The values of one latency as cumulative counts at fixed bounds: a Prometheus histogram's
+/// `_bucket{le=..}`, `_count` and `_sum`.
+///
+/// The bounds, [`BOUNDS`](LatencyBuckets::BOUNDS), are the same for every bulkhead and
+/// every latency: 2^12 ns (about 4.1 µs) to 2^35 ns (about 34.4 s), doubling. They are edges
+/// of the histogram's own buckets, so each cumulative count is exact, not interpolated, and
+/// buckets of different bulkheads and replicas add up. Within one snapshot the counts never
+/// decrease from one bound to the next and never exceed `count`; across snapshots none of
+/// them (nor `sum`) ever decreases.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use bulkheads::{LatencyBuckets, PoolConfig, ThreadPoolBulkhead};
+///
+/// let pool = ThreadPoolBulkhead::new("db", PoolConfig::new(1))?;
+/// pool.execute(|| std::thread::sleep(Duration::from_millis(2)))?;
+/// let run = pool.stats().run_time.histogram;
+/// assert_eq!(run.count, 1);
+/// assert!(run.sum >= Duration::from_millis(2));
+/// // 2 ms is above 2^20 ns (about 1.05 ms) and at most 2^30 ns (about 1.07 s).
+/// let at = |bound: Duration| {
+///     let i = LatencyBuckets::BOUNDS.iter().position(|b| *b == bound).unwrap();
+///     run.cumulative[i]
+/// };
+/// assert_eq!(at(Duration::from_nanos(1 << 20)), 0);
+/// assert_eq!(at(Duration::from_nanos(1 << 30)), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LatencyBuckets {
+    /// `cumulative[i]` is how many values were at most [`BOUNDS`](Self::BOUNDS)`[i]`.
+    pub cumulative: [u64; BOUNDS],
+    /// How many values were recorded (Prometheus' `+Inf` bucket and `_count`).
+    pub count: u64,
+    /// Their exact sum, to the nanosecond (Prometheus' `_sum`).
+    pub sum: Duration,
+}
+
+impl LatencyBuckets {
+    /// The upper bounds (inclusive) of the cumulative counts: `2^k` ns for `k` in 12..=35.
+    pub const BOUNDS: [Duration; BOUNDS] = bounds();
 }
 
 /// Percentiles of one latency of a bulkhead (queue wait, run time, permit wait).
@@ -183,7 +283,9 @@ impl Histogram {
 pub struct LatencySummary {
     /// How many values were recorded.
     pub count: u64,
-    /// Their mean.
+    /// Their exact sum, to the nanosecond.
+    pub sum: Duration,
+    /// Their mean (`sum / count`, truncated to the nanosecond).
     pub mean: Duration,
     /// The median.
     pub p50: Duration,
@@ -195,6 +297,11 @@ pub struct LatencySummary {
     pub p999: Duration,
     /// The largest value recorded (exact).
     pub max: Duration,
+    /// The values measured, at the export bounds. For a pool's latencies it holds every value
+    /// (`histogram.count == count`). For a semaphore's wait it holds only the callers that
+    /// had to wait: those that took a free permit are in `count` and the percentiles as
+    /// zeros, but their wait was never measured (the fast path reads no clock).
+    pub histogram: LatencyBuckets,
 }
 
 #[cfg(all(test, not(bulkheads_loom)))]
@@ -259,6 +366,55 @@ mod tests {
         );
         assert_eq!(s.max, Duration::from_millis(10));
         assert!(s.p999 > Duration::from_millis(8));
+    }
+
+    #[test]
+    fn every_bound_is_the_upper_edge_of_a_bucket() {
+        for bound in LatencyBuckets::BOUNDS {
+            let ns = bound.as_nanos() as u64;
+            assert_eq!(ns.count_ones(), 1, "{bound:?} is a power of two");
+            // The bound is in its bucket, the next nanosecond is not: the bucket ends there.
+            assert_ne!(index(ns), index(ns + 1), "{bound:?}");
+            // The last bucket below the bound spans (ns - ns/16, ns].
+            assert_eq!(index(ns), index(ns - ns / 16 + 1), "{bound:?}");
+            assert_ne!(index(ns), index(ns - ns / 16), "{bound:?}");
+        }
+    }
+
+    #[test]
+    fn cumulative_counts_are_exact_at_the_bounds() {
+        let h = Histogram::default();
+        let mut values = Vec::new();
+        for bound in LatencyBuckets::BOUNDS {
+            let ns = bound.as_nanos() as u64;
+            // At, just below and just above each bound: the values an interpolating
+            // histogram would misplace.
+            values.extend([ns - 1, ns, ns + 1]);
+        }
+        values.extend([0, 1, 5, 1 << 45]);
+        for &v in &values {
+            h.record(Duration::from_nanos(v));
+        }
+        let buckets = h.summary().histogram;
+        assert_eq!(buckets.count, values.len() as u64);
+        let sum: u64 = values.iter().sum();
+        assert_eq!(buckets.sum, Duration::from_nanos(sum), "the sum is exact");
+        for (bound, &cumulative) in LatencyBuckets::BOUNDS.iter().zip(&buckets.cumulative) {
+            let at_most = values
+                .iter()
+                .filter(|&&v| u128::from(v) <= bound.as_nanos());
+            assert_eq!(cumulative, at_most.count() as u64, "le {bound:?}");
+        }
+    }
+
+    #[test]
+    fn zeros_are_not_in_the_histogram() {
+        let h = Histogram::default();
+        h.record(Duration::from_micros(10));
+        let s = h.summary_with_zeros(4);
+        assert_eq!((s.count, s.histogram.count), (5, 1));
+        assert_eq!(s.sum, Duration::from_micros(10));
+        assert_eq!(s.histogram.sum, Duration::from_micros(10));
     }
 
     #[test]

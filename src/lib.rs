@@ -160,8 +160,9 @@
 //! - `tracing`: every admitted call gets a `bulkhead_call` span, created in the caller's
 //!   context and entered on the worker while the task runs; rejections are logged at `WARN`,
 //!   at most once a second per bulkhead.
-//! - `metrics`: `BulkheadManager::export_metrics` sends counters and histograms through the
-//!   `metrics` facade; `publish_gauges` publishes the gauges of a snapshot.
+//! - `metrics`: the metrics of the Prometheus text, with its names, labels and types,
+//!   through the `metrics` facade: `BulkheadManager::export_metrics` records the latency
+//!   histograms; `publish` sets the counters and gauges from a snapshot.
 //! - `serde`: the snapshots implement `Serialize`; [`PoolConfig`] and [`SemaphoreConfig`]
 //!   implement `Deserialize` and `Serialize` (durations as `"500ms"`, `"2s"`, `"1m"`); and
 //!   `BulkheadManager::from_toml` builds a manager from a TOML document, where a bad entry
@@ -197,7 +198,7 @@ pub use config::{PoolConfig, SemaphoreConfig};
 pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, PanicPayload};
 pub use event::{Event, EventKind};
-pub use histogram::LatencySummary;
+pub use histogram::{LatencyBuckets, LatencySummary};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;

@@ -7,33 +7,36 @@
 //! followed by all of its samples, as the format requires; a family with no sample (no
 //! semaphore, say) is left out.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use crate::histogram::LatencyBuckets;
 
 use crate::stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
 
 /// One bulkhead's snapshot, borrowed.
 #[derive(Clone, Copy)]
-enum Snapshot<'a> {
+pub(crate) enum Snapshot<'a> {
     Pool(&'a PoolStats),
     Semaphore(&'a SemaphoreStats),
 }
 
 impl<'a> Snapshot<'a> {
-    fn of(stats: &'a BulkheadStats) -> Self {
+    pub(crate) fn of(stats: &'a BulkheadStats) -> Self {
         match stats {
             BulkheadStats::Pool(p) => Self::Pool(p),
             BulkheadStats::Semaphore(s) => Self::Semaphore(s),
         }
     }
 
-    fn name(self) -> &'a str {
+    pub(crate) fn name(self) -> &'a str {
         match self {
             Self::Pool(p) => &p.name,
             Self::Semaphore(s) => &s.name,
         }
     }
 
-    fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Self::Pool(_) => "pool",
             Self::Semaphore(_) => "semaphore",
@@ -43,7 +46,7 @@ impl<'a> Snapshot<'a> {
 
 /// A sample's value.
 #[derive(Clone, Copy)]
-enum Value {
+pub(crate) enum Value {
     Count(u64),
     /// A limit that is no limit: an unbounded queue.
     Infinite,
@@ -75,33 +78,35 @@ impl fmt::Display for Value {
 }
 
 /// The samples of one family for one bulkhead: an optional `outcome` label and the value.
-type Samples = Vec<(Option<&'static str>, Value)>;
+pub(crate) type Samples = Vec<(Option<&'static str>, Value)>;
 
 /// A metric family: its name, help text, type and how to read its samples from a snapshot.
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    samples: fn(Snapshot<'_>) -> Samples,
+pub(crate) struct Family {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) samples: fn(Snapshot<'_>) -> Samples,
 }
 
-const COUNTER: &str = "counter";
-const GAUGE: &str = "gauge";
+pub(crate) const COUNTER: &str = "counter";
+pub(crate) const GAUGE: &str = "gauge";
 
 /// Every family, in the order they are written.
-const FAMILIES: &[Family] = &[
+pub(crate) const FAMILIES: &[Family] = &[
     Family {
         name: "bulkhead_calls_total",
         help: "Calls through a bulkhead by outcome. Pools: tasks completed, panicked, expired \
-               (queued when their caller timed out) or cancelled, calls rejected, and callers \
-               timed_out (their tasks are also counted as completed, panicked or expired). \
-               Semaphores: calls permitted and rejected.",
+               (queued when their caller timed out) or cancelled, calls rejected (the pool was \
+               full), calls shutdown_refused (the pool was shut down), and callers timed_out \
+               (their tasks are also counted as completed, panicked or expired). Semaphores: \
+               calls permitted and rejected.",
         kind: COUNTER,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![
                 (Some("completed"), Value::Count(p.completed)),
                 (Some("panicked"), Value::Count(p.panicked)),
                 (Some("rejected"), Value::Count(p.rejected)),
+                (Some("shutdown_refused"), Value::Count(p.shutdown_refused)),
                 (Some("timed_out"), Value::Count(p.timed_out)),
                 (Some("expired"), Value::Count(p.expired)),
                 (Some("cancelled"), Value::Count(p.cancelled)),
@@ -114,7 +119,8 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         name: "bulkhead_submitted_total",
-        help: "Calls a pool admitted; with the rejected calls, every call attempted.",
+        help: "Calls a pool admitted; with the rejected and shutdown_refused calls, every call \
+               attempted.",
         kind: COUNTER,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::Count(p.submitted))],
@@ -213,75 +219,87 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
-/// A latency family, written as a Prometheus summary (quantiles, `_sum`, `_count`).
-struct LatencyFamily {
-    name: &'static str,
-    help: &'static str,
-    summary: fn(Snapshot<'_>) -> Option<crate::LatencySummary>,
+/// A latency family, written as a Prometheus histogram (`_bucket{le=..}`, `_sum`, `_count`).
+pub(crate) struct LatencyFamily {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) histogram: fn(Snapshot<'_>) -> Option<LatencyBuckets>,
 }
 
-const LATENCIES: &[LatencyFamily] = &[
+pub(crate) const LATENCIES: &[LatencyFamily] = &[
     LatencyFamily {
         name: "bulkhead_queue_wait_seconds",
         help: "Time from submission to start of the tasks of a pool.",
-        summary: |s| match s {
-            Snapshot::Pool(p) => Some(p.queue_wait),
+        histogram: |s| match s {
+            Snapshot::Pool(p) => Some(p.queue_wait.histogram),
             Snapshot::Semaphore(_) => None,
         },
     },
     LatencyFamily {
         name: "bulkhead_run_seconds",
         help: "Time the tasks of a pool ran (finished or panicked).",
-        summary: |s| match s {
-            Snapshot::Pool(p) => Some(p.run_time),
+        histogram: |s| match s {
+            Snapshot::Pool(p) => Some(p.run_time.histogram),
             Snapshot::Semaphore(_) => None,
         },
     },
     LatencyFamily {
         name: "bulkhead_permit_wait_seconds",
-        help: "Time callers of a semaphore waited for their permit (zero for a free one).",
-        summary: |s| match s {
+        help: "Time callers of a semaphore that found no free permit waited until they got one. \
+               Calls that took a free permit never wait and are not in it.",
+        histogram: |s| match s {
             Snapshot::Pool(_) => None,
-            Snapshot::Semaphore(s) => Some(s.wait),
+            Snapshot::Semaphore(s) => Some(s.wait.histogram),
         },
     },
 ];
 
-/// Writes the latency summaries (percentiles within 12.5%, see `LatencySummary`).
+/// Writes `d` in seconds, exactly: the whole seconds, then up to nine decimals with the
+/// trailing zeros left out (`0.000004096`, `1.5`, `0`). Exact decimals keep a sum that grew
+/// by one nanosecond from printing as the same or a smaller float.
+fn write_seconds(f: &mut impl fmt::Write, d: Duration) -> fmt::Result {
+    write!(f, "{}", d.as_secs())?;
+    let nanos = d.subsec_nanos();
+    if nanos != 0 {
+        let digits = format!("{nanos:09}");
+        write!(f, ".{}", digits.trim_end_matches('0'))?;
+    }
+    Ok(())
+}
+
+/// Writes the latency histograms: for each bulkhead, a cumulative bucket per bound of
+/// [`LatencyBuckets::BOUNDS`], `+Inf` (equal to `_count`), then `_sum` and `_count`.
 fn write_latencies(f: &mut fmt::Formatter<'_>, snapshots: &[Snapshot<'_>]) -> fmt::Result {
     for family in LATENCIES {
         let mut header_written = false;
         for &snapshot in snapshots {
-            let Some(summary) = (family.summary)(snapshot) else {
+            let Some(h) = (family.histogram)(snapshot) else {
                 continue;
             };
             if !header_written {
                 writeln!(f, "# HELP {} {}", family.name, family.help)?;
-                writeln!(f, "# TYPE {} summary", family.name)?;
+                writeln!(f, "# TYPE {} histogram", family.name)?;
                 header_written = true;
             }
-            let labels = |f: &mut fmt::Formatter<'_>| -> fmt::Result {
-                f.write_str("bulkhead=\"")?;
+            let series = |f: &mut fmt::Formatter<'_>, suffix: &str| -> fmt::Result {
+                write!(f, "{}{suffix}{{bulkhead=\"", family.name)?;
                 write_label_value(f, snapshot.name())?;
                 write!(f, "\",kind=\"{}\"", snapshot.kind())
             };
-            for (q, value) in [
-                ("0.5", summary.p50),
-                ("0.9", summary.p90),
-                ("0.99", summary.p99),
-                ("0.999", summary.p999),
-            ] {
-                write!(f, "{}{{", family.name)?;
-                labels(f)?;
-                writeln!(f, ",quantile=\"{q}\"}} {}", value.as_secs_f64())?;
+            for (bound, count) in LatencyBuckets::BOUNDS.iter().zip(h.cumulative) {
+                series(f, "_bucket")?;
+                f.write_str(",le=\"")?;
+                write_seconds(f, *bound)?;
+                writeln!(f, "\"}} {count}")?;
             }
-            write!(f, "{}_sum{{", family.name)?;
-            labels(f)?;
-            let sum = summary.mean.as_secs_f64() * summary.count as f64;
-            writeln!(f, "}} {sum}")?;
-            write!(f, "{}_count{{", family.name)?;
-            labels(f)?;
-            writeln!(f, "}} {}", summary.count)?;
+            series(f, "_bucket")?;
+            writeln!(f, ",le=\"+Inf\"}} {}", h.count)?;
+            series(f, "_sum")?;
+            f.write_str("} ")?;
+            write_seconds(f, h.sum)?;
+            f.write_char('\n')?;
+            series(f, "_count")?;
+            writeln!(f, "}} {}", h.count)?;
         }
     }
     Ok(())
@@ -339,7 +357,7 @@ impl ManagerStats {
     ///
     /// | family | type | series |
     /// | --- | --- | --- |
-    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected` |
+    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected` |
     /// | `bulkhead_submitted_total` | counter | pools |
     /// | `bulkhead_running` | gauge | both |
     /// | `bulkhead_peak_running` | gauge | pools |
@@ -349,11 +367,27 @@ impl ManagerStats {
     /// | `bulkhead_queue_capacity` | gauge | pools; `+Inf` when unbounded |
     /// | `bulkhead_max_concurrent` | gauge | semaphores |
     /// | `bulkhead_shutdown` | gauge | pools: 1 once shut down |
+    /// | `bulkhead_queue_wait_seconds` | histogram | pools: submission to start |
+    /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished or panicked) |
+    /// | `bulkhead_permit_wait_seconds` | histogram | semaphores: waits of the callers that found no free permit |
+    ///
+    /// The latencies are Prometheus histograms, so they aggregate across bulkheads and
+    /// replicas (`histogram_quantile(0.99, sum by (le) (rate(bulkhead_run_seconds_bucket[5m])))`),
+    /// which summaries cannot. Every histogram has the same buckets, the bounds of
+    /// [`LatencyBuckets::BOUNDS`](crate::LatencyBuckets::BOUNDS): `le` is `2^k` nanoseconds
+    /// written in seconds, for `k` in 12..=35 (`0.000004096`, `0.000008192`, …,
+    /// `34.359738368`), then `+Inf`. The bounds are edges of the bulkhead's own log-linear
+    /// buckets, so each cumulative count is exact; `_sum` is the exact sum, to the
+    /// nanosecond.
+    ///
+    /// Every counter, bucket, `_sum` and `_count` only ever grows from one scrape to the
+    /// next, also while calls run concurrently with the scrape, and within one scrape
+    /// `_count` equals the `+Inf` bucket.
     ///
     /// A pool's outcomes overlap in one place: a caller that timed out is counted in
     /// `timed_out`, and its task again in `completed`, `panicked` or `expired`. Attempted
-    /// calls are `submitted + rejected` for a pool and `permitted + rejected` for a
-    /// semaphore. A family with no series (no semaphore, say) is left out.
+    /// calls are `submitted + rejected + shutdown_refused` for a pool and
+    /// `permitted + rejected` for a semaphore. A family with no series (no semaphore, say) is left out.
     ///
     /// # Examples
     ///
@@ -498,23 +532,46 @@ mod tests {
     }
 
     #[test]
-    fn latencies_are_summaries_with_quantiles_sum_and_count() {
+    fn latencies_are_histograms_with_exact_cumulative_buckets() {
         let text = busy_manager().stats().to_prometheus();
         for family in LATENCIES {
-            let ty = format!("# TYPE {} summary\n", family.name);
+            let ty = format!("# TYPE {} histogram\n", family.name);
             assert_eq!(text.matches(&ty).count(), 1, "{}", family.name);
         }
         let pool = busy_manager().pool("inventory").stats();
         let exposed = pool.to_prometheus();
-        let count = format!(
-            "bulkhead_run_seconds_count{{bulkhead=\"inventory\",kind=\"pool\"}} {}",
-            pool.run_time.count
+        let series = |suffix: &str, le: Option<&str>| {
+            let le = le.map_or(String::new(), |le| format!(",le=\"{le}\""));
+            format!("bulkhead_run_seconds{suffix}{{bulkhead=\"inventory\",kind=\"pool\"{le}}}")
+        };
+        let count = pool.run_time.histogram.count;
+        assert_eq!(count, 2);
+        assert_eq!(value(&exposed, &series("_count", None)), "2");
+        assert_eq!(value(&exposed, &series("_bucket", Some("+Inf"))), "2");
+        assert_eq!(
+            value(&exposed, &series("_bucket", Some("0.000004096"))).len(),
+            1
         );
-        assert!(exposed.contains(&count), "{exposed}");
-        assert!(exposed.contains(
-            r#"bulkhead_queue_wait_seconds{bulkhead="inventory",kind="pool",quantile="0.99"}"#
-        ));
+        assert!(exposed.contains(&series("_bucket", Some("34.359738368"))));
+        let mut sum = String::new();
+        write_seconds(&mut sum, pool.run_time.histogram.sum).unwrap();
+        assert_eq!(value(&exposed, &series("_sum", None)), sum);
+        assert!(!exposed.contains("quantile="));
         assert!(!exposed.contains("bulkhead_permit_wait_seconds"));
+    }
+
+    #[test]
+    fn seconds_are_written_exactly() {
+        let text = |d: Duration| {
+            let mut out = String::new();
+            write_seconds(&mut out, d).unwrap();
+            out
+        };
+        assert_eq!(text(Duration::ZERO), "0");
+        assert_eq!(text(Duration::from_nanos(4096)), "0.000004096");
+        assert_eq!(text(Duration::from_millis(1500)), "1.5");
+        assert_eq!(text(Duration::from_nanos(34_359_738_368)), "34.359738368");
+        assert_eq!(text(Duration::new(7, 1)), "7.000000001");
     }
 
     #[test]
@@ -536,9 +593,10 @@ mod tests {
             } else if !line.starts_with('#') {
                 let name = line.split('{').next().unwrap();
                 let base = name
-                    .strip_suffix("_sum")
+                    .strip_suffix("_bucket")
+                    .or_else(|| name.strip_suffix("_sum"))
                     .or_else(|| name.strip_suffix("_count"))
-                    .filter(|_| text.contains(&format!("# TYPE {current} summary")))
+                    .filter(|_| text.contains(&format!("# TYPE {current} histogram")))
                     .unwrap_or(name);
                 assert_eq!(base, current, "sample outside its family: {line}");
             }
@@ -582,9 +640,11 @@ mod tests {
         assert_eq!(value(&text, &sem("bulkhead_running")), "0");
         assert_eq!(value(&text, &sem("bulkhead_waiting")), "0");
         assert_eq!(value(&text, &sem("bulkhead_max_concurrent")), "1");
-        // 6 pool outcomes + 2 semaphore outcomes + 9 other pool series + 3 other semaphore
-        // series + 3 latency summaries of 4 quantiles, a sum and a count: nothing else.
-        assert_eq!(samples(&text).len(), 6 + 2 + 9 + 3 + 3 * 6);
+        // 7 pool outcomes + 2 semaphore outcomes + 9 other pool series + 3 other semaphore
+        // series + 3 latency histograms of their buckets, +Inf, a sum and a count: nothing
+        // else.
+        let histogram = crate::histogram::BOUNDS + 3;
+        assert_eq!(samples(&text).len(), 7 + 2 + 9 + 3 + 3 * histogram);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering};
 pub(crate) struct PoolCounters {
     pub(crate) submitted: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    /// Calls refused because the pool was shut down (not counted in `rejected`).
+    pub(crate) shutdown_refused: AtomicU64,
     pub(crate) completed: AtomicU64,
     pub(crate) panicked: AtomicU64,
     pub(crate) timed_out: AtomicU64,
@@ -48,7 +50,7 @@ fn read(counter: &AtomicU64) -> u64 {
 /// running from the moment a worker is assigned to it. The counters are exact once the pool
 /// is quiet: then `running == 0`, `queued == 0` and
 /// `submitted == completed + panicked + expired + cancelled`; at every moment
-/// `submitted + rejected` is the number of calls attempted.
+/// `submitted + rejected + shutdown_refused` is the number of calls attempted.
 ///
 /// # Examples
 ///
@@ -83,8 +85,14 @@ pub struct PoolStats {
     pub peak_running: usize,
     /// Calls admitted.
     pub submitted: u64,
-    /// Calls refused: the pool was full or shut down.
+    /// Calls refused because the pool was full (its compartment held `max_threads +
+    /// queue_capacity` tasks). Refusals after shutdown are not in it: they are
+    /// [`shutdown_refused`](PoolStats::shutdown_refused), so an alert on `rejected` does not
+    /// fire on every deploy.
     pub rejected: u64,
+    /// Calls refused because the pool had been shut down
+    /// ([`BulkheadError::Shutdown`](crate::BulkheadError::Shutdown) at submission).
+    pub shutdown_refused: u64,
     /// Tasks that ran and returned.
     pub completed: u64,
     /// Tasks that ran and panicked.
@@ -128,6 +136,7 @@ impl PoolStats {
             peak_running: c.peak_running.load(Ordering::Relaxed),
             submitted: read(&c.submitted),
             rejected: read(&c.rejected),
+            shutdown_refused: read(&c.shutdown_refused),
             completed: read(&c.completed),
             panicked: read(&c.panicked),
             timed_out: read(&c.timed_out),
@@ -206,6 +215,10 @@ impl SemaphoreStats {
 }
 
 /// A snapshot of one bulkhead of either kind.
+// A pool's snapshot carries two latency histograms (~800 bytes) and a semaphore's one;
+// boxing would change the variants' public shape to save bytes on a value built once per
+// scrape.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BulkheadStats {

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bulkheads::{
     BulkheadManager, BulkheadStats, PoolConfig, SemaphoreConfig, ThreadPoolBulkhead,
     metrics_listener,
@@ -46,7 +48,7 @@ struct TestRecorder {
 fn series(key: &Key) -> String {
     let mut labels: Vec<String> = key
         .labels()
-        .map(|l| format!("{}={}", l.key(), l.value()))
+        .map(|l| format!("{}={:?}", l.key(), l.value()))
         .collect();
     labels.sort();
     format!("{}{{{}}}", key.name(), labels.join(","))
@@ -85,7 +87,7 @@ impl TestRecorder {
 
     /// Every series whose label set names `bulkhead`, so tests see only their own.
     fn series_of(&self, bulkhead: &str) -> Vec<String> {
-        let needle = format!("bulkhead={bulkhead}");
+        let needle = format!("bulkhead={bulkhead:?}");
         let mut all: Vec<String> = self
             .counters
             .lock()
@@ -145,10 +147,14 @@ fn recorder() -> &'static TestRecorder {
     })
 }
 
-fn calls(bulkhead: &str, outcome: &str) -> u64 {
+fn calls(bulkhead: &str, kind: &str, outcome: &str) -> u64 {
     recorder().counter(&format!(
-        "bulkhead_calls_total{{bulkhead={bulkhead},outcome={outcome}}}"
+        "bulkhead_calls_total{{bulkhead={bulkhead:?},kind={kind:?},outcome={outcome:?}}}"
     ))
+}
+
+fn histogram(family: &str, bulkhead: &str, kind: &str) -> Vec<f64> {
+    recorder().histogram(&format!("{family}{{bulkhead={bulkhead:?},kind={kind:?}}}"))
 }
 
 /// Polls `done` for at most 5 s: for states reached on another thread with no event to wait
@@ -195,86 +201,42 @@ fn calls_a_rejection_and_a_panic_are_counted_by_outcome() {
     blocker.join().unwrap();
     let err = pool.execute(|| -> u8 { panic!("boom") }).unwrap_err();
     assert!(err.to_string().contains("boom"));
+    pool.shutdown();
+    assert!(pool.execute(|| ()).unwrap_err().is_shutdown());
+    manager.publish();
 
-    // Finished and Panicked fire on the worker before the caller gets its result, so the
-    // counts are complete once the calls have returned.
-    assert_eq!(calls("metrics-orders", "permitted"), 5);
-    assert_eq!(calls("metrics-orders", "completed"), 4);
-    assert_eq!(calls("metrics-orders", "rejected"), 1);
-    assert_eq!(calls("metrics-orders", "panicked"), 1);
-    for outcome in ["timed_out", "expired", "cancelled"] {
-        assert_eq!(calls("metrics-orders", outcome), 0, "{outcome}");
-    }
-    // The same numbers as the pool's own counters.
-    let stats = pool.stats();
+    let pool_series = |name: &str| format!("{name}{{bulkhead=\"metrics-orders\",kind=\"pool\"}}");
     assert_eq!(
-        (
-            stats.submitted,
-            stats.completed,
-            stats.rejected,
-            stats.panicked
-        ),
-        (5, 4, 1, 1)
+        recorder.counter(&pool_series("bulkhead_submitted_total")),
+        5
     );
-
-    let run = recorder.histogram("bulkhead_run_seconds{bulkhead=metrics-orders}");
+    assert_eq!(calls("metrics-orders", "pool", "completed"), 4);
+    assert_eq!(calls("metrics-orders", "pool", "rejected"), 1);
+    assert_eq!(calls("metrics-orders", "pool", "shutdown_refused"), 1);
+    assert_eq!(calls("metrics-orders", "pool", "panicked"), 1);
+    for outcome in ["timed_out", "expired", "cancelled"] {
+        assert_eq!(calls("metrics-orders", "pool", outcome), 0, "{outcome}");
+    }
+    // Finished and Panicked fire on the worker before the caller gets its result, so the
+    // histograms are complete once the calls have returned.
+    let run = histogram("bulkhead_run_seconds", "metrics-orders", "pool");
     assert_eq!(run.len(), 5, "one run time per task that ran");
     assert!(run.iter().all(|&s| (0.0..60.0).contains(&s)), "{run:?}");
-    let queue = recorder.histogram("bulkhead_queue_wait_seconds{bulkhead=metrics-orders}");
+    let queue = histogram("bulkhead_queue_wait_seconds", "metrics-orders", "pool");
     assert_eq!(queue.len(), 5, "one queue wait per task that started");
-    let permit = recorder.histogram("bulkhead_permit_wait_seconds{bulkhead=metrics-orders}");
-    assert_eq!(permit, [0.0; 5], "a pool's admission never waits");
-
-    assert_eq!(
-        recorder.series_of("metrics-orders"),
-        [
-            "bulkhead_calls_total{bulkhead=metrics-orders,outcome=completed}",
-            "bulkhead_calls_total{bulkhead=metrics-orders,outcome=panicked}",
-            "bulkhead_calls_total{bulkhead=metrics-orders,outcome=permitted}",
-            "bulkhead_calls_total{bulkhead=metrics-orders,outcome=rejected}",
-            "bulkhead_permit_wait_seconds{bulkhead=metrics-orders}",
-            "bulkhead_queue_wait_seconds{bulkhead=metrics-orders}",
-            "bulkhead_run_seconds{bulkhead=metrics-orders}",
-        ]
+    // A pool's admission never waits: no permit-wait series for it.
+    assert!(
+        !recorder
+            .series_of("metrics-orders")
+            .iter()
+            .any(|s| s.starts_with("bulkhead_permit_wait_seconds"))
     );
-    assert!(manager.shutdown(Duration::from_secs(5)));
-}
-
-#[test]
-fn deadlines_and_cancellations_have_their_own_outcomes() {
-    recorder();
-    let manager = BulkheadManager::builder()
-        .pool("metrics-deadline", PoolConfig::new(1).queue_capacity(1))
-        .build()
-        .unwrap();
-    manager.export_metrics();
-    let pool = manager.pool("metrics-deadline");
-
-    let (release, blocker) = block(&pool);
-    // Queued behind the blocker: the caller times out and its task expires unrun.
-    let err = pool
-        .execute_timeout(Duration::from_millis(10), || ())
-        .unwrap_err();
-    assert!(err.is_timeout());
-    // Queued again, then cancelled through its handle.
-    let queued = pool.submit(|| ()).unwrap();
-    assert!(queued.cancel());
-    release.send(()).unwrap();
-    blocker.join().unwrap();
-
-    assert_eq!(calls("metrics-deadline", "permitted"), 3);
-    assert_eq!(calls("metrics-deadline", "timed_out"), 1);
-    assert_eq!(calls("metrics-deadline", "expired"), 1);
-    assert_eq!(calls("metrics-deadline", "cancelled"), 1);
-    assert_eq!(calls("metrics-deadline", "completed"), 1);
-    let stats = pool.stats();
-    assert_eq!((stats.timed_out, stats.expired, stats.cancelled), (1, 1, 1));
     assert!(manager.shutdown(Duration::from_secs(5)));
 }
 
 #[test]
 fn semaphores_report_permits_rejections_and_waits() {
-    let recorder = recorder();
+    recorder();
     let manager = BulkheadManager::builder()
         .semaphore(
             "metrics-cache",
@@ -294,19 +256,15 @@ fn semaphores_report_permits_rejections_and_waits() {
     eventually("the waiter to park", || cache.stats().waiting == 1);
     drop(held);
     assert_eq!(waiter.join().unwrap(), "waited");
+    manager.publish();
 
-    assert_eq!(calls("metrics-cache", "permitted"), 2);
-    assert_eq!(calls("metrics-cache", "rejected"), 1);
-    let waits = recorder.histogram("bulkhead_permit_wait_seconds{bulkhead=metrics-cache}");
-    assert_eq!(waits.len(), 2, "{waits:?}");
-    assert_eq!(waits[0], 0.0, "the first permit was free");
-    assert!(waits[1] > 0.0, "the second waited for the first: {waits:?}");
-    // A semaphore has no queue and runs nothing itself.
-    assert!(
-        recorder
-            .histogram("bulkhead_run_seconds{bulkhead=metrics-cache}")
-            .is_empty()
-    );
+    assert_eq!(calls("metrics-cache", "semaphore", "permitted"), 2);
+    assert_eq!(calls("metrics-cache", "semaphore", "rejected"), 1);
+    // The free permit never waited and is not in the histogram; the waiter is.
+    let waits = histogram("bulkhead_permit_wait_seconds", "metrics-cache", "semaphore");
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(waits[0] > 0.0, "the second waited for the first: {waits:?}");
+    assert_eq!(cache.stats().wait.histogram.count, 1);
 }
 
 #[test]
@@ -316,8 +274,13 @@ fn bulkheads_created_after_export_are_reported_too() {
     manager.export_metrics();
     manager.pool("metrics-late").execute(|| ()).unwrap();
     assert!(manager.semaphore("metrics-late-sem").call(|| ()).is_ok());
-    assert_eq!(calls("metrics-late", "completed"), 1);
-    assert_eq!(calls("metrics-late-sem", "permitted"), 1);
+    manager.publish();
+    assert_eq!(calls("metrics-late", "pool", "completed"), 1);
+    assert_eq!(calls("metrics-late-sem", "semaphore", "permitted"), 1);
+    assert_eq!(
+        histogram("bulkhead_run_seconds", "metrics-late", "pool").len(),
+        1
+    );
     assert!(manager.shutdown(Duration::from_secs(5)));
 }
 
@@ -327,8 +290,10 @@ fn a_standalone_pool_reports_through_its_own_listener() {
     let pool = ThreadPoolBulkhead::new("metrics-standalone", PoolConfig::new(2)).unwrap();
     pool.on_event(metrics_listener());
     pool.execute(|| ()).unwrap();
-    assert_eq!(calls("metrics-standalone", "permitted"), 1);
-    assert_eq!(calls("metrics-standalone", "completed"), 1);
+    BulkheadStats::Pool(pool.stats()).publish();
+    assert_eq!(calls("metrics-standalone", "pool", "completed"), 1);
+    let queue = histogram("bulkhead_queue_wait_seconds", "metrics-standalone", "pool");
+    assert_eq!(queue.len(), 1);
 }
 
 #[test]
@@ -341,30 +306,52 @@ fn gauges_are_published_from_a_snapshot() {
         .unwrap();
     let pool = manager.pool("metrics-gauges");
     let sem = manager.semaphore("metrics-gauges-sem");
-    let gauge =
-        |metric: &str, bulkhead: &str| recorder.gauge(&format!("{metric}{{bulkhead={bulkhead}}}"));
+    let gauge = |metric: &str, bulkhead: &str, kind: &str| {
+        recorder.gauge(&format!("{metric}{{bulkhead={bulkhead:?},kind={kind:?}}}"))
+    };
     // Nothing is published until asked: gauges are pulled, not pushed.
-    assert_eq!(gauge("bulkhead_running", "metrics-gauges"), None);
+    assert_eq!(gauge("bulkhead_running", "metrics-gauges", "pool"), None);
 
     let (release_a, a) = block(&pool);
     let (release_b, b) = block(&pool);
     let queued = pool.submit(|| ()).unwrap();
     let permit = sem.try_acquire().unwrap();
     manager.publish_gauges();
-    assert_eq!(gauge("bulkhead_running", "metrics-gauges"), Some(2.0));
-    assert_eq!(gauge("bulkhead_queued", "metrics-gauges"), Some(1.0));
-    assert_eq!(gauge("bulkhead_live_threads", "metrics-gauges"), Some(2.0));
-    assert_eq!(gauge("bulkhead_max_threads", "metrics-gauges"), Some(2.0));
-    assert_eq!(gauge("bulkhead_running", "metrics-gauges-sem"), Some(1.0));
-    assert_eq!(gauge("bulkhead_waiting", "metrics-gauges-sem"), Some(0.0));
     assert_eq!(
-        gauge("bulkhead_max_concurrent", "metrics-gauges-sem"),
+        gauge("bulkhead_running", "metrics-gauges", "pool"),
+        Some(2.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_queued", "metrics-gauges", "pool"),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_live_threads", "metrics-gauges", "pool"),
+        Some(2.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_max_threads", "metrics-gauges", "pool"),
+        Some(2.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_running", "metrics-gauges-sem", "semaphore"),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_waiting", "metrics-gauges-sem", "semaphore"),
+        Some(0.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_max_concurrent", "metrics-gauges-sem", "semaphore"),
         Some(3.0)
     );
-    // Each kind gets only its own gauges.
-    assert_eq!(gauge("bulkhead_waiting", "metrics-gauges"), None);
-    assert_eq!(gauge("bulkhead_queued", "metrics-gauges-sem"), None);
-    assert_eq!(gauge("bulkhead_live_threads", "metrics-gauges-sem"), None);
+    // publish_gauges sets no counter.
+    assert!(
+        !recorder
+            .series_of("metrics-gauges")
+            .iter()
+            .any(|s| s.starts_with("bulkhead_calls_total"))
+    );
 
     release_a.send(()).unwrap();
     release_b.send(()).unwrap();
@@ -373,13 +360,78 @@ fn gauges_are_published_from_a_snapshot() {
     queued.join().unwrap();
     drop(permit);
     // A snapshot taken by the caller publishes the same way.
+    manager.stats().publish_gauges();
+    assert_eq!(
+        gauge("bulkhead_running", "metrics-gauges", "pool"),
+        Some(0.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_queued", "metrics-gauges", "pool"),
+        Some(0.0)
+    );
+    assert_eq!(
+        gauge("bulkhead_running", "metrics-gauges-sem", "semaphore"),
+        Some(0.0)
+    );
+    assert!(manager.shutdown(Duration::from_secs(5)));
+}
+
+// Regression: the facade named and labelled its series differently from the text
+// exposition (a pool's admissions were `bulkhead_calls_total{outcome="permitted"}` there and
+// `bulkhead_submitted_total` here, and no series had `kind`), so a dashboard built on one
+// exporter showed nothing on the other. Every series, its labels, type and value must now be
+// the same in both.
+#[test]
+fn the_facade_and_the_text_exposition_agree() {
+    let recorder = recorder();
+    let manager = BulkheadManager::builder()
+        .pool("metrics-agree", PoolConfig::new(1).queue_capacity(1))
+        .semaphore(
+            "metrics-agree",
+            SemaphoreConfig::new(1).max_wait(Duration::from_secs(5)),
+        )
+        .build()
+        .unwrap();
+    manager.export_metrics();
+    let pool = manager.pool("metrics-agree");
+    let sem = manager.semaphore("metrics-agree");
+    pool.execute(|| ()).unwrap();
+    assert!(pool.execute(|| panic!("boom")).unwrap_err().is_panicked());
+    let held = sem.try_acquire().unwrap();
+    let waiter = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || sem.call(|| ()).unwrap())
+    };
+    eventually("the waiter to park", || sem.stats().waiting == 1);
+    drop(held);
+    waiter.join().unwrap();
+
     let stats = manager.stats();
-    stats.publish_gauges();
-    assert_eq!(gauge("bulkhead_running", "metrics-gauges"), Some(0.0));
-    assert_eq!(gauge("bulkhead_queued", "metrics-gauges"), Some(0.0));
-    assert_eq!(gauge("bulkhead_running", "metrics-gauges-sem"), Some(0.0));
-    BulkheadStats::Pool(pool.stats()).publish_gauges();
-    assert_eq!(gauge("bulkhead_running", "metrics-gauges"), Some(0.0));
+    stats.publish();
+    let text = common::exposition::parse(&stats.to_prometheus());
+    let mut histograms = Vec::new();
+    for (series, value) in &text.samples {
+        let name = series.split('{').next().unwrap();
+        let family = text.family_of(name);
+        match text.types[family].as_str() {
+            "counter" => assert_eq!(recorder.counter(series) as f64, *value, "{series}"),
+            "gauge" => assert_eq!(recorder.gauge(series), Some(*value), "{series}"),
+            "histogram" if name.ends_with("_count") => {
+                let labels = &series[name.len()..];
+                let facade = recorder.histogram(&format!("{family}{labels}"));
+                assert_eq!(facade.len() as f64, *value, "{series}");
+                histograms.push(format!("{family}{labels}"));
+            }
+            "histogram" => {}
+            other => panic!("{series}: unexpected type {other}"),
+        }
+    }
+    // ...and the facade has nothing the text does not.
+    for series in recorder.series_of("metrics-agree") {
+        let in_text = text.samples.contains_key(&series) || histograms.contains(&series);
+        assert!(in_text, "{series} is not in the text exposition");
+    }
+    assert_eq!(histograms.len(), 3, "{histograms:?}");
     assert!(manager.shutdown(Duration::from_secs(5)));
 }
 
@@ -389,7 +441,9 @@ fn every_metric_is_described_with_its_unit() {
     BulkheadManager::new().export_metrics();
     let descriptions = recorder.descriptions.lock().unwrap();
     let unit = |name: &str| descriptions.get(name).map(|(unit, _)| *unit);
-    assert_eq!(unit("bulkhead_calls_total"), Some(Some(Unit::Count)));
+    for counter in ["bulkhead_calls_total", "bulkhead_submitted_total"] {
+        assert_eq!(unit(counter), Some(Some(Unit::Count)), "{counter}");
+    }
     for histogram in [
         "bulkhead_queue_wait_seconds",
         "bulkhead_run_seconds",
@@ -404,6 +458,10 @@ fn every_metric_is_described_with_its_unit() {
         "bulkhead_live_threads",
         "bulkhead_max_threads",
         "bulkhead_max_concurrent",
+        "bulkhead_peak_running",
+        "bulkhead_core_threads",
+        "bulkhead_queue_capacity",
+        "bulkhead_shutdown",
     ] {
         assert_eq!(unit(gauge), Some(Some(Unit::Count)), "{gauge}");
     }

@@ -8,6 +8,9 @@ use bulkheads::{
     BulkheadManager, EventKind, PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead,
 };
 
+mod common;
+use common::exposition;
+
 type Log = Arc<Mutex<Vec<(String, EventKind)>>>;
 
 fn record(pool: &ThreadPoolBulkhead) -> Log {
@@ -24,6 +27,7 @@ fn kinds(log: &Log) -> Vec<&'static str> {
         .map(|(_, k)| match k {
             EventKind::Permitted { .. } => "permitted",
             EventKind::Rejected => "rejected",
+            EventKind::ShutdownRefused => "shutdown_refused",
             EventKind::Started { .. } => "started",
             EventKind::Finished { .. } => "finished",
             EventKind::Panicked { .. } => "panicked",
@@ -62,6 +66,52 @@ fn a_rejection_fires_exactly_one_event() {
     assert_eq!(kinds(&log), ["rejected", "rejected", "rejected"]);
     release.send(()).unwrap();
     busy.join().unwrap();
+}
+
+// Regression: a call refused because the pool was shut down was counted in `rejected` and
+// fired `Rejected`, exactly like a full compartment, so an alert on rejections fired on every
+// deploy. A refusal at shutdown is now its own counter and its own event.
+#[test]
+fn a_refusal_after_shutdown_is_not_a_rejection() {
+    let pool = ThreadPoolBulkhead::new("deploy", PoolConfig::new(1)).unwrap();
+    let (release, blocked) = mpsc::channel::<()>();
+    let busy = pool.submit(move || blocked.recv().ok()).unwrap();
+    let log = record(&pool);
+    let text = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&text);
+    pool.on_event(move |e| sink.lock().unwrap().push(e.to_string()));
+    assert!(pool.execute(|| ()).unwrap_err().is_rejected());
+    pool.shutdown();
+    for _ in 0..2 {
+        assert!(pool.execute(|| ()).unwrap_err().is_shutdown());
+    }
+    assert!(pool.submit(|| ()).unwrap_err().is_shutdown());
+    assert_eq!(
+        kinds(&log),
+        [
+            "rejected",
+            "shutdown_refused",
+            "shutdown_refused",
+            "shutdown_refused"
+        ]
+    );
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.rejected, stats.shutdown_refused),
+        (1, 3),
+        "{stats:?}"
+    );
+    assert_eq!(text.lock().unwrap()[1], "deploy: refused: shut down");
+    release.send(()).unwrap();
+    busy.join().unwrap();
+    assert!(pool.await_termination(Duration::from_secs(10)));
+    // The one admitted, the one full, the three after shutdown.
+    let stats = pool.stats();
+    assert_eq!(
+        stats.submitted + stats.rejected + stats.shutdown_refused,
+        5,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -191,4 +241,97 @@ fn manager_listeners_hear_every_bulkhead_present_and_future() {
     drop(permits);
     assert_eq!(finished.load(Ordering::Relaxed), 2);
     assert_eq!(rejected.load(Ordering::Relaxed), 1);
+}
+
+// Regression: the exposition's `_sum` was `mean × count` with a truncated mean, and the
+// semaphore's fast-path zeros raised `_count` without the sum; scraped 400 times under load,
+// a `_sum` went down 131 times, which `rate()` reads as a counter reset. Latencies were
+// summaries, which cannot be aggregated across replicas. Now every exported number is a sum
+// of monotonic counters each read once, and latencies are histograms with exact buckets.
+// (Run against the old exposition, this test failed within a few hundred scrapes:
+// `bulkhead_permit_wait_seconds_sum ... went down from 0.009785421 to 0.009785124`.)
+#[test]
+fn scrapes_under_load_never_see_a_counter_go_down() {
+    use std::sync::atomic::AtomicBool;
+    use std::thread;
+
+    const SCRAPES: usize = if cfg!(miri) { 5 } else { 400 };
+    let manager = Arc::new(
+        BulkheadManager::builder()
+            // Three callers on room for two: some are rejected.
+            .pool("scraped", PoolConfig::new(1).queue_capacity(1))
+            // Three callers on one permit, held across a yield: some take it free, some wait.
+            .semaphore(
+                "scraped-sem",
+                SemaphoreConfig::new(1).max_wait(Duration::from_millis(50)),
+            )
+            .build()
+            .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for t in 0..3_u64 {
+        let (manager, stop) = (Arc::clone(&manager), Arc::clone(&stop));
+        load.push(thread::spawn(move || {
+            let (pool, sem) = (manager.pool("scraped"), manager.semaphore("scraped-sem"));
+            let mut i = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                // Varied run times; rejections when the pool is full.
+                let spin = (i * (t + 3)) % 50;
+                let _ = pool.execute(move || {
+                    for _ in 0..spin * 20 {
+                        std::hint::spin_loop();
+                    }
+                });
+                let _ = sem.call(|| {
+                    for _ in 0..spin * 20 {
+                        std::hint::spin_loop();
+                    }
+                    thread::yield_now();
+                });
+            }
+        }));
+    }
+    let mut last: Option<exposition::Exposition> = None;
+    for scrape in 0..SCRAPES {
+        // `parse` also checks the format: HELP and TYPE once per family, histograms'
+        // buckets cumulative up to `+Inf`, and `_count` equal to the `+Inf` bucket.
+        let now = exposition::parse(&manager.stats().to_prometheus());
+        if let Some(last) = &last {
+            for (series, before) in &last.samples {
+                if !last.is_monotonic(series) {
+                    continue;
+                }
+                let after = now.samples.get(series).copied().unwrap_or(0.0);
+                assert!(
+                    after >= *before,
+                    "scrape {scrape}: {series} went down from {before} to {after}"
+                );
+            }
+        }
+        last = Some(now);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let last = last.unwrap();
+    for family in [
+        "bulkhead_queue_wait_seconds",
+        "bulkhead_run_seconds",
+        "bulkhead_permit_wait_seconds",
+    ] {
+        assert_eq!(last.types[family], "histogram", "{family}");
+    }
+    // The load really went through both paths of the semaphore and a full pool.
+    let stats = manager.stats();
+    let sem = stats.semaphore("scraped-sem").unwrap();
+    assert!(sem.wait.histogram.count > 0, "no caller waited: {sem:?}");
+    assert!(
+        sem.permitted > sem.wait.histogram.count,
+        "no free permit: {sem:?}"
+    );
+    let pool = stats.pool("scraped").unwrap();
+    assert!(pool.completed > 0 && pool.rejected > 0, "{pool:?}");
 }

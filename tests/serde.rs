@@ -214,7 +214,8 @@ fn manager_stats_serialize_every_field_tagged_by_kind() {
             {
                 "kind": "pool", "name": "inventory", "max_threads": 3, "core_threads": 1,
                 "queue_capacity": 2, "live_threads": live, "running": 0, "queued": 0,
-                "peak_running": 1, "submitted": 2, "rejected": 0, "completed": 1,
+                "peak_running": 1, "submitted": 2, "rejected": 0, "shutdown_refused": 0,
+                "completed": 1,
                 "panicked": 1, "timed_out": 0, "expired": 0, "cancelled": 0,
                 "is_shutdown": false,
             },

@@ -155,11 +155,19 @@ fn shutdown_stops_admitting_with_an_error_naming_the_bulkhead() {
     assert!(!ran.load(Ordering::SeqCst), "a refused task ran");
     let stats = pool.stats();
     assert!(stats.is_shutdown);
-    // Refusals after shutdown count as rejections: submitted + rejected == attempts.
+    // Refusals after shutdown are counted apart from a full pool's rejections, so an alert
+    // on `rejected` does not fire on every deploy: submitted + rejected + shutdown_refused
+    // == attempts.
     assert_eq!(
-        (stats.submitted, stats.rejected, stats.completed),
-        (1, 3, 1)
+        (
+            stats.submitted,
+            stats.rejected,
+            stats.shutdown_refused,
+            stats.completed
+        ),
+        (1, 0, 3, 1)
     );
+    common::assert_attempts_balance("orders", &stats, 4);
 }
 
 #[test]
@@ -202,14 +210,16 @@ fn shutdown_lets_queued_work_run_in_order_and_every_handle_gets_its_value() {
     assert!(pool.await_termination(LONG));
     assert!(pool.is_terminated());
     let stats = pool.stats();
+    // The submission after shutdown is a shutdown refusal, not a full pool's rejection.
     assert_eq!(
         (
             stats.submitted,
             stats.completed,
             stats.cancelled,
-            stats.rejected
+            stats.rejected,
+            stats.shutdown_refused
         ),
-        (4, 4, 0, 1)
+        (4, 4, 0, 0, 1)
     );
     assert_eq!((stats.running, stats.queued, stats.live_threads), (0, 0, 0));
 }
@@ -482,8 +492,13 @@ fn shutdown_and_shutdown_now_are_idempotent_in_any_order() {
         assert!(pool.execute(|| 0).unwrap_err().is_shutdown());
         let stats = pool.stats();
         assert_eq!(
-            (stats.submitted, stats.completed, stats.rejected),
-            (1, 1, 1),
+            (
+                stats.submitted,
+                stats.completed,
+                stats.rejected,
+                stats.shutdown_refused
+            ),
+            (1, 1, 0, 1),
             "case {case}"
         );
     }

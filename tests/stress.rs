@@ -334,7 +334,7 @@ fn verify(stats: &PoolStats, attempts: &[Attempt], runs: &[u8], shutdown_now: bo
     let total = attempts.len() as u64;
 
     // Promise 8: the books add up.
-    assert_eq!(stats.submitted + stats.rejected, total, "{stats:?}");
+    common::assert_attempts_balance("stress", stats, total);
     assert_eq!(
         stats.submitted,
         stats.completed + stats.panicked + stats.expired + stats.cancelled,
@@ -345,7 +345,7 @@ fn verify(stats: &PoolStats, attempts: &[Attempt], runs: &[u8], shutdown_now: bo
     assert_eq!(stats.panicked, ran_panicked, "{stats:?}");
     assert_eq!(
         never_ran,
-        stats.rejected + stats.expired + stats.cancelled,
+        stats.rejected + stats.shutdown_refused + stats.expired + stats.cancelled,
         "{stats:?}"
     );
     assert_eq!(
@@ -354,14 +354,20 @@ fn verify(stats: &PoolStats, attempts: &[Attempt], runs: &[u8], shutdown_now: bo
         "{stats:?}"
     );
     let expired_seen = count(&|a| a.outcome == Timeout && runs[a.id] == 0);
-    let refused = count(&|a| matches!(a.outcome, Rejected | ShutdownAtAdmission));
+    // A full pool and a shut-down one are counted apart (`rejected`, `shutdown_refused`).
+    assert_eq!(
+        stats.rejected,
+        count(&|a| a.outcome == Rejected),
+        "{stats:?}"
+    );
+    let refused = count(&|a| a.outcome == ShutdownAtAdmission);
     if shutdown_now {
         // A caller that times out while shutdown_now is discarding its task may see Timeout
         // for a task counted as cancelled.
         assert!(stats.expired <= expired_seen, "{stats:?}");
         let either = count(&|a| a.outcome == ShutdownEither);
         assert!(
-            stats.rejected >= refused && stats.rejected <= refused + either,
+            stats.shutdown_refused >= refused && stats.shutdown_refused <= refused + either,
             "{stats:?}"
         );
         assert!(stats.is_shutdown);
@@ -372,7 +378,7 @@ fn verify(stats: &PoolStats, attempts: &[Attempt], runs: &[u8], shutdown_now: bo
             count(&|a| a.outcome == Cancelled),
             "{stats:?}"
         );
-        assert_eq!(stats.rejected, refused, "{stats:?}");
+        assert_eq!(stats.shutdown_refused, refused, "{stats:?}");
         assert_eq!(count(&|a| a.outcome == ShutdownEither), 0);
     }
     assert_eq!((stats.running, stats.queued), (0, 0));

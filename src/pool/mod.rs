@@ -304,9 +304,13 @@ impl ThreadPoolBulkhead {
                     capacity,
                 });
             }
+            // Counted apart from `rejected`: a deploy's refusals must not look like a full
+            // compartment to an alert on `rejected`.
             Admit::Shutdown => {
-                PoolCounters::bump(&shared.counters.rejected);
-                shared.listeners.emit(&shared.name, EventKind::Rejected);
+                PoolCounters::bump(&shared.counters.shutdown_refused);
+                shared
+                    .listeners
+                    .emit(&shared.name, EventKind::ShutdownRefused);
                 return Err(shared.shutdown_error());
             }
         };

@@ -6,7 +6,7 @@ use serde::ser::{Serialize, SerializeStruct, Serializer};
 use crate::stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
 
 /// The number of fields `pool_fields` writes.
-const POOL_STATS_FIELDS: usize = 18;
+const POOL_STATS_FIELDS: usize = 19;
 
 fn pool_fields<S: SerializeStruct>(s: &mut S, p: &PoolStats) -> Result<(), S::Error> {
     s.serialize_field("name", &p.name)?;
@@ -19,6 +19,7 @@ fn pool_fields<S: SerializeStruct>(s: &mut S, p: &PoolStats) -> Result<(), S::Er
     s.serialize_field("peak_running", &p.peak_running)?;
     s.serialize_field("submitted", &p.submitted)?;
     s.serialize_field("rejected", &p.rejected)?;
+    s.serialize_field("shutdown_refused", &p.shutdown_refused)?;
     s.serialize_field("completed", &p.completed)?;
     s.serialize_field("panicked", &p.panicked)?;
     s.serialize_field("timed_out", &p.timed_out)?;
@@ -131,8 +132,9 @@ struct Latency<'a>(&'a crate::LatencySummary);
 impl Serialize for Latency<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let l = self.0;
-        let mut s = serializer.serialize_struct("LatencySummary", 7)?;
+        let mut s = serializer.serialize_struct("LatencySummary", 8)?;
         s.serialize_field("count", &l.count)?;
+        s.serialize_field("sum_seconds", &l.sum.as_secs_f64())?;
         s.serialize_field("mean_seconds", &l.mean.as_secs_f64())?;
         s.serialize_field("p50_seconds", &l.p50.as_secs_f64())?;
         s.serialize_field("p90_seconds", &l.p90.as_secs_f64())?;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod exposition;
+
 use std::sync::{Arc, Condvar, Mutex};
 
 use bulkheads::{PoolStats, ThreadPoolBulkhead};
@@ -120,6 +122,20 @@ pub fn assert_books_balance(pool: &ThreadPoolBulkhead) {
     );
 }
 
+/// Promise 8's identity for attempts: every call attempted was admitted (`submitted`),
+/// refused because the pool was full (`rejected`) or refused because it was shut down
+/// (`shutdown_refused`), exactly once. `who` says where in a failure.
+///
+/// Until `shutdown_refused` existed, refusals after shutdown were counted in `rejected`, and
+/// an alert on `rejected` fired on every deploy; this helper keeps the two apart.
+pub fn assert_attempts_balance(who: &str, s: &PoolStats, attempts: u64) {
+    assert_eq!(
+        s.submitted + s.rejected + s.shutdown_refused,
+        attempts,
+        "{who}: attempts do not balance: {s:?}"
+    );
+}
+
 /// A barrier whose wait gives up after ten seconds, so that a proof that tasks run at once
 /// fails instead of hanging when they do not.
 pub struct BoundedBarrier {
@@ -176,6 +192,7 @@ pub fn assert_snapshot_sane(who: &str, stats: &PoolStats, last: Option<&PoolStat
         [
             s.submitted,
             s.rejected,
+            s.shutdown_refused,
             s.completed,
             s.panicked,
             s.timed_out,
