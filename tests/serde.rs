@@ -34,6 +34,7 @@ queue_capacity = "unbounded"
 keep_alive = "1m30s"
 thread_name_prefix = "pay"
 stack_size = 1048576
+prestart = true
 
 [semaphores.cache]
 max_concurrent = 25
@@ -58,7 +59,8 @@ fn pool_configs() -> Vec<PoolConfig> {
             .keep_alive(Duration::new(1, 5))
             .default_timeout(Duration::from_secs(3_600))
             .thread_name_prefix("pay")
-            .stack_size(1 << 20),
+            .stack_size(1 << 20)
+            .prestart(true),
     ]
 }
 
@@ -250,6 +252,7 @@ fn from_toml_builds_every_table() {
             .keep_alive(Duration::from_secs(90))
             .thread_name_prefix("pay")
             .stack_size(1 << 20)
+            .prestart(true)
     );
     assert_eq!(
         manager.get_semaphore("cache").unwrap().config(),
@@ -605,7 +608,7 @@ fn unknown_keys_list_what_is_expected() {
         err.to_string(),
         "invalid configuration for bulkhead 'inventory': unknown field `kep_alive` (expected \
          one of: max_threads, core_threads, queue_capacity, keep_alive, default_timeout, \
-         thread_name_prefix, stack_size)"
+         thread_name_prefix, stack_size, prestart)"
     );
 }
 

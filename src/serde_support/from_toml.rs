@@ -11,7 +11,7 @@ impl Value {
             toml::Value::Integer(n) => Self::Int(i128::from(*n)),
             toml::Value::String(s) => Self::Str(s.clone()),
             toml::Value::Float(_) => Self::Other("a float"),
-            toml::Value::Boolean(_) => Self::Other("a boolean"),
+            toml::Value::Boolean(b) => Self::Bool(*b),
             toml::Value::Datetime(_) => Self::Other("a datetime"),
             toml::Value::Array(_) => Self::Other("an array"),
             toml::Value::Table(_) => Self::Other("a table"),
@@ -57,6 +57,7 @@ impl BulkheadManager {
     /// default_timeout = "500ms"    # default: none
     /// thread_name_prefix = "inv"   # default: the pool's name
     /// stack_size = 1048576         # bytes; default: the standard library's
+    /// prestart = true              # start core_threads at once; default: false
     ///
     /// [semaphores.cache]
     /// max_concurrent = 25          # required

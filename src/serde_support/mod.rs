@@ -40,6 +40,7 @@ use duration::{format_duration, parse_duration};
 enum Value {
     Int(i128),
     Str(String),
+    Bool(bool),
     /// Any other type, described for the error message ("a float", "a table").
     Other(&'static str),
 }
@@ -50,6 +51,7 @@ impl Value {
         match self {
             Self::Int(n) => n.to_string(),
             Self::Str(s) => format!("{s:?}"),
+            Self::Bool(_) => "a boolean".to_owned(),
             Self::Other(what) => (*what).to_owned(),
         }
     }
@@ -82,8 +84,8 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Other("a float"))
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
-        Ok(Value::Other("a boolean"))
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
     }
 
     fn visit_str<E>(self, s: &str) -> Result<Value, E> {
@@ -153,6 +155,13 @@ fn duration(value: Value) -> Result<Duration, String> {
 }
 
 /// A string.
+fn flag(value: Value) -> Result<bool, String> {
+    match value {
+        Value::Bool(b) => Ok(b),
+        other => Err(format!("must be true or false (got {})", other.describe())),
+    }
+}
+
 fn text(value: Value) -> Result<String, String> {
     match value {
         Value::Str(s) => Ok(s),
@@ -205,6 +214,7 @@ impl Draft for PoolDraft {
         "default_timeout",
         "thread_name_prefix",
         "stack_size",
+        "prestart",
     ];
 
     fn set(&mut self, field: &'static str, value: Value) -> Result<(), String> {
@@ -217,6 +227,7 @@ impl Draft for PoolDraft {
             "default_timeout" => c.default_timeout = Some(duration(value)?),
             "thread_name_prefix" => c.thread_name_prefix = Some(text(value)?),
             "stack_size" => c.stack_size = Some(count(value)?),
+            "prestart" => c.prestart = flag(value)?,
             _ => unreachable!("{field} is not in FIELDS"),
         }
         Ok(())
@@ -316,6 +327,7 @@ fn deserialize_config<'de, D: Draft, De: Deserializer<'de>>(
 /// default_timeout = "500ms" # default: none
 /// thread_name_prefix = "inv"
 /// stack_size = 1048576      # bytes
+/// prestart = true           # default: false
 /// ```
 ///
 /// Durations are strings of whole numbers with units — `ns`, `us` (or `µs`), `ms`, `s`,
@@ -385,7 +397,8 @@ impl Serialize for PoolConfig {
             + usize::from(self.keep_alive != Self::DEFAULT_KEEP_ALIVE)
             + usize::from(self.default_timeout.is_some())
             + usize::from(self.thread_name_prefix.is_some())
-            + usize::from(self.stack_size.is_some());
+            + usize::from(self.stack_size.is_some())
+            + usize::from(self.prestart);
         let mut s = serializer.serialize_struct("PoolConfig", len)?;
         s.serialize_field("max_threads", &self.max_threads)?;
         if let Some(core) = self.core_threads {
@@ -407,6 +420,9 @@ impl Serialize for PoolConfig {
         }
         if let Some(bytes) = self.stack_size {
             s.serialize_field("stack_size", &bytes)?;
+        }
+        if self.prestart {
+            s.serialize_field("prestart", &true)?;
         }
         s.end()
     }
