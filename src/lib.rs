@@ -133,6 +133,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A [`Permit`] borrows its semaphore; [`try_acquire_owned`](SemaphoreBulkhead::try_acquire_owned)
+//! gives an [`OwnedPermit`] instead, which can be kept in a struct or moved to another thread.
+//!
 //! # Stats that never lie
 //!
 //! [`ThreadPoolBulkhead::stats`] and [`BulkheadManager::stats`] take snapshots whose gauges
@@ -203,5 +206,5 @@ pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
-pub use semaphore::{Permit, SemaphoreBulkhead};
+pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};

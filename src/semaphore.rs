@@ -8,6 +8,11 @@
 //! `in_use == max_concurrent` (a waiter registers only when no permit is free, and while
 //! anyone waits a release does not lower `in_use`), so no waiter is ever stranded beside a
 //! free permit.
+//!
+//! Two permit types share that machinery: [`Permit`] borrows its semaphore, [`OwnedPermit`]
+//! holds an `Arc` of it. Both are taken by `SemaphoreBulkhead::take`, which keeps every book
+//! (counters, events, the wait histogram), and both give back through `release`; the types
+//! differ only in what they hold.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -47,7 +52,12 @@ struct Waiter {
 /// caller's thread. It offers three tiers: [`try_acquire`](SemaphoreBulkhead::try_acquire)
 /// never waits, [`acquire_timeout`](SemaphoreBulkhead::acquire_timeout) waits at most a given
 /// time, and [`call`](SemaphoreBulkhead::call) / [`acquire`](SemaphoreBulkhead::acquire) wait
-/// at most the configured [`max_wait`](SemaphoreConfig::max_wait).
+/// at most the configured [`max_wait`](SemaphoreConfig::max_wait). Each tier has an owned
+/// form ([`try_acquire_owned`](SemaphoreBulkhead::try_acquire_owned),
+/// [`acquire_owned_timeout`](SemaphoreBulkhead::acquire_owned_timeout),
+/// [`acquire_owned`](SemaphoreBulkhead::acquire_owned)) whose [`OwnedPermit`] borrows
+/// nothing, for a permit that outlives the expression that took it or moves to another
+/// thread.
 ///
 /// Waiting is fair: permits are handed to waiters in the order they began to wait (FIFO),
 /// and while anyone waits a newcomer cannot take a permit, even through `try_acquire`.
@@ -129,6 +139,76 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// A permit of a [`SemaphoreBulkhead`] that borrows nothing: it holds an `Arc` of its
+/// semaphore, so it is `Send + 'static` and can be kept in a struct, returned, or moved to
+/// another thread. Released when dropped, on whichever thread drops it, also during
+/// unwinding — like tokio's `OwnedSemaphorePermit`.
+///
+/// It is the same permit as a [`Permit`] in every book: it counts in `running`, `permitted`
+/// and the wait histogram, emits the same events, and queues with borrowed waiters in one
+/// FIFO order.
+///
+/// # Examples
+///
+/// [`BulkheadManager::semaphore`](crate::BulkheadManager::semaphore) returns a temporary
+/// `Arc`; a borrowed [`Permit`] could not outlive it, an owned one can:
+///
+/// ```
+/// use bulkheads::BulkheadManager;
+///
+/// let manager = BulkheadManager::new();
+/// let permit = manager.semaphore("db").try_acquire_owned()?;
+/// assert_eq!(permit.bulkhead(), "db");
+/// assert_eq!(manager.semaphore("db").stats().running, 1);
+///
+/// // Released on the thread that drops it.
+/// std::thread::spawn(move || drop(permit)).join().unwrap();
+/// assert_eq!(manager.semaphore("db").stats().running, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a permit is released as soon as it is dropped"]
+pub struct OwnedPermit {
+    semaphore: Arc<SemaphoreBulkhead>,
+}
+
+impl fmt::Debug for OwnedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit")
+            .field("bulkhead", &&*self.semaphore.name)
+            .finish()
+    }
+}
+
+impl OwnedPermit {
+    /// The name of the semaphore this permit belongs to.
+    pub fn bulkhead(&self) -> &str {
+        &self.semaphore.name
+    }
+
+    /// The semaphore this permit belongs to (kept alive by the permit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let sem = Arc::new(SemaphoreBulkhead::new("db", SemaphoreConfig::new(1))?);
+    /// let permit = sem.try_acquire_owned()?;
+    /// assert!(Arc::ptr_eq(permit.semaphore(), &sem));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn semaphore(&self) -> &Arc<SemaphoreBulkhead> {
+        &self.semaphore
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        self.semaphore.release();
+    }
+}
+
 impl SemaphoreBulkhead {
     /// Creates a semaphore bulkhead called `name`.
     ///
@@ -173,8 +253,8 @@ impl SemaphoreBulkhead {
         }
     }
 
-    /// A permit taken without waiting.
-    fn permit(&self) -> Permit<'_> {
+    /// Books a permit taken without waiting.
+    fn granted(&self) {
         self.counters.permitted.fetch_add(1, Ordering::Relaxed);
         self.listeners.emit(
             &self.name,
@@ -182,18 +262,16 @@ impl SemaphoreBulkhead {
                 waited: Duration::ZERO,
             },
         );
-        Permit { semaphore: self }
     }
 
-    /// A permit granted after waiting since `since`.
-    fn permit_after(&self, since: Instant) -> Permit<'_> {
+    /// Books a permit granted after waiting since `since`.
+    fn granted_after(&self, since: Instant) {
         let waited = since.elapsed();
         self.wait.record(waited);
         self.counters.waited.fetch_add(1, Ordering::Relaxed);
         self.counters.permitted.fetch_add(1, Ordering::Relaxed);
         self.listeners
             .emit(&self.name, EventKind::Permitted { waited });
-        Permit { semaphore: self }
     }
 
     /// Calls `listener` for every [`Event`] of this semaphore from now on: permitted (with
@@ -233,11 +311,8 @@ impl SemaphoreBulkhead {
     ///
     /// [`BulkheadError::Rejected`] if every permit is held or someone is already waiting.
     pub fn try_acquire(&self) -> Result<Permit<'_>, BulkheadError> {
-        if self.try_take() {
-            Ok(self.permit())
-        } else {
-            Err(self.rejected())
-        }
+        self.take(Duration::ZERO)?;
+        Ok(Permit { semaphore: self })
     }
 
     /// Takes a permit, waiting at most the configured
@@ -272,8 +347,92 @@ impl SemaphoreBulkhead {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_>, BulkheadError> {
+        self.take(timeout)?;
+        Ok(Permit { semaphore: self })
+    }
+
+    /// Takes an [`OwnedPermit`] without waiting: [`try_acquire`](Self::try_acquire) for a
+    /// permit that borrows nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if every permit is held or someone is already waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bulkheads::{OwnedPermit, SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// struct Job {
+    ///     _permit: OwnedPermit, // held as long as the job lives
+    /// }
+    ///
+    /// let sem = Arc::new(SemaphoreBulkhead::new("jobs", SemaphoreConfig::new(1))?);
+    /// let job = Job { _permit: sem.try_acquire_owned()? };
+    /// assert!(sem.try_acquire_owned().unwrap_err().is_rejected());
+    /// drop(job);
+    /// assert!(sem.try_acquire_owned().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Result<OwnedPermit, BulkheadError> {
+        self.take(Duration::ZERO)?;
+        Ok(OwnedPermit {
+            semaphore: Arc::clone(self),
+        })
+    }
+
+    /// Takes an [`OwnedPermit`], waiting at most the configured
+    /// [`max_wait`](SemaphoreConfig::max_wait).
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if no permit came free in time.
+    pub fn acquire_owned(self: &Arc<Self>) -> Result<OwnedPermit, BulkheadError> {
+        self.acquire_owned_timeout(self.config.max_wait)
+    }
+
+    /// Takes an [`OwnedPermit`], waiting at most `timeout` for one: the same wait as
+    /// [`acquire_timeout`](Self::acquire_timeout), in the same FIFO queue.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if no permit came free within `timeout`; the waiter's
+    /// place in the queue is removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let sem = Arc::new(SemaphoreBulkhead::new("api", SemaphoreConfig::new(1))?);
+    /// let held = sem.acquire_owned_timeout(Duration::from_millis(10))?;
+    /// let err = sem.acquire_owned_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_rejected());
+    /// drop(held);
+    /// assert!(sem.acquire_owned_timeout(Duration::from_millis(10)).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn acquire_owned_timeout(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<OwnedPermit, BulkheadError> {
+        self.take(timeout)?;
+        Ok(OwnedPermit {
+            semaphore: Arc::clone(self),
+        })
+    }
+
+    /// Takes a permit, waiting at most `timeout` (zero: not at all), and books it or the
+    /// rejection. Every kind of permit is taken here, so borrowed and owned permits share
+    /// one set of books and one queue; on `Ok` the caller must wrap the permit in a type
+    /// whose `Drop` calls [`release`](Self::release).
+    fn take(&self, timeout: Duration) -> Result<(), BulkheadError> {
         if self.try_take() {
-            return Ok(self.permit());
+            self.granted();
+            return Ok(());
         }
         if timeout.is_zero() {
             return Err(self.rejected());
@@ -284,12 +443,12 @@ impl SemaphoreBulkhead {
             granted: AtomicBool::new(false),
             thread: thread::current(),
         });
-        {
+        let took = {
             let mut queue = self.queue.lock();
             // Under the queue lock the waiter count equals the queue's length, so a releaser
             // that sees a waiter will find one here (or retry).
             let mut s = self.state.load(Ordering::Relaxed);
-            loop {
+            let took = loop {
                 let (next, take) = if waiters(s) == 0 && in_use(s) < self.max() {
                     (s + 1, true)
                 } else {
@@ -301,18 +460,26 @@ impl SemaphoreBulkhead {
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) if take => return Ok(self.permit_after(since)),
-                    Ok(_) => break,
+                    Ok(_) => break take,
                     Err(actual) => s = actual,
                 }
+            };
+            if !took {
+                queue.push_back(Arc::clone(&waiter));
             }
-            queue.push_back(Arc::clone(&waiter));
+            took
+        };
+        if took {
+            // Booked with the lock released: booking runs the listeners, user code.
+            self.granted_after(since);
+            return Ok(());
         }
         loop {
             // Acquire pairs with the releaser's store: the permit's previous holder's work
             // happens before ours.
             if waiter.granted.load(Ordering::Acquire) {
-                return Ok(self.permit_after(since));
+                self.granted_after(since);
+                return Ok(());
             }
             match deadline {
                 None => thread::park(),
@@ -328,7 +495,9 @@ impl SemaphoreBulkhead {
         let mut queue = self.queue.lock();
         // Granted at the last moment: the permit is ours, take it rather than leak it.
         if waiter.granted.load(Ordering::Acquire) {
-            return Ok(self.permit_after(since));
+            drop(queue);
+            self.granted_after(since);
+            return Ok(());
         }
         if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             queue.remove(at);
@@ -415,6 +584,9 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<SemaphoreBulkhead>();
     is::<Permit<'static>>();
+    is::<OwnedPermit>();
+    fn is_owned<T: Send + 'static>() {}
+    is_owned::<OwnedPermit>();
 }
 
 /// Loom models of the semaphore:

@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+use bulkheads::{BulkheadManager, EventKind, OwnedPermit, SemaphoreBulkhead, SemaphoreConfig};
 
 mod common;
 use common::wait_until;
@@ -216,6 +216,249 @@ fn a_panic_inside_call_hands_the_permit_to_a_waiter() {
     go_tx.send(()).unwrap();
     assert!(panicker.join().is_err(), "the panic did not unwind");
     assert_eq!(waiter.join().unwrap().unwrap(), "after the panic");
+    assert_eq!(sem.stats().running, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owned permits
+// ---------------------------------------------------------------------------------------------
+
+// The issue: `manager.semaphore("db").try_acquire()?` borrows the temporary `Arc` the manager
+// returns, so the permit cannot be kept past the statement. An owned permit can.
+#[test]
+fn an_owned_permit_outlives_the_temporary_arc_it_was_taken_from() {
+    let manager = BulkheadManager::new();
+    let permit = manager.semaphore("db").try_acquire_owned().unwrap();
+    assert_eq!(permit.bulkhead(), "db");
+    assert_eq!(format!("{permit:?}"), r#"OwnedPermit { bulkhead: "db" }"#);
+    let sem = manager.semaphore("db");
+    assert!(Arc::ptr_eq(permit.semaphore(), &sem));
+    assert_eq!(sem.stats().running, 1);
+    drop(permit);
+    assert_eq!(sem.stats().running, 0);
+}
+
+#[test]
+fn an_owned_permit_keeps_its_semaphore_alive_and_then_lets_it_go() {
+    let sem = semaphore("alive", SemaphoreConfig::new(1));
+    let weak = Arc::downgrade(&sem);
+    let permit = sem.try_acquire_owned().unwrap();
+    drop(sem);
+    let alive = weak
+        .upgrade()
+        .expect("the permit keeps the semaphore alive");
+    assert_eq!(alive.stats().running, 1);
+    drop(alive);
+    drop(permit);
+    assert!(weak.upgrade().is_none(), "the permit leaked its semaphore");
+}
+
+#[test]
+fn an_owned_permit_dropped_on_another_thread_goes_to_a_waiter_on_this_one() {
+    let sem = semaphore("cross-thread", SemaphoreConfig::new(1));
+    let permit = sem.try_acquire_owned().unwrap();
+    let holder = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || {
+            // Release only once the main thread waits, so the hand-off is what is tested.
+            wait_until(LONG, "the main thread waits", || sem.stats().waiting == 1);
+            drop(permit);
+        })
+    };
+    let got = sem.acquire_owned_timeout(LONG);
+    holder.join().unwrap();
+    let got = got.expect("the permit released on the other thread reached the waiter");
+    let stats = sem.stats();
+    assert_eq!((stats.running, stats.waiting), (1, 0));
+    assert_eq!((stats.permitted, stats.rejected), (2, 0));
+    drop(got);
+    assert_eq!(sem.stats().running, 0);
+}
+
+#[test]
+fn an_owned_permit_is_released_during_unwinding() {
+    let sem = semaphore("owned-unwind", SemaphoreConfig::new(1));
+    // On another thread that panics while holding it...
+    let permit = sem.try_acquire_owned().unwrap();
+    let panicker = thread::spawn(move || {
+        let _permit = permit;
+        panic!("boom while holding an owned permit");
+    });
+    assert!(panicker.join().is_err(), "the panic did not unwind");
+    assert_eq!(sem.stats().running, 0, "the permit leaked on unwinding");
+    // ...and on this one.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let _permit = sem.try_acquire_owned().unwrap();
+        assert_eq!(sem.stats().running, 1);
+        panic!("boom here");
+    }));
+    assert!(result.is_err());
+    assert_eq!(sem.stats().running, 0);
+    let again = sem.try_acquire_owned().expect("the permit is usable again");
+    drop(again);
+    assert_eq!(sem.stats().permitted, 3);
+}
+
+#[test]
+fn owned_and_borrowed_permits_keep_one_set_of_books() {
+    let sem = semaphore("books", SemaphoreConfig::new(2));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    {
+        let events = Arc::clone(&events);
+        sem.on_event(move |e| events.lock().unwrap().push(e.kind));
+    }
+    let owned = sem.try_acquire_owned().unwrap();
+    let borrowed = sem.try_acquire().unwrap();
+    // Full: both kinds are refused, each refusal counted once.
+    assert!(sem.try_acquire_owned().unwrap_err().is_rejected());
+    assert!(sem.try_acquire().unwrap_err().is_rejected());
+    assert!(
+        sem.acquire_owned_timeout(Duration::from_millis(5))
+            .unwrap_err()
+            .is_rejected()
+    );
+    let stats = sem.stats();
+    assert_eq!((stats.running, stats.waiting), (2, 0));
+    assert_eq!((stats.permitted, stats.rejected), (2, 3));
+
+    // A waiter that is served is booked with its wait, whichever kind it asked for.
+    let waiter = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || sem.acquire_owned_timeout(LONG).map(drop))
+    };
+    wait_until(LONG, "the owned waiter waits", || sem.stats().waiting == 1);
+    drop(owned);
+    waiter.join().unwrap().expect("served");
+    drop(borrowed);
+    let stats = sem.stats();
+    assert_eq!((stats.running, stats.waiting), (0, 0));
+    assert_eq!((stats.permitted, stats.rejected), (3, 3));
+    // Every permit is in the wait summary, the fast ones as zero waits; one waited.
+    assert_eq!(stats.wait.count, 3);
+    assert!(stats.wait.max > Duration::ZERO, "{:?}", stats.wait);
+
+    let events = events.lock().unwrap();
+    let permitted: Vec<Duration> = events
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::Permitted { waited } => Some(*waited),
+            _ => None,
+        })
+        .collect();
+    let rejected = events
+        .iter()
+        .filter(|k| matches!(k, EventKind::Rejected))
+        .count();
+    assert_eq!(permitted.len(), 3, "{events:?}");
+    assert_eq!(&permitted[..2], &[Duration::ZERO, Duration::ZERO]);
+    assert!(permitted[2] > Duration::ZERO, "{events:?}");
+    assert_eq!(rejected, 3, "{events:?}");
+}
+
+#[test]
+fn an_owned_wait_gives_up_after_its_timeout_and_leaves_nothing_behind() {
+    let max_wait = Duration::from_millis(50);
+    let sem = semaphore("owned-timeout", SemaphoreConfig::new(1).max_wait(max_wait));
+    let held = sem.try_acquire_owned().unwrap();
+
+    let explicit = Duration::from_millis(30);
+    let start = Instant::now();
+    let err = sem.acquire_owned_timeout(explicit).unwrap_err();
+    let waited = start.elapsed();
+    assert!(err.is_rejected(), "{err:?}");
+    assert_eq!(err.bulkhead(), "owned-timeout");
+    assert!(
+        waited >= explicit && waited < Duration::from_secs(5),
+        "gave up after {waited:?}"
+    );
+
+    // The configured tier waits `max_wait`.
+    let start = Instant::now();
+    assert!(sem.acquire_owned().unwrap_err().is_rejected());
+    let waited = start.elapsed();
+    assert!(
+        waited >= max_wait && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    let stats = sem.stats();
+    assert_eq!(
+        (stats.running, stats.waiting),
+        (1, 0),
+        "a waiter stayed queued"
+    );
+    assert_eq!((stats.permitted, stats.rejected), (1, 2));
+    drop(held);
+    assert!(sem.try_acquire_owned().is_ok());
+}
+
+// The owned and borrowed waits are one wait: one FIFO queue, and no barging by either kind.
+#[test]
+fn owned_and_borrowed_waiters_share_one_fifo_queue() {
+    let sem = semaphore("mixed-fifo", SemaphoreConfig::new(1));
+    let held = sem.try_acquire_owned().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for i in 0..4 {
+        let (shared, order) = (Arc::clone(&sem), Arc::clone(&order));
+        waiters.push(thread::spawn(move || {
+            if i % 2 == 0 {
+                let permit = shared.acquire_timeout(LONG).expect("served");
+                order.lock().unwrap().push(i);
+                drop(permit);
+            } else {
+                let permit = shared.acquire_owned_timeout(LONG).expect("served");
+                order.lock().unwrap().push(i);
+                drop(permit);
+            }
+        }));
+        wait_until(LONG, "the waiter is queued", || {
+            sem.stats().waiting == i + 1
+        });
+    }
+    // While they wait, a newcomer of either kind is turned away.
+    assert!(sem.try_acquire_owned().unwrap_err().is_rejected());
+    assert!(sem.try_acquire().unwrap_err().is_rejected());
+    drop(held);
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+    let stats = sem.stats();
+    assert_eq!((stats.running, stats.waiting), (0, 0));
+    assert_eq!((stats.permitted, stats.rejected), (5, 2));
+}
+
+/// What a user keeps an owned permit in: a value with a `'static` bound.
+struct Lease {
+    id: u32,
+    _permit: OwnedPermit,
+}
+
+fn keep<T: Send + 'static>(value: T) -> T {
+    value
+}
+
+#[test]
+fn an_owned_permit_can_be_stored_in_a_static_struct_and_moved_into_a_thread() {
+    let sem = semaphore("lease", SemaphoreConfig::new(1));
+    let lease = keep(Lease {
+        id: 7,
+        _permit: Arc::clone(&sem).try_acquire_owned().unwrap(),
+    });
+    // std::thread::spawn requires 'static: a borrowed Permit could not go here.
+    let worker = thread::spawn(move || {
+        assert_eq!(lease.id, 7);
+        lease
+    });
+    let lease = worker.join().unwrap();
+    assert_eq!(
+        sem.stats().running,
+        1,
+        "the permit travelled with the lease"
+    );
+    assert!(sem.try_acquire().is_err());
+    drop(lease);
     assert_eq!(sem.stats().running, 0);
 }
 
@@ -438,11 +681,12 @@ fn hammer(max_wait: Duration) {
                         }
                         current.fetch_sub(1, Ordering::SeqCst);
                     };
-                    // Alternate the tiers: they share one set of permits.
-                    let outcome = if (t + i) % 2 == 0 {
-                        sem.call(work)
-                    } else {
-                        sem.try_acquire().map(|_permit| work())
+                    // Alternate the tiers and the permit kinds: they share one set of permits.
+                    let outcome = match (t + i) % 4 {
+                        0 => sem.call(work),
+                        1 => sem.try_acquire().map(|_permit| work()),
+                        2 => sem.try_acquire_owned().map(|_permit| work()),
+                        _ => sem.acquire_owned().map(|_permit| work()),
                     };
                     match outcome {
                         Ok(()) => permitted.fetch_add(1, Ordering::SeqCst),
@@ -581,4 +825,7 @@ fn semaphore_bulkheads_and_permits_are_send_and_sync() {
     fn is<T: Send + Sync>() {}
     is::<SemaphoreBulkhead>();
     is::<bulkheads::Permit<'static>>();
+    is::<OwnedPermit>();
+    fn is_owned<T: Send + 'static>() {}
+    is_owned::<OwnedPermit>();
 }
