@@ -21,7 +21,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 mod cpu;
 #[path = "support/naive.rs"]
 mod naive;
-use cpu::{cpu_ns_since, thread_cpu_ns};
+use cpu::{Hogs, callers_cpu_ns, cpu_ns_since, thread_cpu_ns};
 use naive::{NaivePool, run_callers};
 
 /// Thread counts to measure, capped at the machine's cores (and at least 2).
@@ -303,6 +303,59 @@ fn trickle_cpu(c: &mut Criterion) {
     group.finish();
 }
 
+/// A call a caller thread makes, shared by all of them.
+type Call = Arc<dyn Fn() + Send + Sync>;
+
+/// The process's CPU per call of a 1-ms blocking task from 8 callers on 8 workers: what
+/// waiting costs when a spin cannot win. The figure is CPU time, not wall time.
+fn slow_call_cpu(c: &mut Criterion) {
+    const CALLERS: usize = 8;
+    let mut group = c.benchmark_group("slow_call_cpu_8_callers");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    let task = || thread::sleep(Duration::from_millis(1));
+    let pool = Arc::new(
+        ThreadPoolBulkhead::new("slow", PoolConfig::new(CALLERS).queue_capacity(CALLERS))
+            .expect("valid"),
+    );
+    let naive = Arc::new(NaivePool::new(CALLERS, CALLERS));
+    let contenders: [(&str, Call); 2] = [
+        ("bulkheads", {
+            let pool = Arc::clone(&pool);
+            Arc::new(move || pool.execute(task).expect("admitted"))
+        }),
+        ("naive", {
+            let naive = Arc::clone(&naive);
+            Arc::new(move || naive.execute(task))
+        }),
+    ];
+    for (name, call) in &contenders {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                // `iters` calls in all, spread over the callers.
+                let per_caller = iters.div_ceil(CALLERS as u64);
+                let ns = callers_cpu_ns(CALLERS, per_caller, Arc::clone(call));
+                Duration::from_nanos(ns * iters / (per_caller * CALLERS as u64))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The hot no-op round trip while two threads keep the CPUs busy.
+fn execute_hot_contended(c: &mut Criterion) {
+    let mut group = c.benchmark_group("execute_noop_hot_2_hogs");
+    let pool = ThreadPoolBulkhead::new("contended", PoolConfig::new(1)).expect("valid");
+    let naive = NaivePool::new(1, 1);
+    let hogs = Hogs::start(2);
+    group.bench_function("bulkheads", |b| {
+        b.iter(|| pool.execute(|| black_box(1_u64)).expect("admitted"))
+    });
+    group.bench_function("naive", |b| b.iter(|| naive.execute(|| black_box(1_u64))));
+    drop(hogs);
+    group.finish();
+}
+
 criterion_group!(
     benches,
     execute_hot,
@@ -311,6 +364,8 @@ criterion_group!(
     rejection,
     semaphore,
     manager_lookup,
-    trickle_cpu
+    trickle_cpu,
+    slow_call_cpu,
+    execute_hot_contended
 );
 criterion_main!(benches);

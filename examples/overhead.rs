@@ -1,6 +1,6 @@
 //! The overhead budget: every performance target, measured against its reference in one run.
 //!
-//! `cargo run --release --example overhead` — about fifteen seconds; name sections after `--`
+//! `cargo run --release --example overhead` — under a minute; name sections after `--`
 //! (`-- manager trickle`) to run only those. Run it on a quiet
 //! machine (check `uptime` first): contenders are interleaved round by round and each row
 //! reports the median, but a benchmark beside another still gives meaningless ratios.
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bulkheads::{
     BulkheadManager, PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead,
 };
-use cpu::{cpu_ns_since, thread_cpu_ns};
+use cpu::{Hogs, callers_cpu_ns, cpu_ns_since, thread_cpu_ns};
 use naive::NaivePool;
 
 /// A row of the report: the figure, its reference, and the target it must meet.
@@ -322,6 +322,98 @@ fn trickle(rows: &mut Vec<Row>) {
     });
 }
 
+/// The process's CPU per call of a 1-ms blocking task (a database round trip) from 8 callers
+/// on 8 workers: what waiting costs when no spin can win. Rounds alternate which contender
+/// goes first; the row is the median of the ratios paired within a round.
+fn slow_calls(rows: &mut Vec<Row>) {
+    const CALLERS: usize = 8;
+    const PER_CALLER: u64 = 40;
+    let pool = Arc::new(
+        ThreadPoolBulkhead::new("slow", PoolConfig::new(CALLERS).queue_capacity(CALLERS))
+            .expect("valid"),
+    );
+    let naive = Arc::new(NaivePool::new(CALLERS, CALLERS));
+    let task = || thread::sleep(Duration::from_millis(1));
+    let contenders: [Arc<dyn Fn() + Send + Sync>; 2] = [
+        {
+            let pool = Arc::clone(&pool);
+            Arc::new(move || pool.execute(task).expect("admitted"))
+        },
+        {
+            let naive = Arc::clone(&naive);
+            Arc::new(move || naive.execute(task))
+        },
+    ];
+    // Start every worker and let the pool learn its tasks' run time.
+    for c in &contenders {
+        callers_cpu_ns(CALLERS, 4, Arc::clone(c));
+    }
+    let calls = (CALLERS as u64 * PER_CALLER) as f64;
+    let (mut b, mut n, mut ratios) = (vec![], vec![], vec![]);
+    for round in 0..9 {
+        let mut per = [0.0; 2];
+        for k in 0..2 {
+            let i = (round + k) % 2;
+            per[i] = callers_cpu_ns(CALLERS, PER_CALLER, Arc::clone(&contenders[i])) as f64 / calls;
+        }
+        b.push(per[0]);
+        n.push(per[1]);
+        ratios.push(per[0] / per[1]);
+    }
+    let (ratio, lo, hi) = quartiles(ratios);
+    rows.push(Row {
+        figure: "CPU per 1-ms call, 8 callers, vs naive".into(),
+        measured: format!(
+            "{:.1} us vs {:.1} us = {ratio:.2}x (IQR {lo:.2}-{hi:.2})",
+            median(b) / 1e3,
+            median(n) / 1e3
+        ),
+        pass: Some(ratio <= 1.0),
+        target: "<= 1.0x",
+    });
+}
+
+/// The hot round trip while two threads keep the CPUs busy: a caller that spins now
+/// delays the worker it waits for.
+fn contended(rows: &mut Vec<Row>) {
+    let pool = ThreadPoolBulkhead::new("contended", PoolConfig::new(1)).expect("valid");
+    let naive = NaivePool::new(1, 1);
+    pool.execute(|| ()).expect("admitted");
+    naive.execute(|| ());
+    let hogs = Hogs::start(2);
+    let (mut b, mut n, mut ratios) = (vec![], vec![], vec![]);
+    for round in 0..21 {
+        let mut per = [0.0; 2];
+        for k in 0..2 {
+            let i = (round + k) % 2;
+            per[i] = if i == 0 {
+                ns_per_call(300, || {
+                    black_box(pool.execute(|| black_box(1_u64)).expect("admitted"));
+                })
+            } else {
+                ns_per_call(300, || {
+                    black_box(naive.execute(|| black_box(1_u64)));
+                })
+            };
+        }
+        b.push(per[0]);
+        n.push(per[1]);
+        ratios.push(per[0] / per[1]);
+    }
+    drop(hogs);
+    let (ratio, lo, hi) = quartiles(ratios);
+    rows.push(Row {
+        figure: "execute() no-op, hot, 2 CPU hogs running, vs naive".into(),
+        measured: format!(
+            "{:.0} ns vs {:.0} ns = {ratio:.2}x (IQR {lo:.2}-{hi:.2})",
+            median(b),
+            median(n)
+        ),
+        pass: Some(ratio <= 1.2),
+        target: "<= 1.2x",
+    });
+}
+
 fn threads_now() -> usize {
     fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
@@ -371,7 +463,7 @@ fn main() {
     );
     // `-- manager trickle` runs only the sections whose names contain one of the words.
     let only: Vec<String> = std::env::args().skip(1).collect();
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 10] = [
         ("idle_pools", idle_pools),
         ("hot", hot),
         ("cold", cold),
@@ -380,6 +472,8 @@ fn main() {
         ("semaphore", semaphore),
         ("manager", manager_lookup),
         ("trickle", trickle),
+        ("slow_calls", slow_calls),
+        ("contended", contended),
     ];
     let mut rows = Vec::new();
     for (name, section) in sections {
