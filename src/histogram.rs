@@ -116,10 +116,10 @@ fn shard_index() -> usize {
 
 /// A histogram of durations, shared by the threads that record into it.
 ///
-/// Sharded: measured on the 2-vCPU development machine, one shared set of counters cost
-/// 40 ns a record with two threads recording at once (the counters' cache lines bounce
-/// between cores) — more than `hdrhistogram` behind a mutex (28 ns) — against 6 ns for one
-/// thread. With a shard per thread, two threads recording at once cost 7 ns a record.
+/// Sharded: with one shared set of counters, threads recording at once bounce the counters'
+/// cache lines between cores and each record costs several times what it costs one thread
+/// alone, more than `hdrhistogram` behind a mutex; a shard per thread brings it back to
+/// about the single-thread cost (the README's performance notes give the figures).
 #[derive(Default)]
 pub(crate) struct Histogram {
     shards: [OnceLock<Box<CachePadded<Shard>>>; SHARDS],
