@@ -1,5 +1,8 @@
 //! [`TaskHandle`]: the caller's handle on a submitted task.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::BulkheadError;
@@ -13,6 +16,34 @@ use crate::sync::Arc;
 /// waits at most a given time, and [`cancel`](TaskHandle::cancel) withdraws a task that has
 /// not started. Dropping the handle detaches the task, as with
 /// [`std::thread::JoinHandle`]: it still runs, and its result is dropped.
+///
+/// # In async code
+///
+/// A `TaskHandle` is also a [`Future`] of the same outcome, with no runtime behind it: an
+/// async task awaits `pool.submit(f)?` as a bounded, named, fail-fast `spawn_blocking`, and
+/// the worker wakes it once the outcome is in. It is `Send` when `T` is, so
+/// `tokio::spawn` can hold it. Dropping it, awaited or not, detaches the task as above —
+/// as dropping tokio's `JoinHandle` does, and unlike smol's `Task`, which cancels: a
+/// blocking call cannot be stopped once it started. So `tokio::time::timeout(d, handle)`
+/// stops the *waiting* at `d`; the task keeps its slot until it ends (call
+/// [`cancel`](TaskHandle::cancel) first to withdraw one that has not started).
+///
+/// Never call [`join`](TaskHandle::join) or [`join_timeout`](TaskHandle::join_timeout)
+/// from async code: they block the runtime's thread, and every task scheduled on it, until
+/// the outcome comes. Await the handle instead.
+///
+/// ```
+/// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+///
+/// let pool = ThreadPoolBulkhead::new("files", PoolConfig::new(2))?;
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// let len = rt.block_on(async {
+///     // Rejected at once with `BulkheadError::Rejected` when the compartment is full.
+///     pool.submit(|| std::fs::read("Cargo.toml").map(|b| b.len()))?.await
+/// })??;
+/// assert!(len > 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Examples
 ///
@@ -32,6 +63,8 @@ pub struct TaskHandle<T> {
     task: Arc<dyn Awaited<T>>,
     shared: Arc<Shared>,
     submitted_at: Instant,
+    /// The future has returned its outcome (a poll after that is a bug in the caller).
+    polled_out: bool,
 }
 
 impl<T> std::fmt::Debug for TaskHandle<T> {
@@ -61,6 +94,7 @@ impl<T: Send + 'static> TaskHandle<T> {
             task,
             shared,
             submitted_at,
+            polled_out: false,
         }
     }
 
@@ -143,5 +177,32 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// The name of the bulkhead running the task.
     pub fn bulkhead(&self) -> &str {
         &self.shared.name
+    }
+}
+
+impl<T: Send + 'static> Future for TaskHandle<T> {
+    type Output = Result<T, BulkheadError>;
+
+    /// Ready with the task's outcome, the same one [`join`](TaskHandle::join) returns.
+    /// Pending until then: the waker of the latest poll is kept (one poll from another
+    /// async task replaces it) and woken once, after the outcome is published.
+    ///
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready` (as tokio's `JoinHandle` does); wrap it in
+    /// `futures::future::Fuse` to poll it past its end.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        assert!(
+            !this.polled_out,
+            "bulkheads: a TaskHandle of bulkhead {:?} polled after it returned its outcome",
+            &*this.shared.name
+        );
+        if this.task.poll_finished(cx.waker()) {
+            this.polled_out = true;
+            Poll::Ready(this.task.take(&this.shared))
+        } else {
+            Poll::Pending
+        }
     }
 }

@@ -26,6 +26,7 @@
 //! nobody will take the outcome and drops it *before* it frees the slot.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::error::{BulkheadError, PanicPayload, panic_message};
@@ -85,6 +86,11 @@ pub(crate) trait Awaited<T>: Send + Sync {
     /// outcome is already being delivered (COMPLETING or DONE): the caller takes it instead.
     fn orphan(&self) -> bool;
 
+    /// The async form of [`wait`](Awaited::wait): true if the task is done or abandoned;
+    /// otherwise `waker` is kept (replacing an earlier one that would wake another task)
+    /// and woken once the outcome is published.
+    fn poll_finished(&self, waker: &Waker) -> bool;
+
     /// The outcome once [`wait`](Awaited::wait) returned true.
     fn take(&self, shared: &Shared) -> Result<T, BulkheadError>;
 
@@ -102,8 +108,15 @@ pub(crate) struct Task<F, T> {
     /// The caller's context, carried to the worker (feature `tracing`; nothing otherwise).
     span: CallSpan,
     func: Mutex<Option<F>>,
-    outcome: Mutex<Option<Result<T, BulkheadError>>>,
+    outcome: Mutex<Outcome<T>>,
     done: Condvar,
+}
+
+/// The outcome cell, and beside it the waker of an async caller (no allocation of its own:
+/// a task nobody awaits pays 16 bytes of `None`).
+struct Outcome<T> {
+    value: Option<Result<T, BulkheadError>>,
+    waker: Option<Waker>,
 }
 
 impl<F, T> Task<F, T>
@@ -118,7 +131,10 @@ where
             deadline,
             span,
             func: Mutex::new(Some(f)),
-            outcome: Mutex::new(None),
+            outcome: Mutex::new(Outcome {
+                value: None,
+                waker: None,
+            }),
             done: Condvar::new(),
         }
     }
@@ -171,14 +187,21 @@ where
         self.publish(outcome);
     }
 
-    /// COMPLETING → DONE with `outcome` in the cell; wakes the caller.
+    /// COMPLETING → DONE with `outcome` in the cell; wakes the caller, a blocked one
+    /// through the condvar, an async one through its waker — both after the lock is
+    /// released, so a waker that polls at once finds the outcome and no lock held.
     fn publish(&self, outcome: Result<T, BulkheadError>) {
         let mut cell = self.outcome.lock();
-        *cell = Some(outcome);
+        cell.value = Some(outcome);
         // Release: a waiter that sees DONE without the lock (spinning) sees the outcome.
         self.state.store(DONE, Ordering::Release);
+        let waker = cell.waker.take();
         drop(cell);
         self.done.notify_one();
+        if let Some(waker) = waker {
+            // A runtime's waker is not ours to let unwind into the worker's books.
+            let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+        }
     }
 
     /// Runs the claimed closure with the task's instrumentation around it: span, queue
@@ -386,8 +409,30 @@ where
         // later on whichever thread lets go of the task last. COMPLETING lasts a few
         // instructions with no user code in it.
         self.wait(None, None);
-        let outcome = self.outcome.lock().take();
+        let outcome = self.outcome.lock().value.take();
         drop(outcome);
+    }
+
+    fn poll_finished(&self, waker: &Waker) -> bool {
+        if self.is_finished() {
+            return true;
+        }
+        let mut cell = self.outcome.lock();
+        // Under the lock `publish` stores DONE with: either it has (the outcome is here), or
+        // it will find this waker.
+        if self.is_finished() {
+            return true;
+        }
+        match &cell.waker {
+            Some(kept) if kept.will_wake(waker) => {}
+            _ => {
+                let old = cell.waker.replace(waker.clone());
+                drop(cell);
+                // The old waker belongs to a task the handle has moved away from.
+                drop(old);
+            }
+        }
+        false
     }
 
     fn take(&self, shared: &Shared) -> Result<T, BulkheadError> {
@@ -399,6 +444,7 @@ where
         // Only the one owner of the handle takes, once; the cell is always full at DONE.
         self.outcome
             .lock()
+            .value
             .take()
             .unwrap_or_else(|| Err(shared.shutdown_error()))
     }
@@ -683,6 +729,88 @@ mod loom_models {
             w.join().unwrap();
             books_balance(&fx);
             assert!(fx.ran.load(Ordering::Relaxed));
+        });
+    }
+
+    /// An async caller's waker: counts its wakes, and whether the outcome was already
+    /// published at each one.
+    struct CountingWaker {
+        task: Arc<BoxedTask<u32>>,
+        wakes: AtomicUsize,
+        woken_early: AtomicBool,
+    }
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            if !self.task.is_finished() {
+                self.woken_early.store(true, Ordering::SeqCst);
+            }
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting_waker(fx: &Fixture<u32>) -> (std::sync::Arc<CountingWaker>, Waker) {
+        let counter = std::sync::Arc::new(CountingWaker {
+            task: Arc::clone(&fx.task),
+            wakes: AtomicUsize::new(0),
+            woken_early: AtomicBool::new(false),
+        });
+        let waker = Waker::from(std::sync::Arc::clone(&counter));
+        (counter, waker)
+    }
+
+    /// A poll racing the worker's delivery: a pending poll is woken exactly once, after
+    /// the outcome is published; a ready one is never woken.
+    #[test]
+    fn poll_vs_completion() {
+        loom::model(|| {
+            let fx = fixture();
+            let (counter, waker) = counting_waker(&fx);
+            let w = worker(&fx);
+            let ready = fx.task.poll_finished(&waker);
+            w.join().unwrap();
+            let wakes = counter.wakes.load(Ordering::SeqCst);
+            assert_eq!(wakes, usize::from(!ready), "ready at once: {ready}");
+            assert!(!counter.woken_early.load(Ordering::SeqCst));
+            assert!(fx.task.poll_finished(&waker));
+            assert_eq!(fx.task.take(&fx.shared).unwrap(), 7);
+            books_balance(&fx);
+        });
+    }
+
+    /// The handle moves to another async task between two polls while the worker
+    /// delivers: only the waker kept last is woken (the first only if the outcome came
+    /// before the second poll), once, and never before the outcome is there.
+    #[test]
+    fn waker_replaced_vs_completion() {
+        loom::model(|| {
+            let fx = fixture();
+            let (first, first_waker) = counting_waker(&fx);
+            let (second, second_waker) = counting_waker(&fx);
+            let w = worker(&fx);
+            let first_ready = fx.task.poll_finished(&first_waker);
+            let second_ready = first_ready || fx.task.poll_finished(&second_waker);
+            w.join().unwrap();
+            let (a, b) = (
+                first.wakes.load(Ordering::SeqCst),
+                second.wakes.load(Ordering::SeqCst),
+            );
+            if first_ready {
+                assert_eq!((a, b), (0, 0));
+            } else if second_ready {
+                // Published between the two polls: the first waker was the one kept.
+                assert_eq!((a, b), (1, 0));
+            } else {
+                assert_eq!((a, b), (0, 1), "the replaced waker must not be woken");
+            }
+            assert!(!first.woken_early.load(Ordering::SeqCst));
+            assert!(!second.woken_early.load(Ordering::SeqCst));
+            assert_eq!(fx.task.take(&fx.shared).unwrap(), 7);
+            books_balance(&fx);
         });
     }
 
