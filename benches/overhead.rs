@@ -356,6 +356,60 @@ fn execute_hot_contended(c: &mut Criterion) {
     group.finish();
 }
 
+/// From inside a tokio runtime: 64 tasks at once, each awaiting `pool.submit(f)?` in a
+/// loop, against the same tasks awaiting `tokio::task::spawn_blocking(f)`.
+fn async_bridge(c: &mut Criterion) {
+    const TASKS: u64 = 64;
+    let mut group = c.benchmark_group("async_64_tasks");
+    group.throughput(Throughput::Elements(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a tokio runtime");
+    let pool = Arc::new(
+        ThreadPoolBulkhead::new("async", PoolConfig::new(4).queue_capacity(64)).expect("valid"),
+    );
+    // `iters` calls in all, spread over the tasks.
+    let run = |iters: u64, bulkhead: bool| {
+        let per_task = iters.div_ceil(TASKS);
+        let pool = Arc::clone(&pool);
+        rt.block_on(async move {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let pool = Arc::clone(&pool);
+                    tokio::spawn(async move {
+                        for _ in 0..per_task {
+                            let v = if bulkhead {
+                                pool.submit(|| black_box(1_u64))
+                                    .expect("admitted")
+                                    .await
+                                    .expect("ran")
+                            } else {
+                                tokio::task::spawn_blocking(|| black_box(1_u64))
+                                    .await
+                                    .expect("ran")
+                            };
+                            black_box(v);
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("a tokio task");
+            }
+            start.elapsed() * iters as u32 / (per_task * TASKS) as u32
+        })
+    };
+    group.bench_function("bulkheads_submit_await", |b| {
+        b.iter_custom(|iters| run(iters, true))
+    });
+    group.bench_function("tokio_spawn_blocking", |b| {
+        b.iter_custom(|iters| run(iters, false))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     execute_hot,
@@ -366,6 +420,7 @@ criterion_group!(
     manager_lookup,
     trickle_cpu,
     slow_call_cpu,
-    execute_hot_contended
+    execute_hot_contended,
+    async_bridge
 );
 criterion_main!(benches);

@@ -80,7 +80,7 @@ fn hot(rows: &mut Vec<Row>) {
         target: "<= 1.2x",
     });
     rows.push(Row {
-        figure: "execute() no-op, hot, vs tokio spawn_blocking".into(),
+        figure: "execute() no-op, hot, vs tokio spawn_blocking + block_on per call".into(),
         measured: format!("{b:.0} ns vs {t:.0} ns = {:.2}x", b / t),
         pass: Some(b <= 0.25 * t),
         target: "<= 0.25x",
@@ -138,9 +138,10 @@ fn tiny_throughput(rows: &mut Vec<Row>) {
         ];
         let per_round = paired_rounds(7, 5000, &contenders);
         let rate = median(per_round.iter().map(|r| r[0]).collect());
-        for (i, peer, target, factor) in
-            [(1, "naive", ">= 0.85x", 0.85), (2, "tokio", ">= 3x", 3.0)]
-        {
+        for (i, peer, target, factor) in [
+            (1, "naive", ">= 0.85x", 0.85),
+            (2, "tokio + block_on per call", ">= 3x", 3.0),
+        ] {
             let (mid, low, high) = quartiles(per_round.iter().map(|r| r[0] / r[i]).collect());
             rows.push(Row {
                 figure: format!("tiny tasks, 4 callers, {threads} threads, vs {peer}"),
@@ -414,6 +415,124 @@ fn contended(rows: &mut Vec<Row>) {
     });
 }
 
+/// Latencies of `calls` sequential awaits of `call()` from each of `tasks` tokio tasks, and
+/// the wall time for all of them.
+fn async_calls<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    tasks: usize,
+    calls: usize,
+    call: F,
+) -> (Vec<f64>, Duration)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
+    rt.block_on(async move {
+        let start = Instant::now();
+        let spawned: Vec<_> = (0..tasks)
+            .map(|_| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(calls);
+                    for _ in 0..calls {
+                        let t = Instant::now();
+                        black_box(call().await);
+                        lat.push(t.elapsed().as_nanos() as f64);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(tasks * calls);
+        for task in spawned {
+            all.extend(task.await.expect("a tokio task"));
+        }
+        (all, start.elapsed())
+    })
+}
+
+/// The 99th percentile of `v`.
+fn p99(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[(v.len() - 1) * 99 / 100]
+}
+
+/// From inside a tokio runtime: tasks awaiting `pool.submit(f)?` against tasks awaiting
+/// `tokio::task::spawn_blocking(f)`, the call async code makes today — one task in a loop
+/// (the round trip) and 64 at once (throughput and p99). Rounds alternate which goes first.
+fn async_bridge(rows: &mut Vec<Row>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a tokio runtime");
+    let pool = Arc::new(
+        ThreadPoolBulkhead::new("async", PoolConfig::new(4).queue_capacity(64)).expect("valid"),
+    );
+    let ours = {
+        let pool = Arc::clone(&pool);
+        move || {
+            let handle = pool.submit(|| black_box(1_u64));
+            async move { handle.expect("admitted").await.expect("ran") }
+        }
+    };
+    let theirs = || async {
+        tokio::task::spawn_blocking(|| black_box(1_u64))
+            .await
+            .expect("ran")
+    };
+    for (tasks, calls, rounds) in [(1_usize, 2000_usize, 15), (64, 100, 9)] {
+        let (mut ratio, mut p99s, mut b_rate, mut t_rate) = (vec![], vec![], vec![], vec![]);
+        let (mut b_p99, mut t_p99) = (vec![], vec![]);
+        for round in 0..rounds {
+            let mut runs = [(Vec::new(), Duration::ZERO), (Vec::new(), Duration::ZERO)];
+            for k in 0..2 {
+                let i = (round + k) % 2;
+                runs[i] = if i == 0 {
+                    async_calls(&rt, tasks, calls, ours.clone())
+                } else {
+                    async_calls(&rt, tasks, calls, theirs)
+                };
+            }
+            let rate = |d: Duration| (tasks * calls) as f64 / d.as_secs_f64();
+            let (b, t) = (rate(runs[0].1), rate(runs[1].1));
+            let (bp, tp) = (p99(runs[0].0.clone()), p99(runs[1].0.clone()));
+            ratio.push(b / t);
+            p99s.push(bp / tp);
+            b_rate.push(b);
+            t_rate.push(t);
+            b_p99.push(bp);
+            t_p99.push(tp);
+        }
+        let (r, rlo, rhi) = quartiles(ratio);
+        let (q, qlo, qhi) = quartiles(p99s);
+        let what = if tasks == 1 {
+            "async round trip, 1 task".to_string()
+        } else {
+            format!("async, {tasks} tasks at once")
+        };
+        rows.push(Row {
+            figure: format!("{what}: submit().await vs spawn_blocking, calls/s"),
+            measured: format!(
+                "{:.0}k/s vs {:.0}k/s = {r:.2}x (IQR {rlo:.2}-{rhi:.2})",
+                median(b_rate) / 1e3,
+                median(t_rate) / 1e3
+            ),
+            pass: Some(r >= 1.0),
+            target: ">= 1.0x",
+        });
+        rows.push(Row {
+            figure: format!("{what}: submit().await vs spawn_blocking, p99"),
+            measured: format!(
+                "{:.1} us vs {:.1} us = {q:.2}x (IQR {qlo:.2}-{qhi:.2})",
+                median(b_p99) / 1e3,
+                median(t_p99) / 1e3
+            ),
+            pass: Some(q <= 1.0),
+            target: "<= 1.0x",
+        });
+    }
+}
+
 fn threads_now() -> usize {
     fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
@@ -463,7 +582,7 @@ fn main() {
     );
     // `-- manager trickle` runs only the sections whose names contain one of the words.
     let only: Vec<String> = std::env::args().skip(1).collect();
-    let sections: [(&str, Section); 10] = [
+    let sections: [(&str, Section); 11] = [
         ("idle_pools", idle_pools),
         ("hot", hot),
         ("cold", cold),
@@ -474,6 +593,7 @@ fn main() {
         ("trickle", trickle),
         ("slow_calls", slow_calls),
         ("contended", contended),
+        ("async_bridge", async_bridge),
     ];
     let mut rows = Vec::new();
     for (name, section) in sections {
