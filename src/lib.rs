@@ -193,6 +193,7 @@ mod recent;
 mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_support;
+pub mod sizing;
 mod stats;
 mod sync;
 mod trace;
