@@ -5,7 +5,12 @@
 //! the working is in the comment. Then proptests for the invariants, and `recommend()` on a
 //! pool driven at a known rate.
 
-use bulkheads::sizing::{MmcK, erlang_b, erlang_c, littles_law, pool_size, servers_for_blocking};
+use std::time::{Duration, Instant};
+
+use bulkheads::sizing::{
+    MmcK, Verdict, erlang_b, erlang_c, littles_law, pool_size, servers_for_blocking,
+};
+use bulkheads::{BulkheadManager, PoolConfig};
 use proptest::prelude::*;
 
 /// Published figures carry four or more digits; 1e-4 is the bar.
@@ -417,4 +422,105 @@ proptest! {
             prop_assert!(n >= 1);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// recommend() on a pool driven at a known rate
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn recommend_sizes_a_pool_driven_at_a_known_rate_within_the_formulas_band() {
+    // 300 calls, one every 2 ms (500/s), each running 4 ms: the seed formula gives about
+    // 500 × 4 ms × 1.5 = 3 threads. The pacing sleeps are the load's shape, not
+    // synchronisation; on a loaded machine they stretch, so the bounds are derived from
+    // what can be known for certain rather than from the targets.
+    const CALLS: u32 = 300;
+    const INTERVAL: Duration = Duration::from_millis(2);
+    const WORK: Duration = Duration::from_millis(4);
+    let started = Instant::now();
+    let manager = BulkheadManager::builder()
+        .pool("inventory", PoolConfig::new(16).queue_capacity(16))
+        .build()
+        .unwrap();
+    let pool = manager.pool("inventory");
+    let first = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..CALLS {
+        let due = first + INTERVAL * i;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        handles.push(pool.submit(|| std::thread::sleep(WORK)));
+    }
+    // Bounded waits: a stuck task fails the test instead of hanging it.
+    let mut finished = 0_u64;
+    for handle in handles.into_iter().filter_map(Result::ok) {
+        handle
+            .join_timeout(Duration::from_secs(30))
+            .expect("a 4 ms task finished");
+        finished += 1;
+    }
+    let recommendations = manager.recommend();
+    let elapsed = started.elapsed();
+    let stats = manager.stats();
+    let run_time = stats.pool("inventory").unwrap().run_time;
+    let r = recommendations
+        .get("inventory")
+        .expect("a recommendation for the pool");
+    println!("{recommendations}");
+
+    // The pool existed at least from before the first submission to after the last, and at
+    // most for the whole test: the rate lies between these.
+    let max_rate = f64::from(CALLS) / (INTERVAL * (CALLS - 1)).as_secs_f64();
+    let min_rate = f64::from(CALLS) / elapsed.as_secs_f64();
+    assert!(
+        (min_rate..=max_rate).contains(&r.arrival_rate),
+        "rate {} not in [{min_rate}, {max_rate}]",
+        r.arrival_rate
+    );
+    // A sleep never ends early, and the histogram reports within 12.5%; nothing ran
+    // longer than the maximum.
+    let p99 = r.p99.as_secs_f64();
+    assert!(p99 >= WORK.as_secs_f64() * 0.875, "p99 {p99}");
+    assert!(r.p99 <= run_time.max);
+    assert_eq!(r.samples, run_time.count);
+    assert_eq!(r.samples, finished);
+
+    // The threads are the seed formula on those figures, and so lie in its band.
+    assert_eq!(r.max_threads, pool_size(r.arrival_rate, p99, 1.5).unwrap());
+    let low = pool_size(min_rate, WORK.as_secs_f64() * 0.875, 1.5).unwrap();
+    let high = pool_size(max_rate, run_time.max.as_secs_f64(), 1.5).unwrap();
+    assert!(
+        (low..=high).contains(&r.max_threads),
+        "{} threads not in [{low}, {high}]",
+        r.max_threads
+    );
+    // The queue meets the blocking target by M/M/c/K at the surge rate, and is the
+    // shortest that does.
+    let mu = 1.0 / r.mean.as_secs_f64();
+    let surge = r.arrival_rate * 1.5;
+    let c = r.max_threads;
+    let model = MmcK::new(surge, mu, c, c + r.queue_capacity).unwrap();
+    assert!(model.blocking_probability() <= 0.01);
+    if r.queue_capacity > 0 {
+        let shorter = MmcK::new(surge, mu, c, c + r.queue_capacity - 1).unwrap();
+        assert!(shorter.blocking_probability() > 0.01);
+    }
+    // 16 threads for a handful: never undersized, and oversized unless a stall once made
+    // more threads busy than recommended.
+    assert_eq!((r.current_max_threads, r.current_queue_capacity), (16, 16));
+    let expected = if r.peak_running <= r.max_threads && 16 > 2 * r.max_threads {
+        Verdict::Oversized
+    } else {
+        Verdict::Fine
+    };
+    assert_eq!(r.verdict, expected, "{}", r.reasoning);
+    assert!(r.reasoning.starts_with("inventory: "), "{}", r.reasoning);
+    let table = recommendations.to_string();
+    assert!(table.lines().next().unwrap().starts_with("pool"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("inventory"),
+        "{table}"
+    );
+    assert!(manager.shutdown(Duration::from_secs(10)));
 }

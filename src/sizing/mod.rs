@@ -62,11 +62,11 @@
 
 mod erlang;
 mod mmck;
-// mod recommend;
+mod recommend;
 
 pub use erlang::{erlang_b, erlang_c, servers_for_blocking};
 pub use mmck::MmcK;
-// pub use recommend::{Recommendation, RecommendationOptions, Recommendations, Verdict};
+pub use recommend::{Recommendation, RecommendationOptions, Recommendations, Verdict};
 
 /// Invalid input to a sizing function: which argument, and why.
 ///
