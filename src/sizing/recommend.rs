@@ -420,16 +420,21 @@ fn recommend_pool(p: &PoolStats, o: &RecommendationOptions) -> Recommendation {
     };
     r.max_threads = threads;
     r.queue_capacity = queue;
-    r.verdict = if p.max_threads < threads {
-        text.push_str(&format!("; has {} threads: undersized", p.max_threads));
-        Verdict::Undersized
-    } else if rejection_rate > o.max_blocking {
+    let short = p.max_threads < threads;
+    let rejecting = rejection_rate > o.max_blocking;
+    if short {
+        text.push_str(&format!("; has {} threads", p.max_threads));
+    }
+    if rejecting {
         text.push_str(&format!(
-            "; rejected {} of calls (target ≤ {}): undersized for what came, or its dependency \
-             was sick — check before growing it",
+            "; rejected {} of calls (target ≤ {}): too small for what came, or its \
+             dependency was sick (a slow p99 says so) — check before growing it",
             fmt_percent(rejection_rate),
             fmt_percent(o.max_blocking)
         ));
+    }
+    r.verdict = if short || rejecting {
+        text.push_str(": undersized");
         Verdict::Undersized
     } else if p.max_threads as f64 > o.oversized_ratio * threads as f64 && p.peak_running <= threads
     {
