@@ -30,7 +30,7 @@ fn close(got: f64, want: f64, tol: f64, what: &str) {
 /// The standard Erlang-B table (as printed in telephony texts and Erlang-B calculators, e.g.
 /// erlang.com's and the appendix table of "Carrier Grade Voice over IP"): the traffic, to 3
 /// decimals, that N trunks carry at a given blocking. Each row was checked independently:
-/// B(N, A) with exact 40-digit sums lies within 6e-6 of the column's blocking.
+/// B(N, A) with exact 40-digit sums lies within 1e-5 of the column's blocking.
 const ERLANG_B_TABLE: [(usize, f64, f64); 13] = [
     (5, 1.361, 0.01),
     (5, 1.657, 0.02),
