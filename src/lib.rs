@@ -156,6 +156,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Sizing: how big each compartment should be
+//!
+//! [`sizing`] has the queueing formulas behind a bulkhead — the seed rule threads = peak
+//! rate × p99 × headroom, Little's law, Erlang B and C, and the M/M/c/K queue that a pool
+//! is (c = `max_threads`, K = `max_threads + queue_capacity`; its blocking probability is
+//! the expected fraction `rejected`) — and
+//! [`BulkheadManager::recommend`] sizes every pool from what it observed.
+//!
+//! ```
+//! use bulkheads::sizing::{MmcK, pool_size};
+//!
+//! let threads = pool_size(200.0, 0.080, 1.5)?; // 200/s × 80 ms × 1.5
+//! assert_eq!(threads, 24);
+//! // Mean run 60 ms, queue of 5: the fraction rejected at 200/s.
+//! let pool = MmcK::new(200.0, 1.0 / 0.060, threads, threads + 5)?;
+//! assert!(pool.blocking_probability() < 0.001);
+//! # Ok::<(), bulkheads::sizing::SizingError>(())
+//! ```
+//!
 //! # Features
 //!
 //! All off by default.
@@ -193,6 +212,7 @@ mod recent;
 mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_support;
+pub mod sizing;
 mod stats;
 mod sync;
 mod trace;

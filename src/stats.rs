@@ -6,6 +6,7 @@
 //! never exceed the configured limits.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::histogram::LatencySummary;
 use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering};
@@ -110,6 +111,9 @@ pub struct PoolStats {
     pub queue_wait: LatencySummary,
     /// Time tasks ran (finished or panicked).
     pub run_time: LatencySummary,
+    /// Time since the pool was built: the counters divided by it are rates since start
+    /// (what [`BulkheadManager::recommend`](crate::BulkheadManager::recommend) uses).
+    pub uptime: Duration,
 }
 
 impl PoolStats {
@@ -124,6 +128,7 @@ impl PoolStats {
         is_shutdown: bool,
         c: &PoolCounters,
         (queue_wait, run_time): (LatencySummary, LatencySummary),
+        uptime: Duration,
     ) -> Self {
         Self {
             name: name.to_owned(),
@@ -145,6 +150,7 @@ impl PoolStats {
             is_shutdown,
             queue_wait,
             run_time,
+            uptime,
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct RunResult {
     pub degraded_at: f64,
     /// The library's own stats table at the end of the run.
     pub stats: String,
+    /// `manager.recommend()` at the end of the run: sizes from what the pools observed.
+    pub recommendations: String,
 }
 
 /// Starts the three downstreams at their healthy latency.
@@ -195,6 +197,7 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
 
     manager.shutdown(Duration::from_secs(5));
     let stats = manager.stats().to_string();
+    let recommendations = manager.recommend().to_string();
     drop(service);
     drop(downstreams);
     let recorder = Arc::try_unwrap(recorder).map_err(|_| "recorder still shared")?;
@@ -209,6 +212,7 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
             .unwrap_or_else(|e| e.into_inner()),
         degraded_at: degraded_at.map_or(f64::INFINITY, |d| d.as_secs_f64()),
         stats,
+        recommendations,
     })
 }
 

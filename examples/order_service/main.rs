@@ -224,6 +224,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         kept.push(report::print_run(title, &healthy, &sick));
         println!();
         println!("{}", run.stats);
+        println!(
+            "recommended sizes, from what each pool observed over the whole run (sick phase included):"
+        );
+        println!("{}", run.recommendations);
     }
     println!(
         "blast radius (healthy order throughput kept while email was sick): (a) bulkheads {:.0}%, (b) shared pool {:.0}%",

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) termination: Termination,
     /// Spawns still to refuse: a test hook for the OS refusing a thread.
     pub(crate) failing_spawns: AtomicUsize,
+    /// When the pool was built: its stats' `uptime` counts from here.
+    created: Instant,
 }
 
 impl Shared {
@@ -172,6 +174,7 @@ impl ThreadPoolBulkhead {
             spawn_verdicts: SpawnVerdicts::default(),
             termination: Termination::default(),
             failing_spawns: AtomicUsize::new(0),
+            created: Instant::now(),
             config,
         };
         let pool = Self {
@@ -358,6 +361,7 @@ impl ThreadPoolBulkhead {
             state.is_shutdown(),
             &shared.counters,
             (shared.queue_wait.summary(), shared.run_time.summary()),
+            shared.created.elapsed(),
         )
     }
 
