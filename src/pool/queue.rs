@@ -11,7 +11,10 @@
 //!
 //! Idle workers spin briefly on a lock-free length before they sleep, as crossbeam's
 //! blocking receive does: on a virtual machine a wake-up costs tens of microseconds, more
-//! than a tiny task takes.
+//! than a tiny task takes. They spin only while such spins have been finding tasks
+//! (`spin::Bets`): when the next task comes later than the spin lasts — an async caller
+//! woken through its runtime, a trickle — the spin only takes a CPU from whoever is about
+//! to submit it.
 //!
 //! Sleepers form a stack, and a push wakes the *most recently* idle one (LIFO). Which sleeper
 //! to wake is policy with consequences: with one condition variable shared by all (FIFO, as
@@ -25,6 +28,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::pool::spin::Bets;
 use crate::pool::task::Job;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Backoff, Condvar, Mutex, Ordering};
 
@@ -76,6 +80,8 @@ pub(crate) struct Queue {
     inner: Mutex<Inner>,
     /// Tasks plus wake-ups, written under the lock and read without it by spinning workers.
     pending: AtomicUsize,
+    /// Whether idle workers' spins have been finding tasks.
+    idle_spins: Bets,
 }
 
 impl Queue {
@@ -83,6 +89,7 @@ impl Queue {
         Self {
             inner: Mutex::new(Inner::default()),
             pending: AtomicUsize::new(0),
+            idle_spins: Bets::default(),
         }
     }
 
@@ -160,9 +167,13 @@ impl Queue {
     pub(crate) fn pop(&self, me: &Arc<Sleeper>, timeout: Duration) -> Popped {
         // A keep-alive too long for the clock is no deadline at all.
         let deadline = Instant::now().checked_add(timeout);
-        let backoff = Backoff::new();
-        while self.pending.load(Ordering::Acquire) == 0 && !backoff.is_completed() {
-            backoff.snooze();
+        if self.idle_spins.should_spin() {
+            let backoff = Backoff::new();
+            while self.pending.load(Ordering::Acquire) == 0 && !backoff.is_completed() {
+                backoff.snooze();
+            }
+            self.idle_spins
+                .spun(self.pending.load(Ordering::Acquire) != 0);
         }
         let mut inner = self.inner.lock();
         loop {

@@ -18,6 +18,13 @@
 //!   mutex's rule (glibc's `PTHREAD_MUTEX_ADAPTIVE_NP` adjusts its spin count by the same
 //!   evidence), applied per pool.
 //!
+//! The same evidence decides whether an idle *worker* spins for its next task before it
+//! sleeps ([`Bets`], used by the queue): that spin wins when callers submit back to back,
+//! and loses when the next task comes later than the spin lasts — after an async caller's
+//! wake-up through a runtime, or under a trickle. A lost idle spin is not free on a busy
+//! host: it takes a CPU from the very thread (a runtime's worker, the caller) that is about
+//! to submit the next task.
+//!
 //! Both are heuristics on relaxed atomics: a lost update costs one wrong guess, never
 //! correctness, and the waits themselves never depend on them.
 
@@ -41,33 +48,33 @@ const ONE_WAIT: u64 = 1 << 8;
 pub(crate) struct SpinPolicy {
     /// 8 × the recent mean run time, in 256-ns units.
     run_mean: AtomicU64,
+    /// The callers' spins: how they have been paying lately.
+    bets: Bets,
+}
+
+/// A record of lost spins: after `k` in a row, spin on one wait in `2^k` (at most one in
+/// 64); one win restores spinning on every wait.
+#[derive(Debug, Default)]
+pub(crate) struct Bets {
     /// Lost spins in a row (low byte) and waits since (the rest).
     misses: AtomicU64,
 }
 
-impl SpinPolicy {
-    /// How long the next wait should spin: the budget, or zero when a spin cannot win.
+impl Bets {
+    /// Whether the next wait should spin.
     #[inline]
-    pub(crate) fn budget(&self) -> Duration {
-        let mean_units = self.run_mean.load(Ordering::Relaxed) >> WEIGHT_SHIFT;
-        if (mean_units << UNIT_SHIFT) > SPIN_BUDGET.as_nanos() as u64 {
-            return Duration::ZERO;
-        }
+    pub(crate) fn should_spin(&self) -> bool {
         let misses = self.misses.load(Ordering::Relaxed);
         let streak = misses & STREAK_MASK;
         if streak == 0 {
-            return SPIN_BUDGET;
+            return true;
         }
         // Losing: spin on one wait in 2^streak, to learn when spinning pays again.
         let waits = self.misses.fetch_add(ONE_WAIT, Ordering::Relaxed) >> 8;
-        if waits % (1 << streak) == 0 {
-            SPIN_BUDGET
-        } else {
-            Duration::ZERO
-        }
+        waits % (1 << streak) == 0
     }
 
-    /// A wait spun; `won` if the outcome arrived during the spin.
+    /// A wait spun; `won` if what it waited for came during the spin.
     #[inline]
     pub(crate) fn spun(&self, won: bool) {
         let misses = self.misses.load(Ordering::Relaxed);
@@ -82,6 +89,28 @@ impl SpinPolicy {
             let streak = (streak + 1).min(MAX_STREAK);
             self.misses.store(ONE_WAIT | streak, Ordering::Relaxed);
         }
+    }
+}
+
+impl SpinPolicy {
+    /// How long the next wait should spin: the budget, or zero when a spin cannot win.
+    #[inline]
+    pub(crate) fn budget(&self) -> Duration {
+        let mean_units = self.run_mean.load(Ordering::Relaxed) >> WEIGHT_SHIFT;
+        if (mean_units << UNIT_SHIFT) > SPIN_BUDGET.as_nanos() as u64 {
+            return Duration::ZERO;
+        }
+        if self.bets.should_spin() {
+            SPIN_BUDGET
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// A wait spun; `won` if the outcome arrived during the spin.
+    #[inline]
+    pub(crate) fn spun(&self, won: bool) {
+        self.bets.spun(won);
     }
 
     /// A task ran for `run_time`: fold it into the mean. Writes only when the mean changes,
