@@ -47,7 +47,10 @@ fn read(counter: &AtomicU64) -> u64 {
 /// A snapshot of one [`ThreadPoolBulkhead`](crate::ThreadPoolBulkhead).
 ///
 /// The gauges (`live_threads`, `running`, `queued`) are one consistent reading: `running`
-/// never exceeds `max_threads` and `queued` never exceeds `queue_capacity`. A task counts as
+/// never exceeds `max_threads` and `queued` never exceeds `queue_capacity` — except after
+/// [`reconfigure`](crate::ThreadPoolBulkhead::reconfigure) lowered them, which takes nothing
+/// back: then they exceed the new limits by what was already running or queued, until it
+/// ends. The limits shown are the ones in force. A task counts as
 /// running from the moment a worker is assigned to it. The counters are exact once the pool
 /// is quiet: then `running == 0`, `queued == 0` and
 /// `submitted == completed + panicked + expired + cancelled`; at every moment

@@ -42,7 +42,9 @@ mod imp {
 
     pub(crate) use crossbeam_utils::Backoff;
     pub(crate) use parking_lot::{Condvar, Mutex};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{
+        AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+    };
 
     /// A bounded spin before parking: crossbeam's backoff first, then yields until the
     /// budget or the deadline is spent. On a single CPU it does not spin at all: the thread
@@ -92,7 +94,9 @@ mod loom_imp {
     use std::ops::{Deref, DerefMut};
     use std::time::Instant;
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+    };
 
     /// crossbeam's `Backoff`, spent at once: under loom a spin is a speed measure, not part
     /// of the protocol (see [`Spin`]).

@@ -372,7 +372,7 @@ proptest! {
                 prop_assert!(faults.is_empty(), "accepted despite {:?}: {:?}", faults, input);
                 prop_assert!(validated.is_ok(), "new() accepted what validate() refused");
                 prop_assert_eq!(pool.name(), name.as_str());
-                prop_assert_eq!(pool.config(), &config);
+                prop_assert_eq!(&pool.config(), &config);
                 let stats = no_panic(|| format!("stats of {input:?}"), || pool.stats())?;
                 prop_assert_eq!(stats.max_threads, input.max_threads);
                 prop_assert_eq!(
@@ -490,7 +490,7 @@ proptest! {
                 for (name, input) in &pools {
                     let pool = no_panic(|| format!("pool({name:?})"), || manager.get_pool(name))?;
                     let pool = pool.expect("a configured pool is registered");
-                    prop_assert_eq!(pool.config(), &input.config());
+                    prop_assert_eq!(&pool.config(), &input.config());
                     if input.max_threads <= 4 {
                         let result = no_panic(
                             || format!("execute on {input:?}"),

@@ -745,7 +745,7 @@ fn stats_and_debug_report_the_configuration() {
         .keep_alive(Duration::from_millis(10));
     let pool = pool("test", config.clone());
     assert_eq!(pool.name(), "test");
-    assert_eq!(pool.config(), &config);
+    assert_eq!(pool.config(), config);
     let stats = pool.stats();
     assert_eq!(stats.name, "test");
     assert_eq!(

@@ -242,11 +242,11 @@ fn from_toml_builds_every_table() {
     let manager = BulkheadManager::from_toml(FULL).unwrap();
     assert_eq!(
         manager.get_pool("inventory").unwrap().config(),
-        &pool_configs()[2]
+        pool_configs()[2]
     );
     assert_eq!(
         manager.get_pool("payment").unwrap().config(),
-        &PoolConfig::new(8)
+        PoolConfig::new(8)
             .core_threads(2)
             .queue_capacity(usize::MAX)
             .keep_alive(Duration::from_secs(90))
@@ -262,7 +262,7 @@ fn from_toml_builds_every_table() {
     // manager gives every pool it creates on first use unless the default sets it).
     assert_eq!(
         manager.pool("other").config(),
-        &PoolConfig::new(10).queue_capacity(5).core_threads(0)
+        PoolConfig::new(10).queue_capacity(5).core_threads(0)
     );
     assert_eq!(
         manager.semaphore("other").config(),
@@ -289,7 +289,7 @@ fn empty_document_is_a_default_manager() {
     assert!(manager.is_empty());
     assert_eq!(
         manager.pool("any").config(),
-        &PoolConfig::default().core_threads(0)
+        PoolConfig::default().core_threads(0)
     );
 }
 
@@ -309,7 +309,7 @@ fn config_round_trips_through_a_toml_document() {
     for (i, config) in pool_configs().into_iter().enumerate() {
         assert_eq!(
             manager.get_pool(&format!("p{i}")).unwrap().config(),
-            &config,
+            config,
             "{document}"
         );
     }

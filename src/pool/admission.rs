@@ -10,7 +10,9 @@
 //!
 //! `in flight` counts admitted tasks that have neither finished nor been cancelled: the ones
 //! running and the ones queued. Because a task queues only while every worker is busy, the
-//! gauges follow from it: `running = min(in_flight, max_threads)` and
+//! gauges follow from it: `running = min(in_flight, max_threads)` (after a lowered
+//! `max_threads`, `min(in_flight, max(max_threads, live))`: workers above the new limit
+//! finish what they started) and
 //! `queued = in_flight - running`. Admission, the spawn-or-not decision, keep-alive
 //! retirement, cancellation and shutdown are each one compare-and-swap on this word, so no
 //! snapshot ever shows more than the compartment holds.
@@ -28,7 +30,7 @@
 //! admitted while `spawning > 0`) waits for the verdict and repairs (I) before it returns
 //! (see `Shared::ensure_served`).
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence};
 
 const INFLIGHT_BITS: u32 = 32;
 const INFLIGHT_MASK: u64 = (1 << INFLIGHT_BITS) - 1;
@@ -99,6 +101,9 @@ pub(crate) enum Admit {
         /// may be counting on a worker the OS has yet to grant, so its caller must check
         /// ([`Admission::needs_worker`]) once the verdict is in.
         racing_spawn: bool,
+        /// It queued under a `max_threads` that was raised meanwhile, and the raise may
+        /// have missed it: its caller must [`Admission::try_grow`] once it is queued.
+        grow: bool,
     },
     /// Every slot is taken.
     Full,
@@ -117,11 +122,17 @@ pub(crate) enum Idle {
 
 /// The pool's books in one atomic word.
 #[derive(Debug)]
+///
+/// The limits can change at run time ([`Admission::set_limits`], `reconfigure`): each is a
+/// number read on its own by every decision, so a decision racing a change sees the old
+/// limit or the new one and is ordered before or after the change accordingly. What a change
+/// cannot do is take back what the word already holds: after lowering, tasks in flight keep
+/// their slots and workers above `max_threads` leave as soon as they are between tasks.
 pub(crate) struct Admission {
     state: AtomicU64,
-    max_threads: usize,
-    core_threads: usize,
-    capacity: usize,
+    max_threads: AtomicUsize,
+    core_threads: AtomicUsize,
+    capacity: AtomicUsize,
 }
 
 impl Admission {
@@ -134,16 +145,74 @@ impl Admission {
         debug_assert!(core_threads <= max_threads);
         Self {
             state: AtomicU64::new(0),
-            max_threads,
-            core_threads,
-            capacity: capacity.min(MAX_IN_FLIGHT),
+            max_threads: AtomicUsize::new(max_threads),
+            core_threads: AtomicUsize::new(core_threads),
+            capacity: AtomicUsize::new(capacity.min(MAX_IN_FLIGHT)),
         }
     }
 
     /// How many tasks may be in flight at once (`max_threads + queue_capacity`, clamped to
     /// [`MAX_IN_FLIGHT`]).
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// The most workers the pool runs at once.
+    pub(crate) fn max_threads(&self) -> usize {
+        self.max_threads.load(Ordering::Relaxed)
+    }
+
+    /// Workers that stay once started.
+    pub(crate) fn core_threads(&self) -> usize {
+        self.core_threads.load(Ordering::Relaxed)
+    }
+
+    /// New limits (validated by the caller). Raising `max_threads` leaves the workers the
+    /// queued tasks now need to [`Admission::try_grow`].
+    ///
+    /// The order of the stores keeps every reader's view safe: when growing, capacity comes
+    /// last (no task is admitted beyond what the new thread count will serve before the
+    /// threads may grow); when shrinking, capacity comes first (admission tightens before
+    /// the thread limit does).
+    pub(crate) fn set_limits(&self, max_threads: usize, core_threads: usize, capacity: usize) {
+        debug_assert!((1..=MAX_WORKERS).contains(&max_threads));
+        debug_assert!(core_threads <= max_threads);
+        let capacity = capacity.min(MAX_IN_FLIGHT);
+        if capacity >= self.capacity() {
+            self.max_threads.store(max_threads, Ordering::SeqCst);
+            self.core_threads.store(core_threads, Ordering::SeqCst);
+            self.capacity.store(capacity, Ordering::SeqCst);
+        } else {
+            self.capacity.store(capacity, Ordering::SeqCst);
+            self.core_threads.store(core_threads, Ordering::SeqCst);
+            self.max_threads.store(max_threads, Ordering::SeqCst);
+        }
+    }
+
+    /// Counts the workers that tasks already in flight lack under the current
+    /// `max_threads` (after it was raised: queued tasks start on new workers at once), and
+    /// returns how many the caller must start. Zero when shut down or nothing is missing.
+    pub(crate) fn try_grow(&self) -> usize {
+        // Pairs with the fence of a racing admission (see `try_admit`).
+        fence(Ordering::SeqCst);
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let state = State(s);
+            let want = state.in_flight().min(self.max_threads());
+            if state.is_shutdown() || state.live() >= want {
+                return 0;
+            }
+            let n = (want - state.live()) as u64;
+            match self.state.compare_exchange_weak(
+                s,
+                s + n * (LIVE_ONE + SPAWNING_ONE),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return n as usize,
+                Err(actual) => s = actual,
+            }
+        }
     }
 
     /// The word now. Acquire pairs with the release half of every update, so a reader that
@@ -153,8 +222,13 @@ impl Admission {
     }
 
     /// The gauges `(running, queued)` of one reading.
+    ///
+    /// A task queues only while every worker the limit allows is busy, so the tasks in
+    /// flight beyond `max_threads` are queued — except after `max_threads` was lowered,
+    /// while workers above the new limit finish the tasks they had started: those are
+    /// running, so the bound is the live workers then.
     pub(crate) fn gauges(&self, s: State) -> (usize, usize) {
-        let running = s.in_flight().min(self.max_threads);
+        let running = s.in_flight().min(self.max_threads().max(s.live()));
         (running, s.in_flight() - running)
     }
 
@@ -170,13 +244,14 @@ impl Admission {
                 return Admit::Shutdown;
             }
             let in_flight = state.in_flight();
-            if in_flight >= self.capacity {
+            if in_flight >= self.capacity() {
                 return Admit::Full;
             }
             let live = state.live();
+            let max_threads = self.max_threads();
             // Every live worker is (or is about to be) busy with one of the tasks in flight:
             // this task needs a worker of its own, if the pool may still grow.
-            let spawn = in_flight >= live && live < self.max_threads;
+            let spawn = in_flight >= live && live < max_threads;
             let next = s + 1 + if spawn { LIVE_ONE + SPAWNING_ONE } else { 0 };
             // AcqRel: the admission must be ordered with shutdown's fetch_or on the same
             // word (a task admitted "before" shutdown is one the drain will see).
@@ -185,10 +260,20 @@ impl Admission {
                 .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    // Queued (every worker busy) under the limit read above: if the limit
+                    // was raised meanwhile, the raise's `try_grow` may have read the word
+                    // before this task was in it. The fences pair with the one in
+                    // `try_grow`: of the two, at least one sees the other.
+                    let queued = !spawn && in_flight >= live;
+                    let grow = queued && {
+                        fence(Ordering::SeqCst);
+                        self.max_threads() > max_threads
+                    };
                     return Admit::Admitted {
                         spawn,
-                        running: (in_flight + 1).min(self.max_threads),
+                        running: (in_flight + 1).min(max_threads.max(live)),
                         racing_spawn: !spawn && state.spawning() > 0,
+                        grow,
                     };
                 }
                 Err(actual) => s = actual,
@@ -229,7 +314,7 @@ impl Admission {
     /// flight (ask again).
     pub(crate) fn needs_worker(&self, s: State) -> Option<bool> {
         let confirmed = s.live() - s.spawning();
-        if confirmed >= s.in_flight().min(self.max_threads) {
+        if confirmed >= s.in_flight().min(self.max_threads()) {
             Some(false)
         } else if s.spawning() > 0 {
             None
@@ -241,7 +326,7 @@ impl Admission {
     /// Counts one more (spawning) worker if (I) is broken and no spawn is in flight; the
     /// caller must then start it. False if the state changed or no worker is needed.
     pub(crate) fn try_add_worker(&self, s: State) -> bool {
-        if self.needs_worker(s) != Some(true) || s.live() >= self.max_threads {
+        if self.needs_worker(s) != Some(true) || s.live() >= self.max_threads() {
             return false;
         }
         self.state
@@ -263,7 +348,7 @@ impl Admission {
         let mut s = self.state.load(Ordering::Acquire);
         loop {
             let state = State(s);
-            if state.is_shutdown() || state.live() >= self.core_threads {
+            if state.is_shutdown() || state.live() >= self.core_threads() {
                 return false;
             }
             match self.state.compare_exchange_weak(
@@ -282,7 +367,9 @@ impl Admission {
     ///
     /// A worker may exit when it is surplus (`in_flight < live`, so (I) still holds after it
     /// leaves) and either the pool is shut down, or it waited `keep_alive` in vain and the pool
-    /// has more than `core_threads` workers. Deciding this on the same word that admission
+    /// has more than `core_threads` workers. And a worker between tasks exits whenever the
+    /// pool has more than `max_threads` workers (the limit was lowered), queued tasks or not:
+    /// (I) asks for no more than `max_threads`, and no task may start while as many run. Deciding this on the same word that admission
     /// updates is what keeps a task from being stranded by a worker that timed out at the
     /// instant the task was admitted (tokio issue 8056).
     ///
@@ -292,9 +379,10 @@ impl Admission {
         loop {
             let state = State(s);
             let live = state.live();
+            let over_limit = live > self.max_threads();
             let may_leave =
-                state.is_shutdown() || (why == Idle::TimedOut && live > self.core_threads);
-            if !may_leave || state.in_flight() >= live {
+                state.is_shutdown() || (why == Idle::TimedOut && live > self.core_threads());
+            if !over_limit && (!may_leave || state.in_flight() >= live) {
                 return None;
             }
             let next = s - LIVE_ONE;
@@ -348,6 +436,7 @@ mod tests {
             spawn,
             running,
             racing_spawn: false,
+            grow: false,
         }
     }
 
@@ -390,7 +479,8 @@ mod tests {
             Admit::Admitted {
                 spawn: false,
                 running: 1,
-                racing_spawn: true
+                racing_spawn: true,
+                grow: false,
             }
         );
         assert_eq!(a.needs_worker(a.load()), None);
@@ -462,11 +552,93 @@ mod loom_models {
     use std::sync::Arc;
 
     fn holds_invariant(a: &Admission, s: State) {
-        assert!(s.in_flight() <= a.capacity, "over capacity: {s:?}");
+        assert!(s.in_flight() <= a.capacity(), "over capacity: {s:?}");
         assert!(
-            s.live() >= s.in_flight().min(a.max_threads),
+            s.live() >= s.in_flight().min(a.max_threads()),
             "a task without a worker: {s:?}"
         );
+    }
+
+    /// Raising the limits while a task is admitted: whichever limits the admission read, a
+    /// task that should run gets a worker (from its own spawn or from `try_grow`), and the
+    /// pool never counts more workers than the new limit.
+    #[test]
+    fn raise_vs_admission() {
+        loom::model(|| {
+            let a = Arc::new(Admission::new(1, 0, 2));
+            assert!(matches!(a.try_admit(), Admit::Admitted { spawn: true, .. }));
+            a.spawn_succeeded();
+            let grower = {
+                let a = Arc::clone(&a);
+                thread::spawn(move || {
+                    a.set_limits(2, 0, 3);
+                    let n = a.try_grow();
+                    for _ in 0..n {
+                        a.spawn_succeeded();
+                    }
+                })
+            };
+            let admitted = a.try_admit();
+            match admitted {
+                Admit::Admitted { spawn: true, .. } => a.spawn_succeeded(),
+                Admit::Admitted { grow: true, .. } => {
+                    for _ in 0..a.try_grow() {
+                        a.spawn_succeeded();
+                    }
+                }
+                _ => {}
+            }
+            grower.join().unwrap();
+            assert!(matches!(admitted, Admit::Admitted { .. }), "{admitted:?}");
+            let s = a.load();
+            assert_eq!(s.spawning(), 0);
+            assert_eq!(s.in_flight(), 2);
+            assert_eq!(
+                s.live(),
+                2,
+                "two tasks, a limit of two: a worker each {s:?}"
+            );
+        });
+    }
+
+    /// Lowering the limits while a task is admitted and an idle worker decides whether to
+    /// leave: invariant (I) holds under the new limit, nothing admitted is lost, and no more
+    /// tasks are in flight than the larger of the two capacities allowed.
+    #[test]
+    fn shrink_vs_admission_and_worker_exit() {
+        loom::model(|| {
+            let a = Arc::new(Admission::new(2, 0, 3));
+            for _ in 0..2 {
+                assert!(matches!(a.try_admit(), Admit::Admitted { spawn: true, .. }));
+                a.spawn_succeeded();
+            }
+            a.release(); // one worker idle, one busy
+            let shrinker = {
+                let a = Arc::clone(&a);
+                thread::spawn(move || a.set_limits(1, 0, 1))
+            };
+            let worker = {
+                let a = Arc::clone(&a);
+                thread::spawn(move || a.try_retire(Idle::Woken).is_some())
+            };
+            let admitted = a.try_admit();
+            shrinker.join().unwrap();
+            let retired = worker.join().unwrap();
+            let s = a.load();
+            let expected = 1 + usize::from(matches!(admitted, Admit::Admitted { .. }));
+            assert_eq!(s.in_flight(), expected);
+            assert_eq!(s.live(), 2 - usize::from(retired));
+            assert!(
+                s.live() >= s.in_flight().min(a.max_threads()),
+                "a task without a worker: {s:?}"
+            );
+            if !retired {
+                // It stayed: on its next look it is over the new limit and leaves, unless
+                // the tasks in flight need it.
+                let again = a.try_retire(Idle::Woken).is_some();
+                assert!(again, "a worker above the lowered limit stayed: {s:?}");
+            }
+        });
     }
 
     /// A worker's keep-alive exit racing a new task's admission: the task either reuses the

@@ -19,7 +19,7 @@ use crate::event::{Event, EventKind, Listeners};
 use crate::histogram::Histogram;
 use crate::stats::{PoolCounters, PoolStats};
 use crate::sync::Arc;
-use crate::sync::plain::AtomicUsize;
+use crate::sync::plain::{AtomicU64, AtomicUsize, Mutex, Ordering};
 
 use admission::{Admission, Admit, State};
 pub use handle::TaskHandle;
@@ -42,11 +42,15 @@ pub(crate) struct Shared {
     run_time: Histogram,
     pub(crate) listeners: Listeners,
     rejection_log: crate::trace::RejectionLog,
-    config: PoolConfig,
+    /// The configuration in force. Its lock also orders `reconfigure` calls.
+    config: Mutex<PoolConfig>,
     pub(crate) queue: Queue,
-    pub(crate) keep_alive: Duration,
-    pub(crate) thread_prefix: String,
-    pub(crate) stack_size: Option<usize>,
+    /// `keep_alive` and `default_timeout` in nanoseconds (the latter `NO_TIMEOUT` when none):
+    /// read on every idle wait and every `execute`, so not behind the config's lock.
+    keep_alive: AtomicU64,
+    default_timeout: AtomicU64,
+    /// The name prefix and stack size of threads started from now on.
+    pub(crate) spawn_settings: Mutex<SpawnSettings>,
     pub(crate) next_worker_id: AtomicUsize,
     /// Whether a waiting caller spins before it parks.
     pub(crate) spin: SpinPolicy,
@@ -58,7 +62,69 @@ pub(crate) struct Shared {
     created: Instant,
 }
 
+/// How new worker threads are made: `<prefix>-<n>`, with this stack size.
+#[derive(Debug, Clone)]
+pub(crate) struct SpawnSettings {
+    pub(crate) prefix: String,
+    pub(crate) stack_size: Option<usize>,
+}
+
+impl SpawnSettings {
+    fn of(name: &str, config: &PoolConfig) -> Self {
+        Self {
+            prefix: config
+                .thread_name_prefix
+                .clone()
+                .unwrap_or_else(|| name.to_owned()),
+            stack_size: config.stack_size,
+        }
+    }
+}
+
+/// `default_timeout` of none.
+const NO_TIMEOUT: u64 = u64::MAX;
+
+/// A duration as the nanoseconds kept in an atomic, saturating below [`NO_TIMEOUT`]
+/// (585 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).map_or(NO_TIMEOUT - 1, |n| n.min(NO_TIMEOUT - 1))
+}
+
 impl Shared {
+    /// How long an idle worker above `core_threads` waits for a task before it retires.
+    pub(crate) fn keep_alive(&self) -> Duration {
+        Duration::from_nanos(self.keep_alive.load(Ordering::Relaxed))
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        match self.default_timeout.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    /// Stores the settings read outside the config's lock.
+    fn apply_settings(&self, config: &PoolConfig) {
+        self.keep_alive
+            .store(nanos(config.keep_alive), Ordering::Relaxed);
+        self.default_timeout.store(
+            config.default_timeout.map_or(NO_TIMEOUT, nanos),
+            Ordering::Relaxed,
+        );
+        *self.spawn_settings.lock() = SpawnSettings::of(&self.name, config);
+    }
+
+    /// Starts the workers that tasks in flight lack under the current `max_threads`.
+    fn grow(self: &Arc<Self>) {
+        for _ in 0..self.admission.try_grow() {
+            if worker::spawn(self).is_err() {
+                // The tasks are served by the workers there are (a task queues only while
+                // some run); the next admission or change tries again.
+                self.spawn_failed();
+            }
+        }
+    }
+
     pub(crate) fn shutdown_error(&self) -> BulkheadError {
         BulkheadError::Shutdown {
             name: self.name.clone(),
@@ -136,7 +202,7 @@ impl fmt::Debug for ThreadPoolBulkhead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThreadPoolBulkhead")
             .field("name", &&*self.shared.name)
-            .field("config", &self.shared.config)
+            .field("config", &*self.shared.config.lock())
             .finish_non_exhaustive()
     }
 }
@@ -153,10 +219,7 @@ impl ThreadPoolBulkhead {
         config.validate(&name)?;
         let core = config.core_threads_value();
         let capacity = config.capacity();
-        let thread_prefix = config
-            .thread_name_prefix
-            .clone()
-            .unwrap_or_else(|| name.clone());
+        let spawn_settings = SpawnSettings::of(&name, &config);
         let shared = Shared {
             name: Arc::from(name),
             admission: Admission::new(config.max_threads, core, capacity),
@@ -166,21 +229,21 @@ impl ThreadPoolBulkhead {
             listeners: Listeners::default(),
             rejection_log: crate::trace::RejectionLog::default(),
             queue: Queue::new(),
-            keep_alive: config.keep_alive,
-            thread_prefix,
-            stack_size: config.stack_size,
+            keep_alive: AtomicU64::new(nanos(config.keep_alive)),
+            default_timeout: AtomicU64::new(config.default_timeout.map_or(NO_TIMEOUT, nanos)),
+            spawn_settings: Mutex::new(spawn_settings),
             next_worker_id: AtomicUsize::new(0),
             spin: SpinPolicy::default(),
             spawn_verdicts: SpawnVerdicts::default(),
             termination: Termination::default(),
             failing_spawns: AtomicUsize::new(0),
             created: Instant::now(),
-            config,
+            config: Mutex::new(config),
         };
         let pool = Self {
             shared: CachePadded::new(Arc::new(shared)),
         };
-        if pool.shared.config.prestart {
+        if pool.shared.config.lock().prestart {
             pool.prestart();
         }
         Ok(pool)
@@ -191,9 +254,111 @@ impl ThreadPoolBulkhead {
         &self.shared.name
     }
 
-    /// The configuration the pool was built with.
-    pub fn config(&self) -> &PoolConfig {
-        &self.shared.config
+    /// The configuration in force: the one the pool was built with, or the last one
+    /// [`reconfigure`](ThreadPoolBulkhead::reconfigure) applied.
+    pub fn config(&self) -> PoolConfig {
+        self.shared.config.lock().clone()
+    }
+
+    /// Applies a whole new configuration at once: `max_threads`, `core_threads`,
+    /// `queue_capacity`, `keep_alive` and `default_timeout` now; the thread name prefix and
+    /// stack size to threads started from now on (`prestart` starts missing core threads
+    /// now, if set).
+    ///
+    /// It is validated as a whole first, so an invalid configuration changes nothing, and
+    /// no order of changes can fail halfway (raising `core_threads` above the old
+    /// `max_threads` is one change, not two). It never blocks the caller on the pool's work:
+    ///
+    /// - **Raising takes effect at once.** Calls are admitted up to the new capacity, and
+    ///   queued tasks start on new workers before this returns.
+    /// - **Lowering takes nothing back.** Running and queued tasks keep their places and
+    ///   get their single outcome; new calls are admitted once the tasks in flight fall
+    ///   under the new capacity. No task starts while `max_threads` or more run: workers
+    ///   above the new limit finish the task they have and leave, so `running` exceeds the
+    ///   new `max_threads` only by tasks that had already started, and only until they end.
+    /// - **Stats show the new limits at once**, and concurrent calls leave the last one
+    ///   applied, whole.
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] of [`PoolConfig::validate`], naming the pool and the field; the
+    /// pool keeps its configuration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("reports", PoolConfig::new(2).queue_capacity(4))?;
+    /// pool.reconfigure(PoolConfig::new(8).core_threads(4).queue_capacity(16))?;
+    /// assert_eq!(pool.stats().max_threads, 8);
+    /// assert_eq!(pool.config().queue_capacity_value(), 16);
+    ///
+    /// // Invalid as a whole: nothing changes.
+    /// let err = pool.reconfigure(PoolConfig::new(2).core_threads(3)).unwrap_err();
+    /// assert_eq!(err.field(), "core_threads");
+    /// assert_eq!(pool.stats().max_threads, 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reconfigure(&self, config: PoolConfig) -> Result<(), ConfigError> {
+        let shared = &self.shared;
+        config.validate(&shared.name)?;
+        let mut current = shared.config.lock();
+        let old_keep_alive = current.keep_alive;
+        shared.admission.set_limits(
+            config.max_threads,
+            config.core_threads_value(),
+            config.capacity(),
+        );
+        shared.apply_settings(&config);
+        let prestart = config.prestart;
+        let keep_alive_changed = config.keep_alive != old_keep_alive;
+        *current = config;
+        // Still under the lock, so that a concurrent change cannot interleave its workers
+        // with these: start what queued tasks now lack.
+        shared.grow();
+        drop(current);
+        let s = shared.admission.load();
+        if keep_alive_changed {
+            // Idle workers re-read it: wake them all.
+            shared.queue.wake(s.live());
+        } else if s.live() > shared.admission.max_threads() {
+            // Idle workers above the new limit: wake them to leave.
+            shared.queue.wake(s.live() - shared.admission.max_threads());
+        }
+        if prestart {
+            self.prestart();
+        }
+        Ok(())
+    }
+
+    /// Sets `max_threads` (and lowers `core_threads` to it if need be); the rest of
+    /// [`reconfigure`](ThreadPoolBulkhead::reconfigure) applies.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the pool and `max_threads` if `n` is invalid (zero, or above
+    /// the most threads a pool can count); nothing changes then.
+    pub fn set_max_threads(&self, n: usize) -> Result<(), ConfigError> {
+        let mut config = self.config();
+        config.max_threads = n;
+        if config.core_threads.is_some_and(|core| core > n) {
+            config.core_threads = Some(n);
+        }
+        self.reconfigure(config)
+    }
+
+    /// Sets `queue_capacity`; the rest of [`reconfigure`](ThreadPoolBulkhead::reconfigure)
+    /// applies.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the pool and `queue_capacity` if `n` is invalid; nothing
+    /// changes then.
+    pub fn set_queue_capacity(&self, n: usize) -> Result<(), ConfigError> {
+        let mut config = self.config();
+        config.queue_capacity = n;
+        self.reconfigure(config)
     }
 
     /// Runs `f` on one of the pool's threads and waits for its result, at most the
@@ -210,7 +375,7 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match self.shared.config.default_timeout {
+        match self.shared.default_timeout() {
             Some(timeout) => self.execute_timeout(timeout, f),
             None => {
                 let task = self.start(f, None)?;
@@ -287,14 +452,15 @@ impl ThreadPoolBulkhead {
         T: Send + 'static,
     {
         let shared = &self.shared;
-        let (spawn, racing_spawn) = match shared.admission.try_admit() {
+        let (spawn, racing_spawn, grow) = match shared.admission.try_admit() {
             Admit::Admitted {
                 spawn,
                 running,
                 racing_spawn,
+                grow,
             } => {
                 shared.counters.observe_running(running);
-                (spawn, racing_spawn)
+                (spawn, racing_spawn, grow)
             }
             // REJECTED: no allocation (the name is shared), no lock, no wait.
             Admit::Full => {
@@ -343,6 +509,10 @@ impl ThreadPoolBulkhead {
             // Rare: admitted while another worker's thread was being started.
             shared.ensure_served(&(task.clone() as Arc<dyn Job>), None)?;
         }
+        if grow {
+            // Rarer: queued while `reconfigure` raised `max_threads`.
+            shared.grow();
+        }
         Ok(task)
     }
 
@@ -350,12 +520,12 @@ impl ThreadPoolBulkhead {
     pub fn stats(&self) -> PoolStats {
         let shared = &self.shared;
         let state = shared.admission.load();
-        let config = &shared.config;
+        let queue_capacity = shared.config.lock().queue_capacity;
         PoolStats::new(
             &shared.name,
-            config.max_threads,
-            config.core_threads_value(),
-            config.queue_capacity,
+            shared.admission.max_threads(),
+            shared.admission.core_threads(),
+            queue_capacity,
             state.live(),
             shared.admission.gauges(state),
             state.is_shutdown(),

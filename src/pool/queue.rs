@@ -164,9 +164,8 @@ impl Queue {
 
     /// The oldest task, or a wake-up, waiting up to `timeout` for one; `me` is the calling
     /// worker's place on the stack of sleepers.
-    pub(crate) fn pop(&self, me: &Arc<Sleeper>, timeout: Duration) -> Popped {
-        // A keep-alive too long for the clock is no deadline at all.
-        let deadline = Instant::now().checked_add(timeout);
+    pub(crate) fn pop(&self, me: &Arc<Sleeper>, keep_alive: impl Fn() -> Duration) -> Popped {
+        let entered = Instant::now();
         if self.idle_spins.should_spin() {
             let backoff = Backoff::new();
             while self.pending.load(Ordering::Acquire) == 0 && !backoff.is_completed() {
@@ -183,6 +182,11 @@ impl Queue {
             // SLEEPING: on top of the stack, so the next push wakes this worker first.
             me.woken.store(false, Ordering::Relaxed);
             inner.sleepers.push(Arc::clone(me));
+            // Read at every sleep, counted from when the worker went idle: a roused worker
+            // that found nothing keeps its place in the wait, and a keep-alive changed by
+            // `reconfigure` (which rouses every sleeper) applies to workers already idle. A
+            // keep-alive too long for the clock is no deadline at all.
+            let deadline = entered.checked_add(keep_alive());
             let timed_out = match deadline {
                 Some(deadline) => me.ready.wait_until(&mut inner, deadline).timed_out(),
                 None => {
@@ -293,7 +297,7 @@ mod tests {
             let got = got.clone();
             workers.push(std::thread::spawn(move || {
                 let me = Sleeper::new();
-                let popped = q.pop(&me, Duration::from_secs(30));
+                let popped = q.pop(&me, || Duration::from_secs(30));
                 got.send((id, matches!(popped, Popped::Task(_)))).unwrap();
             }));
             // Each one asleep before the next comes, so their order is known.
@@ -392,7 +396,7 @@ mod loom_models {
 
     /// Waits for good: no keep-alive deadline, so a missed wake-up hangs the model.
     fn pop(queue: &Queue) -> Popped {
-        queue.pop(&Sleeper::new(), Duration::MAX)
+        queue.pop(&Sleeper::new(), || Duration::MAX)
     }
 
     #[test]
@@ -448,7 +452,7 @@ mod loom_models {
             let q = Arc::clone(&queue);
             let early = {
                 let first = Arc::clone(&first);
-                thread::spawn(move || matches!(q.pop(&first, Duration::MAX), Popped::Task(_)))
+                thread::spawn(move || matches!(q.pop(&first, || Duration::MAX), Popped::Task(_)))
             };
             // The early worker is asleep before the later one comes.
             while queue.sleepers() == 0 {

@@ -111,7 +111,7 @@ impl Termination {
             } else {
                 let reaper = Arc::clone(shared);
                 let spawned = std::thread::Builder::new()
-                    .name(format!("{}-reaper", shared.thread_prefix))
+                    .name(format!("{}-reaper", shared.spawn_settings.lock().prefix))
                     .spawn(move || reaper.termination.reap());
                 if spawned.is_err() {
                     // No thread for the reaper: join here, past the deadline if need be.

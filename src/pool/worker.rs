@@ -28,8 +28,9 @@ pub(crate) fn spawn(shared: &Arc<Shared>) -> io::Result<()> {
         ));
     }
     let id = shared.next_worker_id.fetch_add(1, Ordering::Relaxed);
-    let mut builder = thread::Builder::new().name(format!("{}-{id}", shared.thread_prefix));
-    if let Some(bytes) = shared.stack_size {
+    let settings = shared.spawn_settings.lock().clone();
+    let mut builder = thread::Builder::new().name(format!("{}-{id}", settings.prefix));
+    if let Some(bytes) = settings.stack_size {
         builder = builder.stack_size(bytes);
     }
     let worker_shared = Arc::clone(shared);
@@ -76,7 +77,7 @@ fn run(shared: &Shared) {
         }
         // IDLE: wait for a task. The queue spins briefly before the worker sleeps, which is
         // what makes a back-to-back hand-off cheap.
-        why = match shared.queue.pop(&sleeper, shared.keep_alive) {
+        why = match shared.queue.pop(&sleeper, || shared.keep_alive()) {
             Popped::Task(job) => {
                 // BUSY. A task's panic is caught inside `run`; this catch is a second line
                 // for anything else that unwinds out of it, which must not kill the worker.
