@@ -9,6 +9,12 @@
 //! anyone waits a release does not lower `in_use`), so no waiter is ever stranded beside a
 //! free permit.
 //!
+//! Resizing (`set_max_concurrent`) keeps a weaker form true at every moment: `waiters > 0`
+//! implies `in_use >= max_concurrent`. Raising hands the new permits to the oldest waiters
+//! at once, under the queue's lock; lowering takes nothing back: while `in_use` is above the
+//! new limit a release puts its permit back instead of handing it on, so no permit is
+//! granted until the holders are under the new limit.
+//!
 //! Two permit types share that machinery: [`Permit`] borrows its semaphore, [`OwnedPermit`]
 //! holds an `Arc` of it. Both are taken by `SemaphoreBulkhead::take`, which keeps every book
 //! (counters, events, the wait histogram), and both give back through `release`; the types
@@ -24,7 +30,7 @@ use crate::event::{Event, EventKind, Listeners};
 use crate::histogram::Histogram;
 use crate::stats::{SemaphoreCounters, SemaphoreStats};
 use crate::sync::thread::{self, Thread};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 const IN_USE_MASK: u64 = u32::MAX as u64;
 const WAITER_ONE: u64 = 1 << 32;
@@ -80,7 +86,11 @@ struct Waiter {
 /// ```
 pub struct SemaphoreBulkhead {
     name: Arc<str>,
-    config: SemaphoreConfig,
+    /// The configuration in force; its lock also orders changes to it.
+    config: crate::sync::plain::Mutex<SemaphoreConfig>,
+    /// `max_concurrent` and `max_wait` (nanoseconds) in force, read by every call.
+    max: AtomicUsize,
+    max_wait: crate::sync::plain::AtomicU64,
     state: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     counters: SemaphoreCounters,
@@ -93,7 +103,7 @@ impl fmt::Debug for SemaphoreBulkhead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SemaphoreBulkhead")
             .field("name", &&*self.name)
-            .field("config", &self.config)
+            .field("config", &*self.config.lock())
             .finish_non_exhaustive()
     }
 }
@@ -221,7 +231,9 @@ impl SemaphoreBulkhead {
         config.validate(&name)?;
         Ok(Self {
             name: Arc::from(name),
-            config,
+            max: AtomicUsize::new(config.max_concurrent),
+            max_wait: crate::sync::plain::AtomicU64::new(wait_nanos(config.max_wait)),
+            config: crate::sync::plain::Mutex::new(config),
             state: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             counters: SemaphoreCounters::default(),
@@ -235,13 +247,107 @@ impl SemaphoreBulkhead {
         &self.name
     }
 
-    /// The configuration the semaphore was built with.
-    pub fn config(&self) -> &SemaphoreConfig {
-        &self.config
+    /// The configuration in force: the one it was built with, or as
+    /// [`set_max_concurrent`](SemaphoreBulkhead::set_max_concurrent) and
+    /// [`set_max_wait`](SemaphoreBulkhead::set_max_wait) changed it.
+    pub fn config(&self) -> SemaphoreConfig {
+        self.config.lock().clone()
+    }
+
+    /// Changes how many calls may hold a permit at once, without blocking.
+    ///
+    /// Raising hands the new permits to the oldest waiters before it returns. Lowering takes
+    /// nothing back: holders keep their permits and waiters their places, and no permit is
+    /// granted (to a waiter or a newcomer) until fewer than `n` are held — resilience4j's
+    /// shrink blocks the caller until holders finish; this never does. Stats show the new
+    /// limit at once.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the semaphore and `max_concurrent` if `n` is invalid (zero);
+    /// nothing changes then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let db = SemaphoreBulkhead::new("db", SemaphoreConfig::new(1))?;
+    /// let held = db.try_acquire()?;
+    /// assert!(db.try_acquire().unwrap_err().is_rejected());
+    /// db.set_max_concurrent(2)?;
+    /// let second = db.try_acquire()?;
+    /// assert_eq!(db.stats().running, 2);
+    /// assert_eq!(db.set_max_concurrent(0).unwrap_err().field(), "max_concurrent");
+    /// drop((held, second));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
+        let mut config = self.config.lock();
+        let mut next = config.clone();
+        next.max_concurrent = n;
+        next.validate(&self.name)?;
+        let raised = n > self.max();
+        self.max.store(n, Ordering::SeqCst);
+        *config = next;
+        if raised {
+            self.grant_waiters();
+        }
+        Ok(())
+    }
+
+    /// Changes how long [`call`](SemaphoreBulkhead::call) and
+    /// [`acquire`](SemaphoreBulkhead::acquire) wait for a permit, for callers that start
+    /// waiting from now on.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the semaphore and `max_wait` if the configuration would be
+    /// invalid; nothing changes then.
+    pub fn set_max_wait(&self, max_wait: Duration) -> Result<(), ConfigError> {
+        let mut config = self.config.lock();
+        let next = config.clone().max_wait(max_wait);
+        next.validate(&self.name)?;
+        self.max_wait
+            .store(wait_nanos(max_wait), crate::sync::plain::Ordering::Relaxed);
+        *config = next;
+        Ok(())
+    }
+
+    /// Hands permits the limit now allows to the oldest waiters.
+    fn grant_waiters(&self) {
+        let mut granted = Vec::new();
+        let mut queue = self.queue.lock();
+        let mut s = self.state.load(Ordering::Acquire);
+        // Under the queue lock the waiter count equals the queue's length.
+        while waiters(s) > 0 && in_use(s) < self.max() {
+            match self.state.compare_exchange_weak(
+                s,
+                s + 1 - WAITER_ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let waiter = queue.pop_front().expect("a waiter per count");
+                    waiter.granted.store(true, Ordering::Release);
+                    granted.push(waiter);
+                    s = self.state.load(Ordering::Acquire);
+                }
+                Err(actual) => s = actual,
+            }
+        }
+        drop(queue);
+        for waiter in granted {
+            waiter.thread.unpark();
+        }
     }
 
     fn max(&self) -> usize {
-        self.config.max_concurrent
+        self.max.load(Ordering::Relaxed)
+    }
+
+    fn default_wait(&self) -> Duration {
+        Duration::from_nanos(self.max_wait.load(crate::sync::plain::Ordering::Relaxed))
     }
 
     fn rejected(&self) -> BulkheadError {
@@ -322,7 +428,7 @@ impl SemaphoreBulkhead {
     ///
     /// [`BulkheadError::Rejected`] if no permit came free in time.
     pub fn acquire(&self) -> Result<Permit<'_>, BulkheadError> {
-        self.acquire_timeout(self.config.max_wait)
+        self.acquire_timeout(self.default_wait())
     }
 
     /// Takes a permit, waiting at most `timeout` for one. Waiters are served in FIFO order.
@@ -389,7 +495,7 @@ impl SemaphoreBulkhead {
     ///
     /// [`BulkheadError::Rejected`] if no permit came free in time.
     pub fn acquire_owned(self: &Arc<Self>) -> Result<OwnedPermit, BulkheadError> {
-        self.acquire_owned_timeout(self.config.max_wait)
+        self.acquire_owned_timeout(self.default_wait())
     }
 
     /// Takes an [`OwnedPermit`], waiting at most `timeout` for one: the same wait as
@@ -510,7 +616,9 @@ impl SemaphoreBulkhead {
     fn release(&self) {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
-            if waiters(s) == 0 {
+            // Above a lowered limit, the permit goes back even if someone waits: granting
+            // it would keep the holders above the limit.
+            if waiters(s) == 0 || in_use(s) > self.max() {
                 // Nobody waits: put the permit back, wake nobody.
                 match self.state.compare_exchange_weak(
                     s,
@@ -579,6 +687,11 @@ impl SemaphoreBulkhead {
     }
 }
 
+/// A wait as nanoseconds in an atomic (585 years at most).
+fn wait_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
@@ -626,6 +739,53 @@ mod loom_models {
             };
             sem.release();
             let _got = waiter.join().unwrap();
+            quiet(&sem);
+        });
+    }
+
+    /// Raising the limit while a release hands its permit on and a waiter waits: the
+    /// waiter is granted (by the raise or the release), nobody is stranded beside a free
+    /// permit, and no permit is lost or doubled.
+    #[test]
+    fn raise_vs_release_and_waiter() {
+        loom::model(|| {
+            let sem = sem(1);
+            std::mem::forget(sem.try_acquire().unwrap());
+            let waiter = {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || drop(sem.acquire_timeout(Duration::MAX).expect("granted")))
+            };
+            let raiser = {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || sem.set_max_concurrent(2).unwrap())
+            };
+            sem.release();
+            raiser.join().unwrap();
+            waiter.join().unwrap();
+            quiet(&sem);
+        });
+    }
+
+    /// Lowering the limit while two holders release and a caller waits: the waiter is
+    /// granted only once the holders are under the new limit, and then exactly once.
+    #[test]
+    fn shrink_vs_releases_and_waiter() {
+        loom::model(|| {
+            let sem = sem(2);
+            std::mem::forget(sem.try_acquire().unwrap());
+            std::mem::forget(sem.try_acquire().unwrap());
+            let waiter = {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || drop(sem.acquire_timeout(Duration::MAX).expect("granted")))
+            };
+            let shrinker = {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || sem.set_max_concurrent(1).unwrap())
+            };
+            sem.release();
+            sem.release();
+            shrinker.join().unwrap();
+            waiter.join().unwrap();
             quiet(&sem);
         });
     }

@@ -349,3 +349,115 @@ fn concurrent_changes_and_calls_leave_the_last_change_whole_and_the_books_exact(
         pool.stats().live_threads <= last.max_threads_value()
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Semaphores: `set_max_concurrent`, `set_max_wait`
+// ---------------------------------------------------------------------------------------------
+
+use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+
+/// A thread waiting (with no deadline worth the name) for a permit of `sem`, which it holds
+/// until `hold` opens; reports on the returned channel once granted.
+fn semaphore_waiter(
+    sem: &Arc<SemaphoreBulkhead>,
+    hold: &Arc<Gate>,
+) -> (mpsc::Receiver<()>, thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let (sem, hold) = (Arc::clone(sem), Arc::clone(hold));
+    let t = thread::spawn(move || {
+        let permit = sem.acquire_timeout(LONG).expect("granted");
+        tx.send(()).unwrap();
+        hold.wait();
+        drop(permit);
+    });
+    (rx, t)
+}
+
+#[test]
+fn raising_a_semaphore_hands_the_new_permits_to_its_waiters_at_once() {
+    let sem = Arc::new(SemaphoreBulkhead::new("sem-grow", SemaphoreConfig::new(1)).unwrap());
+    let held = sem.try_acquire().unwrap();
+    let hold = Gate::new();
+    let _release = OpenOnDrop(Arc::clone(&hold));
+    let (granted, waiter) = semaphore_waiter(&sem, &hold);
+    wait_until(LONG, "the caller waits", || sem.stats().waiting == 1);
+
+    sem.set_max_concurrent(2).unwrap();
+    granted
+        .recv_timeout(LONG)
+        .expect("the waiter got the new permit while the first is held");
+    let s = sem.stats();
+    assert_eq!((s.max_concurrent, s.running, s.waiting), (2, 2, 0));
+    assert_eq!(sem.config().max_concurrent_value(), 2);
+    hold.open();
+    waiter.join().unwrap();
+    drop(held);
+}
+
+#[test]
+fn lowering_a_semaphore_never_blocks_and_grants_nothing_until_holders_are_under_it() {
+    let sem = Arc::new(SemaphoreBulkhead::new("sem-shrink", SemaphoreConfig::new(3)).unwrap());
+    let mut held: Vec<_> = (0..3).map(|_| sem.try_acquire_owned().unwrap()).collect();
+    let start = Instant::now();
+    sem.set_max_concurrent(1).unwrap();
+    assert!(start.elapsed() < LONG, "the shrink waited for holders");
+    let s = sem.stats();
+    assert_eq!((s.max_concurrent, s.running), (1, 3), "nothing taken back");
+    assert!(sem.try_acquire().unwrap_err().is_rejected());
+
+    let hold = Gate::new();
+    let _release = OpenOnDrop(Arc::clone(&hold));
+    let (granted, waiter) = semaphore_waiter(&sem, &hold);
+    wait_until(LONG, "the caller waits", || sem.stats().waiting == 1);
+    // Two of three holders leave: one is still held, the limit's worth; the waiter waits.
+    held.pop();
+    held.pop();
+    let s = sem.stats();
+    assert_eq!((s.running, s.waiting), (1, 1), "{s:?}");
+    assert!(
+        granted.try_recv().is_err(),
+        "granted above the lowered limit"
+    );
+    // The last leaves: its permit goes to the waiter, in order.
+    held.pop();
+    granted.recv_timeout(LONG).expect("granted under the limit");
+    assert_eq!(sem.stats().running, 1);
+    hold.open();
+    waiter.join().unwrap();
+    let s = sem.stats();
+    assert_eq!((s.running, s.waiting, s.permitted), (0, 0, 4));
+}
+
+#[test]
+fn a_new_max_wait_applies_to_callers_that_start_waiting_afterwards() {
+    let sem = Arc::new(
+        SemaphoreBulkhead::new("sem-wait", SemaphoreConfig::new(1).max_wait(Duration::ZERO))
+            .unwrap(),
+    );
+    let held = sem.try_acquire_owned().unwrap();
+    assert!(
+        sem.call(|| ()).unwrap_err().is_rejected(),
+        "no wait at first"
+    );
+
+    sem.set_max_wait(LONG).unwrap();
+    assert_eq!(sem.config().max_wait_value(), LONG);
+    let caller = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || sem.call(|| 7))
+    };
+    wait_until(LONG, "the call waits", || sem.stats().waiting == 1);
+    drop(held);
+    assert_eq!(caller.join().unwrap().unwrap(), 7);
+
+    let err = sem.set_max_concurrent(0).unwrap_err();
+    assert_eq!(
+        (err.bulkhead(), err.field()),
+        ("sem-wait", "max_concurrent")
+    );
+    assert_eq!(
+        sem.stats().max_concurrent,
+        1,
+        "an invalid change changes nothing"
+    );
+}

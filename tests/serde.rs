@@ -256,7 +256,7 @@ fn from_toml_builds_every_table() {
     );
     assert_eq!(
         manager.get_semaphore("cache").unwrap().config(),
-        &SemaphoreConfig::new(25).max_wait(MS(20))
+        SemaphoreConfig::new(25).max_wait(MS(20))
     );
     // The defaults serve names that were not configured (with core_threads 0, as the
     // manager gives every pool it creates on first use unless the default sets it).
@@ -266,7 +266,7 @@ fn from_toml_builds_every_table() {
     );
     assert_eq!(
         manager.semaphore("other").config(),
-        &SemaphoreConfig::new(7).max_wait(MS(15))
+        SemaphoreConfig::new(7).max_wait(MS(15))
     );
     assert_eq!(manager.len(), 5);
     // And the manager works.
