@@ -207,6 +207,8 @@ mod manager;
 #[cfg(feature = "metrics")]
 mod metrics_export;
 mod pool;
+#[cfg(unix)]
+mod process;
 mod prometheus;
 mod recent;
 mod semaphore;
@@ -226,5 +228,7 @@ pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
+#[cfg(unix)]
+pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
-pub use stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
+pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};
