@@ -87,10 +87,10 @@ pub enum EventKind {
     /// `shutdown_now`); it never runs.
     Cancelled,
     /// A process bulkhead's program was still running (or its group still held its pipes)
-    /// a grace after `SIGTERM` at its deadline, and its group got `SIGKILL`, after
-    /// `run_time` since it started.
+    /// a grace after `SIGTERM` at its deadline, and its group got `SIGKILL`; it ran
+    /// `run_time` in all (from its start until its group was gone and it was reaped).
     Killed {
-        /// Time from the program's start to the `SIGKILL`.
+        /// Time from the program's start until it was reaped.
         run_time: Duration,
     },
 }

@@ -175,6 +175,32 @@
 //! # Ok::<(), bulkheads::sizing::SizingError>(())
 //! ```
 //!
+//! # Processes (Unix): a deadline that really stops the work
+//!
+//! A thread cannot be killed; a child process can. `ProcessBulkhead` (Unix only) runs a
+//! [`std::process::Command`] in a slot of its own, in a new process group: at the deadline
+//! the whole group gets `SIGTERM`, then `SIGKILL` after a grace, and the call returns what
+//! the program wrote so far. Both pipes are drained at once and capped, every child is
+//! reaped, and resource limits (open files, CPU seconds, address space) apply in the child.
+//!
+//! ```
+//! # #[cfg(unix)] {
+//! use std::process::Command;
+//! use std::time::Duration;
+//! use bulkheads::{ProcessBulkhead, ProcessConfig};
+//!
+//! let thumbnails = ProcessBulkhead::new(
+//!     "thumbnails",
+//!     ProcessConfig::new(2).queue_capacity(4).timeout(Duration::from_millis(200)),
+//! )?;
+//! let mut hung = Command::new("sh");
+//! hung.args(["-c", "sleep 100"]);
+//! assert!(thumbnails.run(hung)?.timed_out); // stopped, reaped, slot free
+//! assert_eq!(thumbnails.stats().running, 0);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Features
 //!
 //! All off by default.

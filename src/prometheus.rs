@@ -1,7 +1,7 @@
 //! Prometheus text exposition (format 0.0.4) of the stats snapshots, with no dependency.
 //!
 //! Every series carries a `bulkhead` label (the bulkhead's name, escaped: names come from
-//! users) and a `kind` label (`pool` or `semaphore`), so one dashboard query covers both
+//! users) and a `kind` label (`pool`, `semaphore` or `process`), so one dashboard query covers both
 //! kinds: `sum by (bulkhead) (rate(bulkhead_calls_total{outcome="rejected"}[1m]))` is the
 //! rejection rate of every compartment. Each family's `# HELP` and `# TYPE` lines come once,
 //! followed by all of its samples, as the format requires; a family with no sample (no
@@ -390,23 +390,23 @@ impl ManagerStats {
     /// The snapshot in the Prometheus text exposition format (version 0.0.4), ready to serve
     /// on a `/metrics` endpoint with the content type `text/plain; version=0.0.4`.
     ///
-    /// Every series is labelled with `bulkhead` (the name, escaped) and `kind` (`pool` or
-    /// `semaphore`). The families:
+    /// Every series is labelled with `bulkhead` (the name, escaped) and `kind` (`pool`,
+    /// `semaphore`, or `process` for a [`ProcessStats`] added to the snapshot). The families:
     ///
     /// | family | type | series |
     /// | --- | --- | --- |
-    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected` |
-    /// | `bulkhead_submitted_total` | counter | pools |
-    /// | `bulkhead_running` | gauge | both |
+    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected`; processes `completed`, `exit_failure`, `timed_out`, `killed`, `rejected`, `expired`, `start_failed` |
+    /// | `bulkhead_submitted_total` | counter | pools; processes: calls that got a slot |
+    /// | `bulkhead_running` | gauge | every kind |
     /// | `bulkhead_peak_running` | gauge | pools |
-    /// | `bulkhead_queued` | gauge | pools |
+    /// | `bulkhead_queued` | gauge | pools, processes |
     /// | `bulkhead_waiting` | gauge | semaphores |
     /// | `bulkhead_live_threads`, `bulkhead_core_threads`, `bulkhead_max_threads` | gauge | pools |
-    /// | `bulkhead_queue_capacity` | gauge | pools; `+Inf` when unbounded |
-    /// | `bulkhead_max_concurrent` | gauge | semaphores |
+    /// | `bulkhead_queue_capacity` | gauge | pools (`+Inf` when unbounded), processes |
+    /// | `bulkhead_max_concurrent` | gauge | semaphores, processes |
     /// | `bulkhead_shutdown` | gauge | pools: 1 once shut down |
-    /// | `bulkhead_queue_wait_seconds` | histogram | pools: submission to start |
-    /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished or panicked) |
+    /// | `bulkhead_queue_wait_seconds` | histogram | pools: submission to start; processes: wait for a slot |
+    /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished or panicked); processes: time programs ran |
     /// | `bulkhead_permit_wait_seconds` | histogram | semaphores: waits of the callers that found no free permit |
     ///
     /// The latencies are Prometheus histograms, so they aggregate across bulkheads and

@@ -455,17 +455,19 @@ impl SemaphoreBulkhead {
     /// one set of books and one queue; on `Ok` the caller must wrap the permit in a type
     /// whose `Drop` calls [`release`](Self::release).
     fn take(&self, timeout: Duration) -> Result<(), BulkheadError> {
-        self.take_or_refuse(timeout).map_err(|_| self.rejected())
+        self.take_or_refuse(timeout)
+            .map(drop)
+            .map_err(|_| self.rejected())
     }
 
     /// Takes a permit as [`take`](Self::take) does, but leaves the refusal to the caller
     /// to book: the process bulkhead counts a full queue and a deadline spent waiting
-    /// apart. On `Ok` the caller must wrap the permit in a type whose `Drop` calls
+    /// apart. `Ok(true)`: the permit came after a wait. On `Ok` the caller must wrap the permit in a type whose `Drop` calls
     /// [`release`](Self::release).
-    pub(crate) fn take_or_refuse(&self, timeout: Duration) -> Result<(), Refusal> {
+    pub(crate) fn take_or_refuse(&self, timeout: Duration) -> Result<bool, Refusal> {
         if self.try_take() {
             self.granted();
-            return Ok(());
+            return Ok(false);
         }
         if timeout.is_zero() || self.max_waiters == 0 {
             return Err(Refusal::Full);
@@ -508,14 +510,14 @@ impl SemaphoreBulkhead {
         if took {
             // Booked with the lock released: booking runs the listeners, user code.
             self.granted_after(since);
-            return Ok(());
+            return Ok(true);
         }
         loop {
             // Acquire pairs with the releaser's store: the permit's previous holder's work
             // happens before ours.
             if waiter.granted.load(Ordering::Acquire) {
                 self.granted_after(since);
-                return Ok(());
+                return Ok(true);
             }
             match deadline {
                 None => thread::park(),
@@ -533,7 +535,7 @@ impl SemaphoreBulkhead {
         if waiter.granted.load(Ordering::Acquire) {
             drop(queue);
             self.granted_after(since);
-            return Ok(());
+            return Ok(true);
         }
         if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             queue.remove(at);
@@ -543,11 +545,14 @@ impl SemaphoreBulkhead {
         Err(Refusal::WaitedOut)
     }
 
-    /// Takes a permit, waiting at most `timeout` in a queue of at most `max_waiters`; the
-    /// refusal is the caller's to book.
-    pub(crate) fn acquire_or_refuse(&self, timeout: Duration) -> Result<Permit<'_>, Refusal> {
-        self.take_or_refuse(timeout)?;
-        Ok(Permit { semaphore: self })
+    /// Takes a permit, waiting at most `timeout` in a queue of at most `max_waiters`, and
+    /// says whether it had to wait; the refusal is the caller's to book.
+    pub(crate) fn acquire_or_refuse(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Permit<'_>, bool), Refusal> {
+        let waited = self.take_or_refuse(timeout)?;
+        Ok((Permit { semaphore: self }, waited))
     }
 
     fn release(&self) {

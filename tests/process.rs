@@ -119,7 +119,10 @@ impl Fifo {
     /// Opens the fifo for writing (which waits for the reader) and closes it: the reader
     /// sees its end.
     fn release(&self) {
-        let mut f = fs::OpenOptions::new().write(true).open(self.path()).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.path())
+            .unwrap();
         f.write_all(b"go\n").unwrap();
     }
 }
@@ -139,7 +142,10 @@ fn output_and_status_come_back() {
     assert_eq!(out.stderr, b"err\n");
     assert!(!out.timed_out && !out.truncated && !out.killed);
     let stats = bh.stats();
-    assert_eq!((stats.started, stats.completed, stats.exit_failures), (1, 1, 1));
+    assert_eq!(
+        (stats.started, stats.completed, stats.exit_failures),
+        (1, 1, 1)
+    );
     assert_eq!(stats.running, 0);
 }
 
@@ -157,10 +163,16 @@ fn deadline_stops_the_whole_group_grandchild_included() {
     let out = bh.run(sh("sleep 100 & echo $$ $!; sleep 100")).unwrap();
     let took = started.elapsed();
     assert!(out.timed_out, "{out:?}");
-    assert!(!out.killed, "sleep and sh die of SIGTERM: no SIGKILL needed");
+    assert!(
+        !out.killed,
+        "sleep and sh die of SIGTERM: no SIGKILL needed"
+    );
     assert_eq!(out.status.signal(), Some(SIGTERM));
     assert!(took >= Duration::from_millis(300), "{took:?}");
-    assert!(took < Duration::from_secs(5), "returned long after the deadline: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "returned long after the deadline: {took:?}"
+    );
     let pids = pids(&out.stdout);
     assert_eq!(pids.len(), 2, "{out:?}");
     for pid in pids {
@@ -222,9 +234,7 @@ fn a_grandchild_holding_the_pipes_cannot_outlast_the_deadline() {
 fn what_the_program_leaves_running_is_killed_when_it_exits() {
     let bh = ProcessBulkhead::new("sweep", ProcessConfig::new(1)).unwrap();
     // Output elsewhere, so the pipes close when the leader exits: no deadline needed.
-    let out = bh
-        .run(sh("sleep 100 >/dev/null 2>&1 & echo $!"))
-        .unwrap();
+    let out = bh.run(sh("sleep 100 >/dev/null 2>&1 & echo $!")).unwrap();
     assert!(!out.timed_out && out.status.success(), "{out:?}");
     let grandchild = pids(&out.stdout)[0];
     assert!(
@@ -244,7 +254,10 @@ fn output_past_the_cap_is_drained_and_cut() {
     )
     .unwrap();
     let out = bh.run(sh("head -c 1000000 /dev/zero")).unwrap();
-    assert!(out.status.success(), "the child never blocked on a full pipe");
+    assert!(
+        out.status.success(),
+        "the child never blocked on a full pipe"
+    );
     assert!(!out.timed_out);
     assert_eq!(out.stdout.len(), 1000);
     assert!(out.truncated);
@@ -299,9 +312,14 @@ fn limits_are_visible_inside_the_child() {
 fn environment_and_directory_carry_through_the_limits_shell() {
     let bh = ProcessBulkhead::new("carried", ProcessConfig::new(1).max_open_files(64)).unwrap();
     let mut cmd = sh("echo \"$GREETING\"; pwd; echo \"${HOME-unset}\"");
-    cmd.env("GREETING", "hello world").env_remove("HOME").current_dir("/");
+    cmd.env("GREETING", "hello world")
+        .env_remove("HOME")
+        .current_dir("/");
     let out = bh.run(cmd).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\n/\nunset\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello world\n/\nunset\n"
+    );
 }
 
 #[test]
@@ -342,7 +360,10 @@ fn a_missing_program_is_an_error_and_returns_the_slot() {
         let err = bh.run(Command::new("/no/such/dir/prog")).unwrap_err();
         assert!(err.is_start(), "{err:?}");
         let stats = bh.stats();
-        assert_eq!((stats.running, stats.spawn_failed, stats.started), (0, 2, 0));
+        assert_eq!(
+            (stats.running, stats.spawn_failed, stats.started),
+            (0, 2, 0)
+        );
         // The slot is free: the one slot serves the next call.
         assert!(bh.run(Command::new("true")).unwrap().status.success());
     }
@@ -393,7 +414,10 @@ fn a_full_bulkhead_rejects_and_the_queue_waits_in_order() {
     assert_eq!(first.stdout, b"go\n");
     assert_eq!(queued.join().unwrap().unwrap().stdout, b"second\n");
     let stats = bh.stats();
-    assert_eq!((stats.rejected, stats.started, stats.running, stats.queued), (1, 2, 0, 0));
+    assert_eq!(
+        (stats.rejected, stats.started, stats.running, stats.queued),
+        (1, 2, 0, 0)
+    );
 }
 
 #[test]
@@ -510,12 +534,18 @@ fn bad_configuration_names_the_bulkhead_and_the_field() {
     let cases = [
         (ProcessConfig::new(0), "max_concurrent"),
         (ProcessConfig::new(1).timeout(Duration::ZERO), "timeout"),
-        (ProcessConfig::new(1).kill_grace(Duration::ZERO), "kill_grace"),
+        (
+            ProcessConfig::new(1).kill_grace(Duration::ZERO),
+            "kill_grace",
+        ),
         (ProcessConfig::new(1).max_output(0), "max_output"),
         (ProcessConfig::new(1).max_open_files(0), "max_open_files"),
         (ProcessConfig::new(1).cpu_time(Duration::ZERO), "cpu_time"),
         (ProcessConfig::new(1).address_space(0), "address_space"),
-        (ProcessConfig::new(1).max_open_files(u64::MAX / 2), "max_open_files"),
+        (
+            ProcessConfig::new(1).max_open_files(u64::MAX / 2),
+            "max_open_files",
+        ),
     ];
     for (config, field) in cases {
         let err = ProcessBulkhead::new("conv", config).unwrap_err();
@@ -523,7 +553,9 @@ fn bad_configuration_names_the_bulkhead_and_the_field() {
         assert!(err.to_string().contains("'conv'"), "{err}");
     }
     assert_eq!(
-        ProcessBulkhead::new("", ProcessConfig::new(1)).unwrap_err().field(),
+        ProcessBulkhead::new("", ProcessConfig::new(1))
+            .unwrap_err()
+            .field(),
         "name"
     );
 }
@@ -544,7 +576,12 @@ fn stats_events_and_prometheus_speak_of_a_process_kind() {
     assert!(matches!(kinds[0], EventKind::Permitted { .. }), "{kinds:?}");
     assert!(matches!(kinds[1], EventKind::Started { .. }), "{kinds:?}");
     assert!(matches!(kinds[2], EventKind::Finished { .. }), "{kinds:?}");
-    assert!(kinds.iter().any(|k| matches!(k, EventKind::TimedOut { .. })), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, EventKind::TimedOut { .. })),
+        "{kinds:?}"
+    );
 
     let stats = bh.stats();
     assert_eq!((stats.completed, stats.timed_out), (1, 1));
@@ -564,7 +601,10 @@ fn stats_events_and_prometheus_speak_of_a_process_kind() {
     assert_eq!(manager.process("render").map(|p| p.timed_out), Some(1));
     let table = manager.to_string();
     let row = table.lines().nth(1).unwrap();
-    assert!(row.starts_with("render") && row.contains("process"), "{table}");
+    assert!(
+        row.starts_with("render") && row.contains("process"),
+        "{table}"
+    );
 }
 
 #[test]

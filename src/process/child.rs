@@ -247,7 +247,10 @@ impl Drop for Child {
 /// Blocks until the process `pid` has exited, without reaping it.
 fn wait_exit(pid: Pid) {
     loop {
-        match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
+        match waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
             Err(Errno::INTR) => continue,
             // ECHILD: reaped already, by the drop of a child whose run was abandoned.
             _ => return,

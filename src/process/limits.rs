@@ -202,9 +202,8 @@ fn child_path(command: &Command) -> OsString {
 
 /// `Ok` when `path` is a file someone may execute.
 fn runnable(path: &Path) -> io::Result<()> {
-    let meta = std::fs::metadata(path).map_err(|err| {
-        io::Error::new(err.kind(), format!("{}: {err}", path.display()))
-    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
     if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,

@@ -222,6 +222,24 @@ impl ProcessBulkhead {
     /// Calls `listener` for every [`Event`] of this bulkhead from now on: permitted (with
     /// the time waited for a slot), rejected, started, finished, timed out, expired (the
     /// deadline passed in the queue) and killed. See [`Event`] for where listeners run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::process::Command;
+    /// use std::sync::{Arc, Mutex};
+    /// use bulkheads::{ProcessBulkhead, ProcessConfig};
+    ///
+    /// let sh = ProcessBulkhead::new("sh", ProcessConfig::new(1))?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// sh.on_event(move |e| log.lock().unwrap().push(e.to_string()));
+    /// sh.run(Command::new("true"))?;
+    /// let seen = seen.lock().unwrap();
+    /// assert_eq!(seen[0], "sh: permitted");
+    /// assert!(seen.last().unwrap().starts_with("sh: finished after"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_event<L>(&self, listener: L)
     where
         L: Fn(&Event<'_>) + Send + Sync + 'static,
@@ -244,12 +262,38 @@ impl ProcessBulkhead {
     ///   nothing ran.
     /// - [`BulkheadError::Start`]: the program could not be started (not found, not
     ///   executable, the OS refused); the slot is free again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::process::ExitStatusExt;
+    /// use std::process::Command;
+    /// use std::time::Duration;
+    /// use bulkheads::{ProcessBulkhead, ProcessConfig};
+    ///
+    /// let render = ProcessBulkhead::new(
+    ///     "render",
+    ///     ProcessConfig::new(1)
+    ///         .timeout(Duration::from_millis(200))
+    ///         .kill_grace(Duration::from_millis(200)),
+    /// )?;
+    /// let mut cmd = Command::new("sh");
+    /// cmd.args(["-c", "echo page 1; sleep 100"]);
+    /// let out = render.run(cmd)?;
+    /// assert!(out.timed_out);
+    /// assert_eq!(out.stdout, b"page 1\n"); // the output so far is kept
+    /// assert_eq!(out.status.signal(), Some(15)); // SIGTERM sufficed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run(&self, command: Command) -> Result<ProcessOutput, BulkheadError> {
         let submitted = Instant::now();
         let timeout = self.config.timeout;
         let deadline = timeout.and_then(|t| submitted.checked_add(t));
-        let permit = match self.slots.acquire_or_refuse(timeout.unwrap_or(Duration::MAX)) {
-            Ok(permit) => permit,
+        let (permit, waited_for_slot) = match self
+            .slots
+            .acquire_or_refuse(timeout.unwrap_or(Duration::MAX))
+        {
+            Ok(granted) => granted,
             Err(Refusal::Full) => {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 self.listeners.emit(&self.name, EventKind::Rejected);
@@ -270,7 +314,12 @@ impl ProcessBulkhead {
                 });
             }
         };
-        let queue_wait = submitted.elapsed();
+        // Zero for a call that found a slot free, as a semaphore's permit reports it.
+        let queue_wait = if waited_for_slot {
+            submitted.elapsed()
+        } else {
+            Duration::ZERO
+        };
         self.listeners
             .emit(&self.name, EventKind::Permitted { waited: queue_wait });
         let result = self.run_admitted(command, deadline, queue_wait);
@@ -308,13 +357,9 @@ impl ProcessBulkhead {
         queue_wait: Duration,
     ) -> Result<ProcessOutput, BulkheadError> {
         let program = command.get_program().to_string_lossy().into_owned();
-        let spawned = self
-            .limits
-            .wrap(command)
-            .and_then(|(command, checked)| {
-                Child::spawn(&self.name, command, self.config.max_output)
-                    .map(|child| (child, checked))
-            });
+        let spawned = self.limits.wrap(command).and_then(|(command, checked)| {
+            Child::spawn(&self.name, command, self.config.max_output).map(|child| (child, checked))
+        });
         let (child, checked) = match spawned {
             Ok(spawned) => spawned,
             Err(err) => return Err(self.start_failed(program, &err)),
