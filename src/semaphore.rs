@@ -39,6 +39,7 @@ fn waiters(s: u64) -> usize {
 
 /// Why [`SemaphoreBulkhead::take_or_refuse`] gave no permit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead uses it
 pub(crate) enum Refusal {
     /// Every permit held and no place left to wait (or no wait allowed).
     Full,
@@ -236,6 +237,7 @@ impl SemaphoreBulkhead {
     /// A semaphore that lets at most `max_waiters` callers wait at once: a bounded queue in
     /// front of the permits, as a pool's. The waiter count is 32 bits wide, so a larger cap
     /// is no cap.
+    #[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead uses it
     pub(crate) fn with_max_waiters(
         name: impl Into<String>,
         config: SemaphoreConfig,
@@ -547,6 +549,7 @@ impl SemaphoreBulkhead {
 
     /// Takes a permit, waiting at most `timeout` in a queue of at most `max_waiters`, and
     /// says whether it had to wait; the refusal is the caller's to book.
+    #[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead uses it
     pub(crate) fn acquire_or_refuse(
         &self,
         timeout: Duration,

@@ -222,6 +222,7 @@ impl SemaphoreStats {
 
 /// The counters of one process bulkhead.
 #[derive(Debug, Default)]
+#[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead (Unix) keeps them
 pub(crate) struct ProcessCounters {
     pub(crate) rejected: AtomicU64,
     pub(crate) expired: AtomicU64,
@@ -300,6 +301,7 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
+    #[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead (Unix) builds one
     pub(crate) fn new(
         name: &str,
         (max_concurrent, queue_capacity): (usize, usize),
