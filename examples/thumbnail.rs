@@ -229,7 +229,8 @@ esac
                     .unwrap_or(false);
                 let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                running && (cmdline.contains("thumbnail-example-") || cmdline == "sleep\03600\0")
+                running
+                    && (cmdline.contains("thumbnail-example-") || cmdline == "sleep\x003600\x00")
             })
             .count()
     }
