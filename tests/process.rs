@@ -621,3 +621,58 @@ fn output_so_far_is_kept_on_timeout() {
     assert_eq!(out.stdout, b"before\n");
     assert_eq!(out.stderr, b"oops\n");
 }
+
+#[test]
+fn the_manager_holds_process_bulkheads_like_the_other_kinds() {
+    use bulkheads::{BulkheadManager, PoolConfig};
+
+    let manager = BulkheadManager::builder()
+        .pool("db", PoolConfig::new(1))
+        .process(
+            "convert",
+            ProcessConfig::new(1).timeout(Duration::from_millis(200)),
+        )
+        .max_bulkheads(3)
+        .build()
+        .unwrap();
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&events);
+    manager.on_event(move |e| {
+        if e.bulkhead == "convert" && matches!(e.kind, EventKind::TimedOut { .. }) {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let convert = manager.process("convert");
+    assert!(Arc::ptr_eq(&convert, &manager.process("convert")));
+    assert!(convert.run(sh("sleep 100")).unwrap().timed_out);
+    assert_eq!(events.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // A name not configured gets the default configuration, within the manager's cap.
+    let other = manager.try_process("resize").unwrap();
+    assert_eq!(other.config(), &ProcessConfig::default());
+    assert_eq!(
+        manager.try_process("one-too-many").unwrap_err().field(),
+        "max_bulkheads"
+    );
+    assert!(manager.get_process("nope").is_none());
+
+    let stats = manager.stats();
+    assert_eq!(stats.process("convert").map(|p| p.timed_out), Some(1));
+    let names: Vec<_> = stats.bulkheads.iter().map(BulkheadStats::name).collect();
+    assert_eq!(names, ["convert", "db", "resize"]);
+    let text = stats.to_prometheus();
+    assert!(
+        text.contains(
+            "bulkhead_calls_total{bulkhead=\"convert\",kind=\"process\",outcome=\"timed_out\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("bulkhead_live_threads{bulkhead=\"db\",kind=\"pool\"}"));
+
+    let err = BulkheadManager::builder()
+        .process("x", ProcessConfig::new(1))
+        .process("x", ProcessConfig::new(2))
+        .build()
+        .unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("x", "name"));
+}

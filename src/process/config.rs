@@ -151,6 +151,28 @@ impl ProcessConfig {
         self
     }
 
+    /// The configuration of process bulkheads a
+    /// [`BulkheadManager`](crate::BulkheadManager) creates on first use by name: 4 slots, a
+    /// queue of 4, a 30-second deadline, no resource limits. Programs differ too much for
+    /// one default to fit; configure each by name
+    /// ([`BulkheadManagerBuilder::process`](crate::BulkheadManagerBuilder::process)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::ProcessConfig;
+    ///
+    /// let config = ProcessConfig::default();
+    /// assert_eq!(config.max_concurrent_value(), 4);
+    /// assert_eq!(config.timeout_value(), Some(Duration::from_secs(30)));
+    /// ```
+    pub fn on_demand() -> Self {
+        Self::new(4)
+            .queue_capacity(4)
+            .timeout(Duration::from_secs(30))
+    }
+
     /// The configured number of slots.
     pub fn max_concurrent_value(&self) -> usize {
         self.max_concurrent
@@ -260,5 +282,12 @@ impl ProcessConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl Default for ProcessConfig {
+    /// [`ProcessConfig::on_demand`]: 4 slots, a queue of 4, a 30-second deadline.
+    fn default() -> Self {
+        Self::on_demand()
     }
 }

@@ -247,6 +247,10 @@ impl ProcessBulkhead {
         self.listeners.add(Arc::new(listener));
     }
 
+    pub(crate) fn add_listener(&self, listener: crate::event::Listener) {
+        self.listeners.add(listener);
+    }
+
     /// Runs `command` in a slot of this bulkhead and returns its output, waiting for a slot
     /// at most until the deadline. The child is reaped and its slot free before this
     /// returns.
