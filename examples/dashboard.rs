@@ -347,6 +347,18 @@ fn table(
                     s.wait.p99,
                 )
             }
+            BulkheadStats::Process(p) => {
+                let before = last.process(name);
+                (
+                    "process",
+                    p.running,
+                    p.max_concurrent,
+                    format!("{}/{}", p.queued, p.queue_capacity),
+                    p.completed - before.map_or(0, |b| b.completed),
+                    p.rejected - before.map_or(0, |b| b.rejected),
+                    p.run_time.p99,
+                )
+            }
             _ => continue,
         };
         let health = if rejected > 0 {

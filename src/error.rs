@@ -87,6 +87,23 @@ pub enum BulkheadError {
         /// The operating system's error message.
         message: String,
     },
+    /// A [`ProcessBulkhead`](crate::ProcessBulkhead) could not start the program: it was not
+    /// found, is not an executable file, or the OS refused a process or a thread. Nothing
+    /// runs and the slot is free again. Also with resource limits, which start the
+    /// program through a shell: the program is checked first, so this is never the
+    /// shell's exit status 127.
+    #[error("bulkhead '{name}' could not start {program}: {message}")]
+    #[non_exhaustive]
+    Start {
+        /// The bulkhead's name.
+        name: Arc<str>,
+        /// The program, as the command names it.
+        program: String,
+        /// The kind of the operating system's error (`NotFound`, `PermissionDenied`, …).
+        kind: std::io::ErrorKind,
+        /// The operating system's error message.
+        message: String,
+    },
     /// There is no bulkhead of that name, and none could be created: the name is not a
     /// valid bulkhead name, or the manager already holds its
     /// [`max_bulkheads`](crate::BulkheadManagerBuilder::max_bulkheads). Returned by
@@ -115,6 +132,7 @@ impl BulkheadError {
             | Self::Shutdown { name }
             | Self::Cancelled { name }
             | Self::Spawn { name, .. }
+            | Self::Start { name, .. }
             | Self::Config { name, .. } => name,
         }
     }
@@ -137,6 +155,11 @@ impl BulkheadError {
     /// True for [`BulkheadError::Shutdown`]: the bulkhead was shut down.
     pub fn is_shutdown(&self) -> bool {
         matches!(self, Self::Shutdown { .. })
+    }
+
+    /// True for [`BulkheadError::Start`]: a process bulkhead could not start the program.
+    pub fn is_start(&self) -> bool {
+        matches!(self, Self::Start { .. })
     }
 
     /// True for [`BulkheadError::Cancelled`]: the task was cancelled before it started.

@@ -86,6 +86,13 @@ pub enum EventKind {
     /// A task that had not started was cancelled (through its handle, or by
     /// `shutdown_now`); it never runs.
     Cancelled,
+    /// A process bulkhead's program was still running (or its group still held its pipes)
+    /// a grace after `SIGTERM` at its deadline, and its group got `SIGKILL`; it ran
+    /// `run_time` in all (from its start until its group was gone and it was reaped).
+    Killed {
+        /// Time from the program's start until it was reaped.
+        run_time: Duration,
+    },
 }
 
 impl fmt::Display for Event<'_> {
@@ -102,6 +109,7 @@ impl fmt::Display for Event<'_> {
             EventKind::TimedOut { waited } => write!(f, "timed out after {waited:?}"),
             EventKind::Expired => write!(f, "expired in the queue"),
             EventKind::Cancelled => write!(f, "cancelled"),
+            EventKind::Killed { run_time } => write!(f, "killed after {run_time:?}"),
         }
     }
 }

@@ -175,6 +175,32 @@
 //! # Ok::<(), bulkheads::sizing::SizingError>(())
 //! ```
 //!
+//! # Processes (Unix): a deadline that really stops the work
+//!
+//! A thread cannot be killed; a child process can. `ProcessBulkhead` (Unix only) runs a
+//! [`std::process::Command`] in a slot of its own, in a new process group: at the deadline
+//! the whole group gets `SIGTERM`, then `SIGKILL` after a grace, and the call returns what
+//! the program wrote so far. Both pipes are drained at once and capped, every child is
+//! reaped, and resource limits (open files, CPU seconds, address space) apply in the child.
+//!
+//! ```
+//! # #[cfg(unix)] {
+//! use std::process::Command;
+//! use std::time::Duration;
+//! use bulkheads::{ProcessBulkhead, ProcessConfig};
+//!
+//! let thumbnails = ProcessBulkhead::new(
+//!     "thumbnails",
+//!     ProcessConfig::new(2).queue_capacity(4).timeout(Duration::from_millis(200)),
+//! )?;
+//! let mut hung = Command::new("sh");
+//! hung.args(["-c", "sleep 100"]);
+//! assert!(thumbnails.run(hung)?.timed_out); // stopped, reaped, slot free
+//! assert_eq!(thumbnails.stats().running, 0);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Features
 //!
 //! All off by default.
@@ -207,6 +233,8 @@ mod manager;
 #[cfg(feature = "metrics")]
 mod metrics_export;
 mod pool;
+#[cfg(unix)]
+mod process;
 mod prometheus;
 mod recent;
 mod semaphore;
@@ -226,5 +254,7 @@ pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
+#[cfg(unix)]
+pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
-pub use stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
+pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};

@@ -1,6 +1,7 @@
 //! [`BulkheadManager`]: the registry of named bulkheads.
 //!
-//! Pools and semaphores live in two registries of one generic type, [`Registry`]; what a
+//! Pools, semaphores and (on Unix) process bulkheads live in registries of one generic
+//! type, [`Registry`]; what a
 //! registry needs of its kind of bulkhead is the [`Member`] trait. A lookup goes through the
 //! calling thread's cache first (`recent.rs`), so a repeat lookup takes no lock.
 
@@ -12,6 +13,8 @@ use crate::config::{PoolConfig, SemaphoreConfig, validate_name};
 use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, Listener};
 use crate::pool::ThreadPoolBulkhead;
+#[cfg(unix)]
+use crate::process::{ProcessBulkhead, ProcessConfig};
 use crate::recent;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
@@ -62,21 +65,25 @@ pub const DEFAULT_MAX_BULKHEADS: usize = 1024;
 pub struct BulkheadManager {
     /// Process-unique: keys this manager's entries in the per-thread lookup cache.
     id: u64,
-    /// Pools and semaphores together, against `max_bulkheads`.
+    /// Bulkheads of every kind together, against `max_bulkheads`.
     cap: Cap,
     pools: Registry<ThreadPoolBulkhead>,
     semaphores: Registry<SemaphoreBulkhead>,
+    #[cfg(unix)]
+    processes: Registry<ProcessBulkhead>,
 }
 
 impl fmt::Debug for BulkheadManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BulkheadManager")
-            .field("default_pool", &self.pools.default)
+        let mut d = f.debug_struct("BulkheadManager");
+        d.field("default_pool", &self.pools.default)
             .field("default_semaphore", &self.semaphores.default)
             .field("max_bulkheads", &self.cap.max)
             .field("pools", &self.pools.names())
-            .field("semaphores", &self.semaphores.names())
-            .finish()
+            .field("semaphores", &self.semaphores.names());
+        #[cfg(unix)]
+        d.field("processes", &self.processes.names());
+        d.finish()
     }
 }
 
@@ -107,6 +114,8 @@ impl BulkheadManager {
             cap: Cap::new(DEFAULT_MAX_BULKHEADS, 0),
             pools: Registry::new(on_demand(PoolConfig::default()), Map::default()),
             semaphores: Registry::new(SemaphoreConfig::default(), Map::default()),
+            #[cfg(unix)]
+            processes: Registry::new(ProcessConfig::default(), Map::default()),
         }
     }
 
@@ -229,6 +238,55 @@ impl BulkheadManager {
         self.find(name)
     }
 
+    /// The process bulkhead called `name` (Unix only), created from the default
+    /// configuration ([`ProcessConfig::on_demand`] unless the builder's
+    /// [`default_process_config`](BulkheadManagerBuilder::default_process_config) set one)
+    /// on first use.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is new and not a valid bulkhead name, or the manager is full; see
+    /// [`try_process`](BulkheadManager::try_process).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::process::Command;
+    /// use std::time::Duration;
+    /// use bulkheads::{BulkheadManager, ProcessConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .process("convert", ProcessConfig::new(2).timeout(Duration::from_secs(5)))
+    ///     .build()?;
+    /// let out = manager.process("convert").run(Command::new("true"))?;
+    /// assert!(out.status.success());
+    /// assert_eq!(manager.stats().process("convert").map(|p| p.completed), Some(1));
+    /// assert!(manager.stats().to_string().contains("process"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(unix)]
+    pub fn process(&self, name: &str) -> Arc<ProcessBulkhead> {
+        self.try_process(name).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The process bulkhead called `name` (Unix only), created from the default
+    /// configuration on first use.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if `name` is not a valid bulkhead name, or if it is new and the
+    /// manager already holds [`max_bulkheads`](BulkheadManagerBuilder::max_bulkheads).
+    #[cfg(unix)]
+    pub fn try_process(&self, name: &str) -> Result<Arc<ProcessBulkhead>, ConfigError> {
+        self.lookup(name)
+    }
+
+    /// The process bulkhead called `name` (Unix only) if it exists; never creates one.
+    #[cfg(unix)]
+    pub fn get_process(&self, name: &str) -> Option<Arc<ProcessBulkhead>> {
+        self.find(name)
+    }
+
     /// The bulkhead called `name`, from this thread's cache or the registry of its kind,
     /// created on first use.
     fn lookup<T: Kind>(&self, name: &str) -> Result<Arc<T>, ConfigError> {
@@ -288,12 +346,16 @@ impl BulkheadManager {
         let listener: Listener = Arc::new(listener);
         self.pools.add_listener(&listener);
         self.semaphores.add_listener(&listener);
+        #[cfg(unix)]
+        self.processes.add_listener(&listener);
     }
 
     /// A snapshot of every bulkhead, ordered by name; its `Display` is a table.
     pub fn stats(&self) -> ManagerStats {
         let mut bulkheads = self.pools.snapshot();
         bulkheads.extend(self.semaphores.snapshot());
+        #[cfg(unix)]
+        bulkheads.extend(self.processes.snapshot());
         bulkheads.sort_by(|a, b| a.name().cmp(b.name()));
         ManagerStats { bulkheads }
     }
@@ -304,8 +366,9 @@ impl BulkheadManager {
     /// From then on the manager hands out no live pool: a pool created afterwards (by
     /// [`pool`](BulkheadManager::pool) with a new name, or concurrently with this call) is
     /// shut down before anyone gets it, so it refuses every call with
-    /// [`BulkheadError::Shutdown`] and never starts a thread. Semaphores run on their
-    /// callers' threads and have no shutdown; they keep working. Idempotent.
+    /// [`BulkheadError::Shutdown`] and never starts a thread. Semaphores and process
+    /// bulkheads run on their callers' threads and have no shutdown; they keep working.
+    /// Idempotent.
     ///
     /// # Examples
     ///
@@ -376,6 +439,10 @@ pub struct BulkheadManagerBuilder {
     default_semaphore: Option<SemaphoreConfig>,
     pools: Vec<(String, PoolConfig)>,
     semaphores: Vec<(String, SemaphoreConfig)>,
+    #[cfg(unix)]
+    default_process: Option<ProcessConfig>,
+    #[cfg(unix)]
+    processes: Vec<(String, ProcessConfig)>,
 }
 
 impl BulkheadManagerBuilder {
@@ -464,6 +531,23 @@ impl BulkheadManagerBuilder {
         self
     }
 
+    /// A process bulkhead called `name` with its own configuration (Unix only).
+    #[cfg(unix)]
+    pub fn process(mut self, name: impl Into<String>, config: ProcessConfig) -> Self {
+        self.processes.push((name.into(), config));
+        self
+    }
+
+    /// The configuration of process bulkheads created on first use by name (Unix only).
+    ///
+    /// Defaults to [`ProcessConfig::on_demand`]: 4 slots, a queue of 4, a 30-second
+    /// deadline.
+    #[cfg(unix)]
+    pub fn default_process_config(mut self, config: ProcessConfig) -> Self {
+        self.default_process = Some(config);
+        self
+    }
+
     /// Validates every configuration and builds the manager. Configured pools start no
     /// thread until their first call.
     ///
@@ -478,8 +562,18 @@ impl BulkheadManagerBuilder {
         default_semaphore.validate(DEFAULT_NAME)?;
         let pools = configured(self.pools)?;
         let semaphores = configured(self.semaphores)?;
+        #[cfg(unix)]
+        let default_process = self.default_process.unwrap_or_default();
+        #[cfg(unix)]
+        default_process.validate(DEFAULT_NAME)?;
+        #[cfg(unix)]
+        let processes = configured(self.processes)?;
+        #[cfg(unix)]
+        let process_count = processes.len();
+        #[cfg(not(unix))]
+        let process_count = 0;
         let max_bulkheads = self.max_bulkheads.unwrap_or(DEFAULT_MAX_BULKHEADS);
-        let registered = pools.len() + semaphores.len();
+        let registered = pools.len() + semaphores.len() + process_count;
         if registered > max_bulkheads {
             return Err(ConfigError::new(
                 "<manager>",
@@ -494,6 +588,8 @@ impl BulkheadManagerBuilder {
             cap: Cap::new(max_bulkheads, registered),
             pools: Registry::new(on_demand(default_pool), pools),
             semaphores: Registry::new(default_semaphore, semaphores),
+            #[cfg(unix)]
+            processes: Registry::new(default_process, processes),
         })
     }
 }
@@ -523,7 +619,7 @@ fn configured<T: Member>(configs: Vec<(String, T::Config)>) -> Result<Map<Arc<T>
 trait Member: Send + Sync + Sized + 'static {
     /// The kind's configuration.
     type Config: Clone + fmt::Debug;
-    /// The kind's name in errors: "pool", "semaphore".
+    /// The kind's name in errors: "pool", "semaphore", "process bulkhead".
     const KIND: &'static str;
     fn build(name: &str, config: Self::Config) -> Result<Self, ConfigError>;
     fn add_listener(&self, listener: Listener);
@@ -558,6 +654,24 @@ impl Member for ThreadPoolBulkhead {
     }
 }
 
+#[cfg(unix)]
+impl Member for ProcessBulkhead {
+    type Config = ProcessConfig;
+    const KIND: &'static str = "process bulkhead";
+    fn build(name: &str, config: ProcessConfig) -> Result<Self, ConfigError> {
+        Self::new(name, config)
+    }
+    fn add_listener(&self, listener: Listener) {
+        ProcessBulkhead::add_listener(self, listener);
+    }
+    fn stats(&self) -> BulkheadStats {
+        BulkheadStats::Process(ProcessBulkhead::stats(self))
+    }
+    fn close(&self) {
+        // Calls run on their callers' threads, each reaping its own child: nothing to stop.
+    }
+}
+
 impl Member for SemaphoreBulkhead {
     type Config = SemaphoreConfig;
     const KIND: &'static str = "semaphore";
@@ -589,6 +703,13 @@ impl Kind for ThreadPoolBulkhead {
 impl Kind for SemaphoreBulkhead {
     fn registry(manager: &BulkheadManager) -> &Registry<Self> {
         &manager.semaphores
+    }
+}
+
+#[cfg(unix)]
+impl Kind for ProcessBulkhead {
+    fn registry(manager: &BulkheadManager) -> &Registry<Self> {
+        &manager.processes
     }
 }
 

@@ -1,7 +1,7 @@
 //! Prometheus text exposition (format 0.0.4) of the stats snapshots, with no dependency.
 //!
 //! Every series carries a `bulkhead` label (the bulkhead's name, escaped: names come from
-//! users) and a `kind` label (`pool` or `semaphore`), so one dashboard query covers both
+//! users) and a `kind` label (`pool`, `semaphore` or `process`), so one dashboard query covers both
 //! kinds: `sum by (bulkhead) (rate(bulkhead_calls_total{outcome="rejected"}[1m]))` is the
 //! rejection rate of every compartment. Each family's `# HELP` and `# TYPE` lines come once,
 //! followed by all of its samples, as the format requires; a family with no sample (no
@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use crate::histogram::LatencyBuckets;
 
-use crate::stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
+use crate::stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};
 
 /// One bulkhead's snapshot, borrowed.
 #[derive(Clone, Copy)]
 pub(crate) enum Snapshot<'a> {
     Pool(&'a PoolStats),
     Semaphore(&'a SemaphoreStats),
+    Process(&'a ProcessStats),
 }
 
 impl<'a> Snapshot<'a> {
@@ -26,6 +27,7 @@ impl<'a> Snapshot<'a> {
         match stats {
             BulkheadStats::Pool(p) => Self::Pool(p),
             BulkheadStats::Semaphore(s) => Self::Semaphore(s),
+            BulkheadStats::Process(p) => Self::Process(p),
         }
     }
 
@@ -33,6 +35,7 @@ impl<'a> Snapshot<'a> {
         match self {
             Self::Pool(p) => &p.name,
             Self::Semaphore(s) => &s.name,
+            Self::Process(p) => &p.name,
         }
     }
 
@@ -40,6 +43,7 @@ impl<'a> Snapshot<'a> {
         match self {
             Self::Pool(_) => "pool",
             Self::Semaphore(_) => "semaphore",
+            Self::Process(_) => "process",
         }
     }
 }
@@ -99,7 +103,11 @@ pub(crate) const FAMILIES: &[Family] = &[
                (queued when their caller timed out) or cancelled, calls rejected (the pool was \
                full), calls shutdown_refused (the pool was shut down), and callers timed_out \
                (their tasks are also counted as completed, panicked or expired). Semaphores: \
-               calls permitted and rejected.",
+               calls permitted and rejected. Processes: programs completed (ended by themselves, \
+               exit_failure counts those with a failing status among them), timed_out (stopped \
+               at the deadline; killed counts those that needed SIGKILL among them), calls \
+               rejected (every slot and queue place taken), expired (the deadline passed in the \
+               queue) and start_failed (the program could not be started).",
         kind: COUNTER,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![
@@ -115,25 +123,38 @@ pub(crate) const FAMILIES: &[Family] = &[
                 (Some("permitted"), Value::Count(s.permitted)),
                 (Some("rejected"), Value::Count(s.rejected)),
             ],
+            Snapshot::Process(p) => vec![
+                (Some("completed"), Value::Count(p.completed)),
+                (Some("exit_failure"), Value::Count(p.exit_failures)),
+                (Some("timed_out"), Value::Count(p.timed_out)),
+                (Some("killed"), Value::Count(p.killed)),
+                (Some("rejected"), Value::Count(p.rejected)),
+                (Some("expired"), Value::Count(p.expired)),
+                (Some("start_failed"), Value::Count(p.spawn_failed)),
+            ],
         },
     },
     Family {
         name: "bulkhead_submitted_total",
         help: "Calls a pool admitted; with the rejected and shutdown_refused calls, every call \
-               attempted.",
+               attempted. Processes: calls that got a slot; with the rejected and expired \
+               calls, every call attempted.",
         kind: COUNTER,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::Count(p.submitted))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(p) => vec![(None, Value::Count(p.permitted))],
         },
     },
     Family {
         name: "bulkhead_running",
-        help: "Calls running now: tasks assigned to a worker (pool) or permits held (semaphore).",
+        help: "Calls running now: tasks assigned to a worker (pool), permits held (semaphore) \
+               or slots held by a program (process).",
         kind: GAUGE,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::size(p.running))],
             Snapshot::Semaphore(s) => vec![(None, Value::size(s.running))],
+            Snapshot::Process(p) => vec![(None, Value::size(p.running))],
         },
     },
     Family {
@@ -143,15 +164,18 @@ pub(crate) const FAMILIES: &[Family] = &[
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::size(p.peak_running))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(_) => Vec::new(),
         },
     },
     Family {
         name: "bulkhead_queued",
-        help: "Tasks waiting in a pool's queue for a worker now.",
+        help: "Tasks waiting in a pool's queue for a worker now, or calls waiting for a \
+               process bulkhead's slot.",
         kind: GAUGE,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::size(p.queued))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(p) => vec![(None, Value::size(p.queued))],
         },
     },
     Family {
@@ -161,6 +185,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         samples: |s| match s {
             Snapshot::Pool(_) => Vec::new(),
             Snapshot::Semaphore(s) => vec![(None, Value::size(s.waiting))],
+            Snapshot::Process(_) => Vec::new(),
         },
     },
     Family {
@@ -170,6 +195,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::size(p.live_threads))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(_) => Vec::new(),
         },
     },
     Family {
@@ -179,6 +205,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::size(p.core_threads))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(_) => Vec::new(),
         },
     },
     Family {
@@ -188,24 +215,29 @@ pub(crate) const FAMILIES: &[Family] = &[
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::size(p.max_threads))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(_) => Vec::new(),
         },
     },
     Family {
         name: "bulkhead_queue_capacity",
-        help: "The most tasks a pool's queue holds; +Inf when unbounded.",
+        help: "The most tasks a pool's queue holds (+Inf when unbounded), or the most calls \
+               waiting for a process bulkhead's slot.",
         kind: GAUGE,
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::limit(p.queue_capacity))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(p) => vec![(None, Value::size(p.queue_capacity))],
         },
     },
     Family {
         name: "bulkhead_max_concurrent",
-        help: "The permits of a semaphore: the most calls it runs at once.",
+        help: "The permits of a semaphore, or the slots of a process bulkhead: the most calls \
+               it runs at once.",
         kind: GAUGE,
         samples: |s| match s {
             Snapshot::Pool(_) => Vec::new(),
             Snapshot::Semaphore(s) => vec![(None, Value::size(s.max_concurrent))],
+            Snapshot::Process(p) => vec![(None, Value::size(p.max_concurrent))],
         },
     },
     Family {
@@ -215,6 +247,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         samples: |s| match s {
             Snapshot::Pool(p) => vec![(None, Value::Count(u64::from(p.is_shutdown)))],
             Snapshot::Semaphore(_) => Vec::new(),
+            Snapshot::Process(_) => Vec::new(),
         },
     },
 ];
@@ -229,18 +262,22 @@ pub(crate) struct LatencyFamily {
 pub(crate) const LATENCIES: &[LatencyFamily] = &[
     LatencyFamily {
         name: "bulkhead_queue_wait_seconds",
-        help: "Time from submission to start of the tasks of a pool.",
+        help: "Time from submission to start of the tasks of a pool, or the time calls to a \
+               process bulkhead waited for a slot.",
         histogram: |s| match s {
             Snapshot::Pool(p) => Some(p.queue_wait.histogram),
             Snapshot::Semaphore(_) => None,
+            Snapshot::Process(p) => Some(p.queue_wait.histogram),
         },
     },
     LatencyFamily {
         name: "bulkhead_run_seconds",
-        help: "Time the tasks of a pool ran (finished or panicked).",
+        help: "Time the tasks of a pool ran (finished or panicked), or the programs of a \
+               process bulkhead ran (until their group was stopped and reaped).",
         histogram: |s| match s {
             Snapshot::Pool(p) => Some(p.run_time.histogram),
             Snapshot::Semaphore(_) => None,
+            Snapshot::Process(p) => Some(p.run_time.histogram),
         },
     },
     LatencyFamily {
@@ -250,6 +287,7 @@ pub(crate) const LATENCIES: &[LatencyFamily] = &[
         histogram: |s| match s {
             Snapshot::Pool(_) => None,
             Snapshot::Semaphore(s) => Some(s.wait.histogram),
+            Snapshot::Process(_) => None,
         },
     },
 ];
@@ -352,23 +390,23 @@ impl ManagerStats {
     /// The snapshot in the Prometheus text exposition format (version 0.0.4), ready to serve
     /// on a `/metrics` endpoint with the content type `text/plain; version=0.0.4`.
     ///
-    /// Every series is labelled with `bulkhead` (the name, escaped) and `kind` (`pool` or
-    /// `semaphore`). The families:
+    /// Every series is labelled with `bulkhead` (the name, escaped) and `kind` (`pool`,
+    /// `semaphore`, or `process` for a [`ProcessStats`] added to the snapshot). The families:
     ///
     /// | family | type | series |
     /// | --- | --- | --- |
-    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected` |
-    /// | `bulkhead_submitted_total` | counter | pools |
-    /// | `bulkhead_running` | gauge | both |
+    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected`; processes `completed`, `exit_failure`, `timed_out`, `killed`, `rejected`, `expired`, `start_failed` |
+    /// | `bulkhead_submitted_total` | counter | pools; processes: calls that got a slot |
+    /// | `bulkhead_running` | gauge | every kind |
     /// | `bulkhead_peak_running` | gauge | pools |
-    /// | `bulkhead_queued` | gauge | pools |
+    /// | `bulkhead_queued` | gauge | pools, processes |
     /// | `bulkhead_waiting` | gauge | semaphores |
     /// | `bulkhead_live_threads`, `bulkhead_core_threads`, `bulkhead_max_threads` | gauge | pools |
-    /// | `bulkhead_queue_capacity` | gauge | pools; `+Inf` when unbounded |
-    /// | `bulkhead_max_concurrent` | gauge | semaphores |
+    /// | `bulkhead_queue_capacity` | gauge | pools (`+Inf` when unbounded), processes |
+    /// | `bulkhead_max_concurrent` | gauge | semaphores, processes |
     /// | `bulkhead_shutdown` | gauge | pools: 1 once shut down |
-    /// | `bulkhead_queue_wait_seconds` | histogram | pools: submission to start |
-    /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished or panicked) |
+    /// | `bulkhead_queue_wait_seconds` | histogram | pools: submission to start; processes: wait for a slot |
+    /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished or panicked); processes: time programs ran |
     /// | `bulkhead_permit_wait_seconds` | histogram | semaphores: waits of the callers that found no free permit |
     ///
     /// The latencies are Prometheus histograms, so they aggregate across bulkheads and
@@ -437,6 +475,33 @@ impl PoolStats {
     /// ```
     pub fn to_prometheus(&self) -> String {
         Exposition(vec![Snapshot::Pool(self)]).to_string()
+    }
+}
+
+impl ProcessStats {
+    /// This process bulkhead's snapshot in the Prometheus text exposition format (version
+    /// 0.0.4); see [`ManagerStats::to_prometheus`] for the families. Its `kind` label is
+    /// `process`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::process::Command;
+    /// use bulkheads::{ProcessBulkhead, ProcessConfig};
+    ///
+    /// let sh = ProcessBulkhead::new("sh", ProcessConfig::new(2))?;
+    /// sh.run(Command::new("false"))?;
+    /// let text = sh.stats().to_prometheus();
+    /// assert!(text.contains(
+    ///     "bulkhead_calls_total{bulkhead=\"sh\",kind=\"process\",outcome=\"exit_failure\"} 1\n"
+    /// ));
+    /// assert!(text.contains("bulkhead_max_concurrent{bulkhead=\"sh\",kind=\"process\"} 2\n"));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_prometheus(&self) -> String {
+        Exposition(vec![Snapshot::Process(self)]).to_string()
     }
 }
 

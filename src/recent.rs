@@ -21,6 +21,8 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Weak};
 
 use crate::pool::ThreadPoolBulkhead;
+#[cfg(unix)]
+use crate::process::ProcessBulkhead;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::sync::plain::{AtomicU64, Ordering};
 
@@ -129,6 +131,18 @@ thread_local! {
     static POOLS: RefCell<Recent<ThreadPoolBulkhead>> = const { RefCell::new(Recent::new()) };
     static SEMAPHORES: RefCell<Recent<SemaphoreBulkhead>> =
         const { RefCell::new(Recent::new()) };
+}
+
+#[cfg(unix)]
+thread_local! {
+    static PROCESSES: RefCell<Recent<ProcessBulkhead>> = const { RefCell::new(Recent::new()) };
+}
+
+#[cfg(unix)]
+impl Cached for ProcessBulkhead {
+    fn with<R>(f: impl FnOnce(&RefCell<Recent<Self>>) -> R) -> Option<R> {
+        PROCESSES.try_with(f).ok()
+    }
 }
 
 impl Cached for ThreadPoolBulkhead {

@@ -43,6 +43,16 @@ fn waiters(s: u64) -> usize {
     (s >> 32) as usize
 }
 
+/// Why [`SemaphoreBulkhead::take_or_refuse`] gave no permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead uses it
+pub(crate) enum Refusal {
+    /// Every permit held and no place left to wait (or no wait allowed).
+    Full,
+    /// The caller waited its whole timeout and no permit came.
+    WaitedOut,
+}
+
 /// One caller parked for a permit.
 #[derive(Debug)]
 struct Waiter {
@@ -93,6 +103,10 @@ pub struct SemaphoreBulkhead {
     max_wait: crate::sync::plain::AtomicU64,
     state: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
+    /// The most callers that may wait at once; a caller past it is refused at once. Public
+    /// semaphores have no cap (their wait is bounded by time only); the process bulkhead
+    /// sets its `queue_capacity` here.
+    max_waiters: usize,
     counters: SemaphoreCounters,
     /// Waits of the callers that had to wait (the fast path is counted as zero, unrecorded).
     wait: Histogram,
@@ -227,6 +241,18 @@ impl SemaphoreBulkhead {
     /// A [`ConfigError`] naming `name` and the field if the configuration is invalid (see
     /// [`SemaphoreConfig::validate`]).
     pub fn new(name: impl Into<String>, config: SemaphoreConfig) -> Result<Self, ConfigError> {
+        Self::with_max_waiters(name, config, usize::MAX)
+    }
+
+    /// A semaphore that lets at most `max_waiters` callers wait at once: a bounded queue in
+    /// front of the permits, as a pool's. The waiter count is 32 bits wide, so a larger cap
+    /// is no cap.
+    #[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead uses it
+    pub(crate) fn with_max_waiters(
+        name: impl Into<String>,
+        config: SemaphoreConfig,
+        max_waiters: usize,
+    ) -> Result<Self, ConfigError> {
         let name: String = name.into();
         config.validate(&name)?;
         Ok(Self {
@@ -236,6 +262,7 @@ impl SemaphoreBulkhead {
             config: crate::sync::plain::Mutex::new(config),
             state: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
+            max_waiters,
             counters: SemaphoreCounters::default(),
             wait: Histogram::default(),
             listeners: Listeners::default(),
@@ -536,12 +563,22 @@ impl SemaphoreBulkhead {
     /// one set of books and one queue; on `Ok` the caller must wrap the permit in a type
     /// whose `Drop` calls [`release`](Self::release).
     fn take(&self, timeout: Duration) -> Result<(), BulkheadError> {
+        self.take_or_refuse(timeout)
+            .map(drop)
+            .map_err(|_| self.rejected())
+    }
+
+    /// Takes a permit as [`take`](Self::take) does, but leaves the refusal to the caller
+    /// to book: the process bulkhead counts a full queue and a deadline spent waiting
+    /// apart. `Ok(true)`: the permit came after a wait. On `Ok` the caller must wrap the permit in a type whose `Drop` calls
+    /// [`release`](Self::release).
+    pub(crate) fn take_or_refuse(&self, timeout: Duration) -> Result<bool, Refusal> {
         if self.try_take() {
             self.granted();
-            return Ok(());
+            return Ok(false);
         }
-        if timeout.is_zero() {
-            return Err(self.rejected());
+        if timeout.is_zero() || self.max_waiters == 0 {
+            return Err(Refusal::Full);
         }
         let since = Instant::now();
         let deadline = since.checked_add(timeout);
@@ -557,6 +594,9 @@ impl SemaphoreBulkhead {
             let took = loop {
                 let (next, take) = if waiters(s) == 0 && in_use(s) < self.max() {
                     (s + 1, true)
+                } else if waiters(s) >= self.max_waiters {
+                    // The queue is full: refused at once, as a pool's full queue.
+                    return Err(Refusal::Full);
                 } else {
                     (s + WAITER_ONE, false)
                 };
@@ -578,14 +618,14 @@ impl SemaphoreBulkhead {
         if took {
             // Booked with the lock released: booking runs the listeners, user code.
             self.granted_after(since);
-            return Ok(());
+            return Ok(true);
         }
         loop {
             // Acquire pairs with the releaser's store: the permit's previous holder's work
             // happens before ours.
             if waiter.granted.load(Ordering::Acquire) {
                 self.granted_after(since);
-                return Ok(());
+                return Ok(true);
             }
             match deadline {
                 None => thread::park(),
@@ -603,14 +643,25 @@ impl SemaphoreBulkhead {
         if waiter.granted.load(Ordering::Acquire) {
             drop(queue);
             self.granted_after(since);
-            return Ok(());
+            return Ok(true);
         }
         if let Some(at) = queue.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             queue.remove(at);
             self.state.fetch_sub(WAITER_ONE, Ordering::Relaxed);
         }
         drop(queue);
-        Err(self.rejected())
+        Err(Refusal::WaitedOut)
+    }
+
+    /// Takes a permit, waiting at most `timeout` in a queue of at most `max_waiters`, and
+    /// says whether it had to wait; the refusal is the caller's to book.
+    #[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead uses it
+    pub(crate) fn acquire_or_refuse(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Permit<'_>, bool), Refusal> {
+        let waited = self.take_or_refuse(timeout)?;
+        Ok((Permit { semaphore: self }, waited))
     }
 
     fn release(&self) {

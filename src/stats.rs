@@ -223,6 +223,117 @@ impl SemaphoreStats {
     }
 }
 
+/// The counters of one process bulkhead.
+#[derive(Debug, Default)]
+#[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead (Unix) keeps them
+pub(crate) struct ProcessCounters {
+    pub(crate) rejected: AtomicU64,
+    pub(crate) expired: AtomicU64,
+    pub(crate) spawn_failed: AtomicU64,
+    pub(crate) started: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) exit_failures: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) killed: AtomicU64,
+    pub(crate) truncated: AtomicU64,
+}
+
+/// A snapshot of one [`ProcessBulkhead`](crate::ProcessBulkhead) (Unix only; the type
+/// exists everywhere so that code matching on [`BulkheadStats`] builds everywhere).
+///
+/// Once the bulkhead is quiet (`running == 0`, `queued == 0`) the books add up:
+/// `permitted == started + spawn_failed` and `started == completed + timed_out`; every call
+/// of `run` is one of `permitted`, `rejected` or `expired`.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::process::Command;
+/// use bulkheads::{ProcessBulkhead, ProcessConfig};
+///
+/// let sh = ProcessBulkhead::new("sh", ProcessConfig::new(1))?;
+/// sh.run(Command::new("true"))?;
+/// sh.run(Command::new("false"))?;
+/// let stats = sh.stats();
+/// assert_eq!((stats.started, stats.completed, stats.exit_failures), (2, 2, 1));
+/// assert_eq!(stats.started, stats.completed + stats.timed_out);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessStats {
+    /// The bulkhead's name.
+    pub name: String,
+    /// Most programs running at once.
+    pub max_concurrent: usize,
+    /// Most calls waiting for a slot.
+    pub queue_capacity: usize,
+    /// Calls holding a slot now: starting a program, running it, or stopping its group.
+    pub running: usize,
+    /// Calls waiting for a slot now.
+    pub queued: usize,
+    /// Calls that got a slot.
+    pub permitted: u64,
+    /// Calls refused at once: every slot taken and the queue full.
+    pub rejected: u64,
+    /// Calls whose deadline passed while they waited for a slot; no program started.
+    pub expired: u64,
+    /// Calls whose program could not be started (not found, not executable, the OS
+    /// refused a process or a thread).
+    pub spawn_failed: u64,
+    /// Programs started.
+    pub started: u64,
+    /// Programs that ended by themselves before the deadline, whatever their status.
+    pub completed: u64,
+    /// Of the `completed`, those whose status was not success (a non-zero exit code, or a
+    /// signal that was not the bulkhead's).
+    pub exit_failures: u64,
+    /// Programs stopped at their deadline: their group got `SIGTERM`.
+    pub timed_out: u64,
+    /// Of the `timed_out`, those whose group was still there after the grace and got
+    /// `SIGKILL`.
+    pub killed: u64,
+    /// Calls whose output went past `max_output` and was cut.
+    pub truncated: u64,
+    /// Time calls waited for a slot (zero for those that found one free).
+    pub queue_wait: LatencySummary,
+    /// Time programs ran, from spawn until their group was stopped and reaped.
+    pub run_time: LatencySummary,
+}
+
+impl ProcessStats {
+    #[cfg_attr(not(unix), allow(dead_code))] // only the process bulkhead (Unix) builds one
+    pub(crate) fn new(
+        name: &str,
+        (max_concurrent, queue_capacity): (usize, usize),
+        (running, queued, permitted): (usize, usize, u64),
+        c: &ProcessCounters,
+        (queue_wait, run_time): (LatencySummary, LatencySummary),
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            max_concurrent,
+            queue_capacity,
+            running,
+            queued,
+            permitted,
+            rejected: read(&c.rejected),
+            expired: read(&c.expired),
+            spawn_failed: read(&c.spawn_failed),
+            started: read(&c.started),
+            completed: read(&c.completed),
+            exit_failures: read(&c.exit_failures),
+            timed_out: read(&c.timed_out),
+            killed: read(&c.killed),
+            truncated: read(&c.truncated),
+            queue_wait,
+            run_time,
+        }
+    }
+}
+
 /// A snapshot of one bulkhead of either kind.
 // A pool's snapshot carries two latency histograms (~800 bytes) and a semaphore's one;
 // boxing would change the variants' public shape to save bytes on a value built once per
@@ -235,6 +346,8 @@ pub enum BulkheadStats {
     Pool(PoolStats),
     /// A semaphore bulkhead.
     Semaphore(SemaphoreStats),
+    /// A process bulkhead (Unix only).
+    Process(ProcessStats),
 }
 
 impl BulkheadStats {
@@ -243,6 +356,7 @@ impl BulkheadStats {
         match self {
             Self::Pool(s) => &s.name,
             Self::Semaphore(s) => &s.name,
+            Self::Process(s) => &s.name,
         }
     }
 }
@@ -290,6 +404,14 @@ impl ManagerStats {
             _ => None,
         })
     }
+
+    /// The snapshot of the process bulkhead called `name`.
+    pub fn process(&self, name: &str) -> Option<&ProcessStats> {
+        self.bulkheads.iter().find_map(|b| match b {
+            BulkheadStats::Process(s) if s.name == name => Some(s),
+            _ => None,
+        })
+    }
 }
 
 const HEADERS: [&str; 8] = [
@@ -334,6 +456,18 @@ impl BulkheadStats {
                 "-".to_owned(),
                 "-".to_owned(),
             ],
+            // Columns as for a pool: started programs as submitted, expired waits with the
+            // programs stopped at their deadline; a process cannot panic.
+            Self::Process(p) => [
+                p.name.clone(),
+                "process".to_owned(),
+                format!("{}/{}", p.running, p.max_concurrent),
+                format!("{}/{}", p.queued, p.queue_capacity),
+                p.started.to_string(),
+                p.rejected.to_string(),
+                (p.timed_out + p.expired).to_string(),
+                "-".to_owned(),
+            ],
         }
     }
 }
@@ -371,6 +505,13 @@ impl fmt::Display for PoolStats {
     /// The same table as [`ManagerStats`], with this pool's one row.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_table(f, &[BulkheadStats::Pool(self.clone()).row()])
+    }
+}
+
+impl fmt::Display for ProcessStats {
+    /// The same table as [`ManagerStats`], with this process bulkhead's one row.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_table(f, &[BulkheadStats::Process(self.clone()).row()])
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use crate::stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
+use crate::stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};
 
 /// The number of fields `pool_fields` writes.
 const POOL_STATS_FIELDS: usize = 19;
@@ -43,6 +43,39 @@ fn semaphore_fields<S: SerializeStruct>(s: &mut S, p: &SemaphoreStats) -> Result
     s.serialize_field("wait", &Latency(&p.wait))
 }
 
+/// The number of fields `process_fields` writes.
+const PROCESS_STATS_FIELDS: usize = 17;
+
+fn process_fields<S: SerializeStruct>(s: &mut S, p: &ProcessStats) -> Result<(), S::Error> {
+    s.serialize_field("name", &p.name)?;
+    s.serialize_field("max_concurrent", &p.max_concurrent)?;
+    s.serialize_field("queue_capacity", &p.queue_capacity)?;
+    s.serialize_field("running", &p.running)?;
+    s.serialize_field("queued", &p.queued)?;
+    s.serialize_field("permitted", &p.permitted)?;
+    s.serialize_field("rejected", &p.rejected)?;
+    s.serialize_field("expired", &p.expired)?;
+    s.serialize_field("spawn_failed", &p.spawn_failed)?;
+    s.serialize_field("started", &p.started)?;
+    s.serialize_field("completed", &p.completed)?;
+    s.serialize_field("exit_failures", &p.exit_failures)?;
+    s.serialize_field("timed_out", &p.timed_out)?;
+    s.serialize_field("killed", &p.killed)?;
+    s.serialize_field("truncated", &p.truncated)?;
+    s.serialize_field("queue_wait", &Latency(&p.queue_wait))?;
+    s.serialize_field("run_time", &Latency(&p.run_time))
+}
+
+/// Writes every field by its name, as a struct (a JSON object). Available with the feature
+/// `serde`.
+impl Serialize for ProcessStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("ProcessStats", PROCESS_STATS_FIELDS)?;
+        process_fields(&mut s, self)?;
+        s.end()
+    }
+}
+
 /// Writes every field by its name, as a struct (a JSON object). Available with the feature
 /// `serde`.
 ///
@@ -76,7 +109,7 @@ impl Serialize for SemaphoreStats {
     }
 }
 
-/// Writes the snapshot's fields with a `kind` field first, `"pool"` or `"semaphore"` (serde's
+/// Writes the snapshot's fields with a `kind` field first, `"pool"`, `"semaphore"` or `"process"` (serde's
 /// "internally tagged" form). Available with the feature `serde`.
 impl Serialize for BulkheadStats {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -92,6 +125,13 @@ impl Serialize for BulkheadStats {
                     serializer.serialize_struct("SemaphoreStats", 1 + SEMAPHORE_STATS_FIELDS)?;
                 s.serialize_field("kind", "semaphore")?;
                 semaphore_fields(&mut s, p)?;
+                s.end()
+            }
+            Self::Process(p) => {
+                let mut s =
+                    serializer.serialize_struct("ProcessStats", 1 + PROCESS_STATS_FIELDS)?;
+                s.serialize_field("kind", "process")?;
+                process_fields(&mut s, p)?;
                 s.end()
             }
         }
