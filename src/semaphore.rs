@@ -310,17 +310,7 @@ impl SemaphoreBulkhead {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_max_concurrent(&self, n: usize) -> Result<(), ConfigError> {
-        let mut config = self.config.lock();
-        let mut next = config.clone();
-        next.max_concurrent = n;
-        next.validate(&self.name)?;
-        let raised = n > self.max();
-        self.max.store(n, Ordering::SeqCst);
-        *config = next;
-        if raised {
-            self.grant_waiters();
-        }
-        Ok(())
+        self.change(|config| config.max_concurrent = n)
     }
 
     /// Changes how long [`call`](SemaphoreBulkhead::call) and
@@ -332,12 +322,37 @@ impl SemaphoreBulkhead {
     /// A [`ConfigError`] naming the semaphore and `max_wait` if the configuration would be
     /// invalid; nothing changes then.
     pub fn set_max_wait(&self, max_wait: Duration) -> Result<(), ConfigError> {
+        self.change(|config| config.max_wait = max_wait)
+    }
+
+    /// Applies a whole new configuration at once, as
+    /// [`set_max_concurrent`](SemaphoreBulkhead::set_max_concurrent) and
+    /// [`set_max_wait`](SemaphoreBulkhead::set_max_wait) would one after the other, but
+    /// validated first as a whole and applied in one step.
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] of [`SemaphoreConfig::validate`]; nothing changes then.
+    pub fn reconfigure(&self, config: SemaphoreConfig) -> Result<(), ConfigError> {
+        self.change(|current| *current = config)
+    }
+
+    /// Edits the configuration in force, validates the result, and applies it.
+    fn change(&self, edit: impl FnOnce(&mut SemaphoreConfig)) -> Result<(), ConfigError> {
         let mut config = self.config.lock();
-        let next = config.clone().max_wait(max_wait);
+        let mut next = config.clone();
+        edit(&mut next);
         next.validate(&self.name)?;
-        self.max_wait
-            .store(wait_nanos(max_wait), crate::sync::plain::Ordering::Relaxed);
+        let raised = next.max_concurrent > self.max();
+        self.max.store(next.max_concurrent, Ordering::SeqCst);
+        self.max_wait.store(
+            wait_nanos(next.max_wait),
+            crate::sync::plain::Ordering::Relaxed,
+        );
         *config = next;
+        if raised {
+            self.grant_waiters();
+        }
         Ok(())
     }
 

@@ -637,3 +637,92 @@ fn toml_syntax_errors_name_the_line() {
         assert!(!err.reason().contains('\n'), "one line for logs: {err}");
     }
 }
+
+// `apply_toml`: live reconfiguration from an edited file, all or nothing.
+
+#[test]
+fn apply_toml_reconfigures_named_bulkheads_and_leaves_the_rest() {
+    let file = "[pools.inventory]\nmax_threads = 4\n[pools.payment]\nmax_threads = 3\n\
+                [semaphores.cache]\nmax_concurrent = 5\nmax_wait = \"10ms\"";
+    let manager = BulkheadManager::from_toml(file).unwrap();
+    // The same file, edited: inventory grows, cache shrinks and waits longer; payment is
+    // not named and keeps its configuration. The manager's own keys are checked, not applied.
+    manager
+        .apply_toml(
+            "max_bulkheads = 50\n[pools.inventory]\nmax_threads = 12\nqueue_capacity = 6\n\
+             [semaphores.cache]\nmax_concurrent = 2\nmax_wait = \"50ms\"",
+        )
+        .unwrap();
+    let inventory = manager.get_pool("inventory").unwrap();
+    assert_eq!(inventory.config(), PoolConfig::new(12).queue_capacity(6));
+    assert_eq!(
+        manager.get_pool("payment").unwrap().config(),
+        PoolConfig::new(3)
+    );
+    assert_eq!(
+        manager.get_semaphore("cache").unwrap().config(),
+        SemaphoreConfig::new(2).max_wait(MS(50))
+    );
+    let stats = manager.stats();
+    assert_eq!(stats.pool("inventory").unwrap().queue_capacity, 6);
+    assert_eq!(stats.semaphore("cache").unwrap().max_concurrent, 2);
+}
+
+#[test]
+fn apply_toml_validates_every_entry_before_applying_any() {
+    let manager =
+        BulkheadManager::from_toml("[pools.a]\nmax_threads = 2\n[pools.b]\nmax_threads = 2")
+            .unwrap();
+    let cases = [
+        // (document, bulkhead, field): the first entry is valid, a later one is not.
+        (
+            "[pools.a]\nmax_threads = 9\n[pools.b]\nmax_threads = 0",
+            "b",
+            "max_threads",
+        ),
+        (
+            "[pools.a]\nmax_threads = 9\n[pools.b]\nmax_threads = 2\ncore_threads = 3",
+            "b",
+            "core_threads",
+        ),
+        (
+            "[pools.a]\nmax_threads = 9\n[pools.zz]\nmax_threads = 2",
+            "zz",
+            "pools",
+        ),
+        (
+            "[pools.a]\nmax_threads = 9\n[semaphores.a]\nmax_concurrent = 2",
+            "a",
+            "semaphores",
+        ),
+        (
+            "[pools.a]\nmax_threads = 9\nkeep_alive = \"later\"",
+            "a",
+            "keep_alive",
+        ),
+        (
+            "[pools.a]\nmax_threads = 9\n[default_pool]\nmax_threads = 0",
+            "<default>",
+            "max_threads",
+        ),
+        (
+            "[pools.a]\nmax_threads = 9\nbogus = 1",
+            "a",
+            "unknown field",
+        ),
+        ("[pools.a]\nmax_threads = = 9", "<toml>", "syntax"),
+    ];
+    for (document, bulkhead, field) in cases {
+        let err = manager.apply_toml(document).unwrap_err();
+        assert_eq!(
+            (err.bulkhead(), err.field()),
+            (bulkhead, field),
+            "{document}: {err}"
+        );
+        assert_eq!(
+            manager.get_pool("a").unwrap().config(),
+            PoolConfig::new(2),
+            "{document}: applied although a later entry was invalid"
+        );
+    }
+}

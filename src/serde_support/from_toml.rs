@@ -158,6 +158,115 @@ impl BulkheadManager {
     }
 }
 
+impl BulkheadManager {
+    /// Reconfigures the manager's pools and semaphores from a TOML document in one step,
+    /// for operators changing sizes without a restart (as Hystrix users did through
+    /// Archaius); available with the feature `serde`.
+    ///
+    /// The document has [`from_toml`](BulkheadManager::from_toml)'s format, so the file a
+    /// manager was built from can be edited and applied again. Each `[pools.NAME]` and
+    /// `[semaphores.NAME]` table is a whole new configuration for that bulkhead, applied
+    /// with [`ThreadPoolBulkhead::reconfigure`](crate::ThreadPoolBulkhead::reconfigure) or
+    /// [`SemaphoreBulkhead::reconfigure`](crate::SemaphoreBulkhead::reconfigure) (never
+    /// blocking; see there for what raising and lowering do). Bulkheads the document does
+    /// not name keep their configuration. The manager's own settings (`max_bulkheads`,
+    /// `[default_pool]`, `[default_semaphore]`) apply when a manager is built: here they
+    /// are checked, not applied.
+    ///
+    /// Every entry is validated before any is applied, so an error changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`from_toml`](BulkheadManager::from_toml), and a [`ConfigError`] naming
+    /// a table whose bulkhead this manager does not have (field `pools` or `semaphores`):
+    /// a typo in a name must not pass silently, and creating bulkheads is the builder's job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::BulkheadManager;
+    ///
+    /// let file = "[pools.inventory]\nmax_threads = 8\n[semaphores.cache]\nmax_concurrent = 4";
+    /// let manager = BulkheadManager::from_toml(file)?;
+    ///
+    /// // The operator raises inventory and lowers cache; both apply at once.
+    /// manager.apply_toml(
+    ///     "[pools.inventory]\nmax_threads = 16\nqueue_capacity = 4\n\
+    ///      [semaphores.cache]\nmax_concurrent = 2",
+    /// )?;
+    /// let stats = manager.stats();
+    /// assert_eq!(stats.pool("inventory").unwrap().max_threads, 16);
+    /// assert_eq!(stats.semaphore("cache").unwrap().max_concurrent, 2);
+    ///
+    /// // One bad entry: nothing is applied, and the error names it.
+    /// let err = manager
+    ///     .apply_toml("[pools.inventory]\nmax_threads = 4\n[pools.invnetory]\nmax_threads = 4")
+    ///     .unwrap_err();
+    /// assert_eq!((err.bulkhead(), err.field()), ("invnetory", "pools"));
+    /// assert_eq!(manager.stats().pool("inventory").unwrap().max_threads, 16);
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn apply_toml(&self, text: &str) -> Result<(), ConfigError> {
+        let document: toml::Table = text.parse().map_err(|e| syntax_error(text, &e))?;
+        let mut pools = Vec::new();
+        let mut semaphores = Vec::new();
+        for (key, value) in document {
+            match key.as_str() {
+                "max_bulkheads" => {
+                    count(Value::from_toml(&value))
+                        .map_err(|why| ConfigError::new(MANAGER_NAME, "max_bulkheads", why))?;
+                }
+                "default_pool" => {
+                    let table = table(MANAGER_NAME, "default_pool", value)?;
+                    let config = config_from_toml::<PoolDraft>(DEFAULT_NAME, table)?;
+                    config.validate(DEFAULT_NAME)?;
+                }
+                "default_semaphore" => {
+                    let table = table(MANAGER_NAME, "default_semaphore", value)?;
+                    let config = config_from_toml::<SemaphoreDraft>(DEFAULT_NAME, table)?;
+                    config.validate(DEFAULT_NAME)?;
+                }
+                "pools" => {
+                    for (name, value) in table(MANAGER_NAME, "pools", value)? {
+                        let config =
+                            config_from_toml::<PoolDraft>(&name, table(&name, "pools", value)?)?;
+                        config.validate(&name)?;
+                        let pool = self.get_pool(&name).ok_or_else(|| {
+                            ConfigError::new(&name, "pools", "is not a pool of this manager")
+                        })?;
+                        pools.push((pool, config));
+                    }
+                }
+                "semaphores" => {
+                    for (name, value) in table(MANAGER_NAME, "semaphores", value)? {
+                        let table = table(&name, "semaphores", value)?;
+                        let config = config_from_toml::<SemaphoreDraft>(&name, table)?;
+                        config.validate(&name)?;
+                        let semaphore = self.get_semaphore(&name).ok_or_else(|| {
+                            ConfigError::new(
+                                &name,
+                                "semaphores",
+                                "is not a semaphore of this manager",
+                            )
+                        })?;
+                        semaphores.push((semaphore, config));
+                    }
+                }
+                _ => return Err(unknown_field(MANAGER_NAME, &key, MANAGER_FIELDS)),
+            }
+        }
+        // Everything is valid: apply. Each was validated against its own name, as
+        // `reconfigure` validates, so none of these can fail.
+        for (pool, config) in pools {
+            pool.reconfigure(config)?;
+        }
+        for (semaphore, config) in semaphores {
+            semaphore.reconfigure(config)?;
+        }
+        Ok(())
+    }
+}
+
 /// `value` as a table, or an error naming `bulkhead` and `field`.
 fn table(
     bulkhead: &str,
