@@ -179,6 +179,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod clock;
 mod config;
 mod deadline;
 mod error;
@@ -197,6 +198,7 @@ mod stats;
 mod sync;
 mod trace;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{PoolConfig, SemaphoreConfig};
 pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, PanicPayload};
