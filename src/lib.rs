@@ -179,6 +179,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod breaker;
 pub mod clock;
 mod config;
 mod deadline;
@@ -188,6 +189,7 @@ mod histogram;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics_export;
+mod policy;
 mod pool;
 mod prometheus;
 mod recent;
@@ -198,6 +200,9 @@ mod stats;
 mod sync;
 mod trace;
 
+pub use breaker::{
+    CallPermit, CircuitBreaker, CircuitBreakerConfig, CircuitMetrics, CircuitState, SlidingWindow,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{PoolConfig, SemaphoreConfig};
 pub use deadline::Deadline;
@@ -207,6 +212,7 @@ pub use histogram::{LatencyBuckets, LatencySummary};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;
+pub use policy::PolicyError;
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};
