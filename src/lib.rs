@@ -193,6 +193,7 @@ mod policy;
 mod pool;
 mod prometheus;
 mod recent;
+mod retry;
 mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_support;
@@ -214,5 +215,6 @@ pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS
 pub use metrics_export::metrics_listener;
 pub use policy::PolicyError;
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
+pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, Retryable};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, SemaphoreStats};

@@ -296,11 +296,12 @@ impl CircuitBreakerConfig {
         // powi of a multiplier >= 1 only grows; once it passes `max` (or overflows to
         // infinity) the cap applies, so the float never reaches `Duration` unbounded.
         let factor = multiplier.powi(i32::try_from(exponent).unwrap_or(i32::MAX));
-        let secs = self.wait_in_open.as_secs_f64() * factor;
-        if !secs.is_finite() || secs >= max.as_secs_f64() {
+        // In nanoseconds, rounded, so that 5 s × 1.5 is 7.5 s exactly.
+        let nanos = self.wait_in_open.as_nanos() as f64 * factor;
+        if !nanos.is_finite() || nanos >= max.as_nanos() as f64 || nanos >= u64::MAX as f64 {
             max
         } else {
-            Duration::from_secs_f64(secs).min(max)
+            Duration::from_nanos(nanos.round() as u64).min(max)
         }
     }
 
