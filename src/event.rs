@@ -12,6 +12,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use crate::breaker::CircuitState;
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicUsize, Ordering, RwLock};
 
@@ -86,6 +87,21 @@ pub enum EventKind {
     /// A task that had not started was cancelled (through its handle, or by
     /// `shutdown_now`); it never runs.
     Cancelled,
+    /// A [`CircuitBreaker`](crate::CircuitBreaker) moved from one state to another (on a
+    /// call's outcome, on the first call after a wait, or by hand). Fired on the thread that
+    /// made the move, after it.
+    CircuitStateChanged {
+        /// The state it left.
+        from: CircuitState,
+        /// The state it entered.
+        to: CircuitState,
+    },
+    /// A [`CircuitBreaker`](crate::CircuitBreaker) refused a call in `state`. Exactly one
+    /// event per refused call.
+    CircuitNotPermitted {
+        /// The state that refused it: open, forced open, or half-open with every probe out.
+        state: CircuitState,
+    },
 }
 
 impl fmt::Display for Event<'_> {
@@ -102,6 +118,10 @@ impl fmt::Display for Event<'_> {
             EventKind::TimedOut { waited } => write!(f, "timed out after {waited:?}"),
             EventKind::Expired => write!(f, "expired in the queue"),
             EventKind::Cancelled => write!(f, "cancelled"),
+            EventKind::CircuitStateChanged { from, to } => write!(f, "circuit {from} -> {to}"),
+            EventKind::CircuitNotPermitted { state } => {
+                write!(f, "call not permitted: circuit {state}")
+            }
         }
     }
 }

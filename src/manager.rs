@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::config::{PoolConfig, SemaphoreConfig, validate_name};
 use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, Listener};
@@ -66,6 +67,8 @@ pub struct BulkheadManager {
     cap: Cap,
     pools: Registry<ThreadPoolBulkhead>,
     semaphores: Registry<SemaphoreBulkhead>,
+    /// The configured circuit breakers, by name; fixed at build, so read without a lock.
+    breakers: std::collections::BTreeMap<Arc<str>, Arc<CircuitBreaker>>,
 }
 
 impl fmt::Debug for BulkheadManager {
@@ -76,6 +79,10 @@ impl fmt::Debug for BulkheadManager {
             .field("max_bulkheads", &self.cap.max)
             .field("pools", &self.pools.names())
             .field("semaphores", &self.semaphores.names())
+            .field(
+                "circuit_breakers",
+                &self.breakers.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -107,6 +114,7 @@ impl BulkheadManager {
             cap: Cap::new(DEFAULT_MAX_BULKHEADS, 0),
             pools: Registry::new(on_demand(PoolConfig::default()), Map::default()),
             semaphores: Registry::new(SemaphoreConfig::default(), Map::default()),
+            breakers: std::collections::BTreeMap::new(),
         }
     }
 
@@ -288,6 +296,34 @@ impl BulkheadManager {
         let listener: Listener = Arc::new(listener);
         self.pools.add_listener(&listener);
         self.semaphores.add_listener(&listener);
+        for breaker in self.breakers.values() {
+            breaker.add_listener(Arc::clone(&listener));
+        }
+    }
+
+    /// The circuit breaker configured as `name` with
+    /// [`circuit_breaker`](BulkheadManagerBuilder::circuit_breaker), if there is one. Its
+    /// events reach the manager's listeners, and its snapshot is in
+    /// [`stats`](Self::stats) (the table and the Prometheus text).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, CircuitBreakerConfig, CircuitState};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .circuit_breaker("email", CircuitBreakerConfig::new())
+    ///     .build()?;
+    /// let breaker = manager.circuit_breaker("email").expect("configured");
+    /// breaker.transition_to(CircuitState::ForcedOpen)?;
+    /// let stats = manager.stats();
+    /// assert_eq!(stats.circuit_breakers[0].state, CircuitState::ForcedOpen);
+    /// assert!(stats.to_string().contains("forced open"));
+    /// assert!(manager.circuit_breaker("payment").is_none());
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn circuit_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
+        self.breakers.get(name).cloned()
     }
 
     /// A snapshot of every bulkhead, ordered by name; its `Display` is a table.
@@ -295,7 +331,11 @@ impl BulkheadManager {
         let mut bulkheads = self.pools.snapshot();
         bulkheads.extend(self.semaphores.snapshot());
         bulkheads.sort_by(|a, b| a.name().cmp(b.name()));
-        ManagerStats { bulkheads }
+        let circuit_breakers = self.breakers.values().map(|b| b.metrics()).collect();
+        ManagerStats {
+            bulkheads,
+            circuit_breakers,
+        }
     }
 
     /// Shuts every pool down (queued work still runs) and waits at most `timeout` in all
@@ -376,6 +416,7 @@ pub struct BulkheadManagerBuilder {
     default_semaphore: Option<SemaphoreConfig>,
     pools: Vec<(String, PoolConfig)>,
     semaphores: Vec<(String, SemaphoreConfig)>,
+    circuit_breakers: Vec<(String, CircuitBreakerConfig)>,
 }
 
 impl BulkheadManagerBuilder {
@@ -464,14 +505,40 @@ impl BulkheadManagerBuilder {
         self
     }
 
+    /// A circuit breaker called `name`, held by the manager: get it with
+    /// [`BulkheadManager::circuit_breaker`]. Breakers are not bulkheads: they do not count
+    /// against [`max_bulkheads`](Self::max_bulkheads), and names are not created on first
+    /// use.
+    pub fn circuit_breaker(
+        mut self,
+        name: impl Into<String>,
+        config: CircuitBreakerConfig,
+    ) -> Self {
+        self.circuit_breakers.push((name.into(), config));
+        self
+    }
+
     /// Validates every configuration and builds the manager. Configured pools start no
     /// thread until their first call.
     ///
     /// # Errors
     ///
     /// The first [`ConfigError`]: an invalid configuration (the default ones are named
-    /// `<default>`), or a name configured twice for the same kind of bulkhead.
+    /// `<default>`), or a name configured twice for the same kind of bulkhead (or twice as
+    /// a circuit breaker).
     pub fn build(self) -> Result<BulkheadManager, ConfigError> {
+        let mut breakers = std::collections::BTreeMap::new();
+        for (name, config) in self.circuit_breakers {
+            if breakers.contains_key(name.as_str()) {
+                return Err(ConfigError::new(
+                    &name,
+                    "name",
+                    "is configured twice as a circuit breaker",
+                ));
+            }
+            let breaker = CircuitBreaker::new(&name, config)?;
+            breakers.insert(Arc::from(name), Arc::new(breaker));
+        }
         let default_pool = self.default_pool.unwrap_or_default();
         default_pool.validate(DEFAULT_NAME)?;
         let default_semaphore = self.default_semaphore.unwrap_or_default();
@@ -494,6 +561,7 @@ impl BulkheadManagerBuilder {
             cap: Cap::new(max_bulkheads, registered),
             pools: Registry::new(on_demand(default_pool), pools),
             semaphores: Registry::new(default_semaphore, semaphores),
+            breakers,
         })
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::breaker::CircuitMetrics;
 use crate::histogram::LatencySummary;
 use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering};
 
@@ -263,6 +264,8 @@ impl BulkheadStats {
 pub struct ManagerStats {
     /// One snapshot per bulkhead, ordered by name.
     pub bulkheads: Vec<BulkheadStats>,
+    /// One snapshot per circuit breaker the manager holds, ordered by name.
+    pub circuit_breakers: Vec<CircuitMetrics>,
 }
 
 impl ManagerStats {
@@ -354,7 +357,8 @@ fn write_table(f: &mut fmt::Formatter<'_>, rows: &[[String; 8]]) -> fmt::Result 
 impl fmt::Display for ManagerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows: Vec<_> = self.bulkheads.iter().map(BulkheadStats::row).collect();
-        write_table(f, &rows)
+        write_table(f, &rows)?;
+        crate::breaker::export::write_table(f, &self.circuit_breakers)
     }
 }
 

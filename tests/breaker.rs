@@ -1131,3 +1131,160 @@ fn breakers_and_permits_are_send_and_sync() {
     assert_send_sync::<CircuitBreakerConfig>();
     assert_send_sync::<PolicyError<std::io::Error>>();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Events, the manager, the exposition
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn transitions_and_refusals_are_events_fired_with_no_lock_held() {
+    use bulkheads::EventKind;
+    use std::sync::Mutex;
+    use std::sync::mpsc;
+
+    let (b, clock) = with_clock(
+        CircuitBreakerConfig::new()
+            .sliding_window(SlidingWindow::Count(2))
+            .half_open_calls(1)
+            .wait_in_open(secs(1)),
+    );
+    let b = Arc::new(b);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (seen, inner) = (Arc::clone(&log), Arc::clone(&b));
+    b.on_event(move |e| {
+        // Reading the breaker from its own listener would deadlock were a lock held.
+        let buffered = inner.metrics().buffered_calls;
+        seen.lock().unwrap().push((e.kind, buffered));
+    });
+    b.on_event(|_| panic!("a broken listener"));
+    let (done, finished) = mpsc::channel();
+    let worker = Arc::clone(&b);
+    let run = thread::spawn(move || {
+        acquire(&worker).failure();
+        acquire(&worker).failure(); // opens
+        refused(&worker);
+        clock.advance(secs(1));
+        acquire(&worker).success(); // half-open, then closed on the one probe
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a listener deadlocked on the breaker's lock");
+    run.join().unwrap();
+    use CircuitState::*;
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            (
+                EventKind::CircuitStateChanged {
+                    from: Closed,
+                    to: Open
+                },
+                2
+            ),
+            (EventKind::CircuitNotPermitted { state: Open }, 2),
+            (
+                EventKind::CircuitStateChanged {
+                    from: Open,
+                    to: HalfOpen
+                },
+                0
+            ),
+            (
+                EventKind::CircuitStateChanged {
+                    from: HalfOpen,
+                    to: Closed
+                },
+                0
+            ),
+        ]
+    );
+    // The panicking listener changed nothing.
+    assert_eq!(b.state(), Closed);
+}
+
+#[test]
+fn a_managers_breakers_reach_its_listeners_table_and_exposition() {
+    use bulkheads::{BulkheadManager, EventKind, PoolConfig};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let manager = BulkheadManager::builder()
+        .pool("email", PoolConfig::new(1))
+        .circuit_breaker(
+            "email",
+            CircuitBreakerConfig::new().sliding_window(SlidingWindow::Count(2)),
+        )
+        .circuit_breaker("a\"b", CircuitBreakerConfig::new())
+        .build()
+        .unwrap();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&opened);
+    manager.on_event(move |e| {
+        if let EventKind::CircuitStateChanged {
+            to: CircuitState::Open,
+            ..
+        } = e.kind
+        {
+            assert_eq!(e.bulkhead, "email");
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let breaker = manager.circuit_breaker("email").unwrap();
+    for _ in 0..2 {
+        let _ = breaker.call(|| Err::<(), _>("smtp 451"));
+    }
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    let _ = breaker.try_acquire();
+
+    let stats = manager.stats();
+    let names: Vec<_> = stats
+        .circuit_breakers
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, ["a\"b", "email"]);
+    let table = stats.to_string();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("email ") && l.contains("open"))
+        .unwrap();
+    assert!(row.contains("100.0%"), "{row}");
+
+    let text = stats.to_prometheus();
+    for line in [
+        "# TYPE bulkhead_circuit_state gauge",
+        "bulkhead_circuit_state{bulkhead=\"email\",kind=\"circuit_breaker\",state=\"open\"} 1",
+        "bulkhead_circuit_state{bulkhead=\"email\",kind=\"circuit_breaker\",state=\"closed\"} 0",
+        "bulkhead_circuit_state{bulkhead=\"a\\\"b\",kind=\"circuit_breaker\",state=\"closed\"} 1",
+        "bulkhead_circuit_calls_total{bulkhead=\"email\",kind=\"circuit_breaker\",outcome=\"failed\"} 2",
+        "bulkhead_circuit_calls_total{bulkhead=\"email\",kind=\"circuit_breaker\",outcome=\"not_permitted\"} 1",
+        "bulkhead_circuit_transitions_total{bulkhead=\"email\",kind=\"circuit_breaker\"} 1",
+        "bulkhead_circuit_failure_rate{bulkhead=\"email\",kind=\"circuit_breaker\"} 100",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    // Each family's header once, with both breakers' samples under it.
+    assert_eq!(text.matches("# TYPE bulkhead_circuit_state ").count(), 1);
+    // The breaker with too few calls has no rate sample.
+    assert!(!text.contains("bulkhead_circuit_failure_rate{bulkhead=\"a\\\"b\""));
+    // The pools' families are still there.
+    assert!(text.contains("bulkhead_max_threads{bulkhead=\"email\",kind=\"pool\"} 1"));
+}
+
+#[test]
+fn a_breaker_configured_twice_is_a_config_error() {
+    let err = bulkheads::BulkheadManager::builder()
+        .circuit_breaker("email", CircuitBreakerConfig::new())
+        .circuit_breaker("email", CircuitBreakerConfig::new())
+        .build()
+        .unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("email", "name"));
+    let err = bulkheads::BulkheadManager::builder()
+        .circuit_breaker("db", CircuitBreakerConfig::new().minimum_calls(0))
+        .build()
+        .unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("db", "minimum_calls"));
+}

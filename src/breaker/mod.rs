@@ -8,6 +8,7 @@
 //! and every transition happens under that lock, storing a word of a new generation.
 
 mod config;
+pub(crate) mod export;
 mod state;
 mod window;
 
@@ -15,6 +16,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::{BulkheadError, ConfigError};
+use crate::event::{Event, EventKind, Listener, Listeners};
 use crate::policy::PolicyError;
 use crate::sync::plain::{AtomicU64 as Counter, Ordering as CounterOrdering};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
@@ -87,7 +89,12 @@ pub struct CircuitBreaker {
     /// Refusals since the breaker was made; only grows.
     not_permitted_total: Counter,
     core: Mutex<Core>,
+    /// Listeners of transitions and refusals; called with no lock held.
+    listeners: Listeners,
 }
+
+/// A transition made under the lock, to announce once it is released.
+type Moved = Option<(CircuitState, CircuitState)>;
 
 /// What the breaker's lock guards.
 #[derive(Debug)]
@@ -145,6 +152,7 @@ impl CircuitBreaker {
                 attempts: 0,
                 lifetime: Lifetime::default(),
             }),
+            listeners: Listeners::default(),
             config,
         })
     }
@@ -306,6 +314,7 @@ impl CircuitBreaker {
         let state = state_of(self.word.load(Ordering::Acquire));
         drop(core);
         CircuitMetrics {
+            name: self.name.to_string(),
             state,
             failure_rate: judged.then(|| totals.failure_rate()),
             slow_call_rate: judged.then(|| totals.slow_call_rate()),
@@ -358,7 +367,9 @@ impl CircuitBreaker {
                 format!("cannot move from {from} to {state}"),
             ));
         }
-        self.transition_locked(&mut core, state, now);
+        let moved = self.transition_locked(&mut core, state, now);
+        drop(core);
+        self.announce(moved);
         Ok(())
     }
 
@@ -381,7 +392,51 @@ impl CircuitBreaker {
     pub fn reset(&self) {
         let now = self.nanos(self.config.clock.now());
         let mut core = self.core.lock();
-        self.transition_locked(&mut core, CircuitState::Closed, now);
+        let moved = self.transition_locked(&mut core, CircuitState::Closed, now);
+        drop(core);
+        self.announce(moved);
+    }
+
+    /// Calls `listener` for every transition
+    /// ([`EventKind::CircuitStateChanged`]) and every refused call
+    /// ([`EventKind::CircuitNotPermitted`]) of this breaker, on the thread where it happens
+    /// and with no lock held. A manager's listeners get them too, for the breakers it holds.
+    /// Its panics are caught and dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use bulkheads::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::new("email", CircuitBreakerConfig::new())?;
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&log);
+    /// breaker.on_event(move |e| seen.lock().unwrap().push(e.to_string()));
+    /// breaker.transition_to(CircuitState::Open)?;
+    /// let _ = breaker.try_acquire();
+    /// assert_eq!(
+    ///     *log.lock().unwrap(),
+    ///     ["email: circuit closed -> open", "email: call not permitted: circuit open"]
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_event<L>(&self, listener: L)
+    where
+        L: Fn(&Event<'_>) + Send + Sync + 'static,
+    {
+        self.listeners.add(Arc::new(listener));
+    }
+
+    pub(crate) fn add_listener(&self, listener: Listener) {
+        self.listeners.add(listener);
+    }
+
+    fn announce(&self, moved: Moved) {
+        if let Some((from, to)) = moved {
+            self.listeners
+                .emit(&self.name, EventKind::CircuitStateChanged { from, to });
+        }
     }
 
     fn permit(&self, word: u64, holds_place: bool, start: Option<Instant>) -> CallPermit<'_> {
@@ -398,6 +453,8 @@ impl CircuitBreaker {
         self.not_permitted.fetch_add(1, CounterOrdering::Relaxed);
         self.not_permitted_total
             .fetch_add(1, CounterOrdering::Relaxed);
+        self.listeners
+            .emit(&self.name, EventKind::CircuitNotPermitted { state });
         BulkheadError::CircuitOpen {
             name: Arc::clone(&self.name),
             state,
@@ -415,14 +472,19 @@ impl CircuitBreaker {
     fn transition_from(&self, seen: u64, to: CircuitState, now: u64) {
         let mut core = self.core.lock();
         let word = self.word.load(Ordering::Acquire);
-        if generation_of(word) == generation_of(seen) && state_of(word) == state_of(seen) {
-            self.transition_locked(&mut core, to, now);
-        }
+        let moved =
+            if generation_of(word) == generation_of(seen) && state_of(word) == state_of(seen) {
+                self.transition_locked(&mut core, to, now)
+            } else {
+                None
+            };
+        drop(core);
+        self.announce(moved);
     }
 
     /// Every transition goes through here, under the lock: sets up the new state's books,
     /// then publishes a word of the next generation.
-    fn transition_locked(&self, core: &mut Core, to: CircuitState, now: u64) {
+    fn transition_locked(&self, core: &mut Core, to: CircuitState, now: u64) -> Moved {
         let old = self.word.load(Ordering::Acquire);
         let mut places = 0;
         match to {
@@ -463,6 +525,7 @@ impl CircuitBreaker {
         let generation = generation_of(old).wrapping_add(1);
         self.word
             .store(pack(to, places, generation), Ordering::Release);
+        Some((state_of(old), to))
     }
 
     /// Records an outcome of a permit of `generation` started at `start`.
@@ -470,8 +533,14 @@ impl CircuitBreaker {
         let end = self.config.clock.now();
         let slow = end.saturating_duration_since(start) > self.config.slow_call_duration;
         let now = self.nanos(end);
-        let outcome = Outcome { failed, slow };
         let mut core = self.core.lock();
+        let moved = self.record_locked(&mut core, generation, now, Outcome { failed, slow });
+        drop(core);
+        self.announce(moved);
+    }
+
+    fn record_locked(&self, core: &mut Core, generation: u32, now: u64, outcome: Outcome) -> Moved {
+        let Outcome { failed, slow } = outcome;
         if failed {
             core.lifetime.failures += 1;
         } else {
@@ -482,17 +551,19 @@ impl CircuitBreaker {
         if generation_of(word) != generation {
             // A permit of an earlier state: its outcome says nothing about this one (a call
             // admitted while closed must not decide a half-open state's probes).
-            return;
+            return None;
         }
         match state_of(word) {
             CircuitState::Closed => {
                 let totals = core.window.record(now, outcome);
                 if totals.calls >= core.minimum && self.exceeded(totals) {
-                    self.transition_locked(&mut core, CircuitState::Open, now);
+                    return self.transition_locked(core, CircuitState::Open, now);
                 }
+                None
             }
             CircuitState::MetricsOnly => {
                 core.window.record(now, outcome);
+                None
             }
             CircuitState::HalfOpen => {
                 let totals = core.window.record(now, outcome);
@@ -502,12 +573,13 @@ impl CircuitBreaker {
                     } else {
                         CircuitState::Closed
                     };
-                    self.transition_locked(&mut core, to, now);
+                    return self.transition_locked(core, to, now);
                 }
+                None
             }
             // Only admitting states hand out permits, and a permit of this generation was
             // handed out by this very state.
-            CircuitState::Open | CircuitState::ForcedOpen | CircuitState::Disabled => {}
+            CircuitState::Open | CircuitState::ForcedOpen | CircuitState::Disabled => None,
         }
     }
 
@@ -664,9 +736,11 @@ impl fmt::Debug for CallPermit<'_> {
 /// assert_eq!((m.buffered_calls, m.successful_calls, m.failure_rate), (1, 1, Some(0.0)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CircuitMetrics {
+    /// The breaker's name.
+    pub name: String,
     /// The state at the time of the snapshot.
     pub state: CircuitState,
     /// Percent of the window's calls that failed; `None` until the window holds its
@@ -699,6 +773,31 @@ pub struct CircuitMetrics {
     /// State transitions since the breaker was made (`reset` counts as one).
     pub transitions_total: u64,
 }
+
+impl PartialEq for CircuitMetrics {
+    /// Field by field; the rates compare by their bits, so equality is total (the rates are
+    /// never NaN) and snapshots can be `Eq` like the other stats.
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |r: Option<f64>| r.map(f64::to_bits);
+        self.name == other.name
+            && self.state == other.state
+            && bits(self.failure_rate) == bits(other.failure_rate)
+            && bits(self.slow_call_rate) == bits(other.slow_call_rate)
+            && self.buffered_calls == other.buffered_calls
+            && self.failed_calls == other.failed_calls
+            && self.successful_calls == other.successful_calls
+            && self.slow_calls == other.slow_calls
+            && self.not_permitted_calls == other.not_permitted_calls
+            && self.successes_total == other.successes_total
+            && self.failures_total == other.failures_total
+            && self.slow_total == other.slow_total
+            && self.ignored_total == other.ignored_total
+            && self.not_permitted_total == other.not_permitted_total
+            && self.transitions_total == other.transitions_total
+    }
+}
+
+impl Eq for CircuitMetrics {}
 
 #[cfg(test)]
 mod tests {
