@@ -451,6 +451,18 @@ where
     /// assert_eq!(policy.call(|| Err::<Option<u8>, _>("miss")).ok(), Some(None));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// `f` may run on a pool's worker thread, so it must be `Send` (and `Sync`: the retry
+    /// hands it to one attempt after another); a closure holding an `Rc` does not compile:
+    ///
+    /// ```compile_fail
+    /// use std::rc::Rc;
+    /// use bulkheads::Policy;
+    ///
+    /// let policy = Policy::<u8, ()>::builder("p").build().unwrap();
+    /// let local = Rc::new(1_u8);
+    /// let _ = policy.call(move || Ok(*local));
+    /// ```
     pub fn call<F>(&self, f: F) -> Result<T, PolicyError<E>>
     where
         F: Fn() -> Result<T, E> + Send + Sync + 'static,

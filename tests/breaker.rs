@@ -1288,3 +1288,26 @@ fn a_breaker_configured_twice_is_a_config_error() {
         .unwrap_err();
     assert_eq!((err.bulkhead(), err.field()), ("db", "minimum_calls"));
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn a_managers_breakers_serialize_beside_its_bulkheads() {
+    let manager = bulkheads::BulkheadManager::builder()
+        .circuit_breaker("email", CircuitBreakerConfig::new().half_open_calls(2))
+        .build()
+        .unwrap();
+    let breaker = manager.circuit_breaker("email").unwrap();
+    breaker.transition_to(CircuitState::Open).unwrap();
+    breaker.transition_to(CircuitState::HalfOpen).unwrap();
+    acquire(&breaker).failure();
+    let json = serde_json::to_value(manager.stats()).unwrap();
+    let b = &json["circuit_breakers"][0];
+    assert_eq!(b["name"], "email");
+    assert_eq!(b["state"], "half_open");
+    assert_eq!(b["failed_calls"], 1);
+    assert_eq!(b["transitions_total"], 2);
+    assert!(b["failure_rate"].is_null()); // 1 of its 2 probes reported
+    // A manager without breakers serializes as before.
+    let plain = serde_json::to_value(bulkheads::BulkheadManager::new().stats()).unwrap();
+    assert!(plain.get("circuit_breakers").is_none());
+}

@@ -16,7 +16,7 @@ const STATES: [CircuitState; 6] = [
 ];
 
 /// The label value of a state: snake case, as Prometheus labels usually are.
-fn state_label(state: CircuitState) -> &'static str {
+pub(crate) fn state_label(state: CircuitState) -> &'static str {
     match state {
         CircuitState::Closed => "closed",
         CircuitState::Open => "open",
