@@ -358,7 +358,7 @@ impl fmt::Display for ManagerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows: Vec<_> = self.bulkheads.iter().map(BulkheadStats::row).collect();
         write_table(f, &rows)?;
-        crate::breaker::export::write_table(f, &self.circuit_breakers)
+        crate::breaker::write_table(f, &self.circuit_breakers)
     }
 }
 

@@ -8,7 +8,10 @@
 //! and every transition happens under that lock, storing a word of a new generation.
 
 mod config;
-pub(crate) mod export;
+#[cfg(all(test, bulkheads_loom))]
+mod loom_models;
+mod metrics;
+mod permit;
 mod state;
 mod window;
 
@@ -22,7 +25,13 @@ use crate::sync::plain::{AtomicU64 as Counter, Ordering as CounterOrdering};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
 pub use config::{CircuitBreakerConfig, SlidingWindow};
+pub use metrics::CircuitMetrics;
+pub use permit::CallPermit;
 pub use state::CircuitState;
+
+#[cfg(feature = "serde")]
+pub(crate) use metrics::state_label;
+pub(crate) use metrics::{append_prometheus, write_table};
 
 use state::{PLACE, generation_of, pack, places_of, state_of};
 use window::{Outcome, Totals, Window};
@@ -523,8 +532,15 @@ impl CircuitBreaker {
         }
         core.lifetime.transitions += 1;
         let generation = generation_of(old).wrapping_add(1);
-        self.word
-            .store(pack(to, places, generation), Ordering::Release);
+        // A swap, not a store: a half-open place may be taken or given back by a CAS at
+        // this very moment, and the new word must come after it in the word's order (a
+        // read-modify-write always does; loom, at least, lets a plain store lose to a
+        // concurrent CAS that read the value before it). Under the lock nothing else
+        // changes the word, so the state and generation the swap replaces are `old`'s.
+        let replaced = self
+            .word
+            .swap(pack(to, places, generation), Ordering::AcqRel);
+        debug_assert_eq!(generation_of(replaced), generation_of(old));
         Some((state_of(old), to))
     }
 
@@ -618,186 +634,6 @@ impl fmt::Debug for CircuitBreaker {
             .finish_non_exhaustive()
     }
 }
-
-/// Permission for one call through a [`CircuitBreaker`], measuring it on the breaker's clock.
-///
-/// Tell it how the call went with [`success`](Self::success), [`failure`](Self::failure) or
-/// [`ignore`](Self::ignore) (an outcome that says nothing about the dependency's health,
-/// such as a validation error). It cannot leak: dropped without an outcome it is ignored
-/// (a half-open probe gives its place back), and dropped while its thread panics it is a
-/// failure — so neither a forgotten call nor a panic can leave a breaker stuck half-open
-/// (resilience4j #903 and #935).
-///
-/// # Examples
-///
-/// ```
-/// use bulkheads::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
-///
-/// let breaker = CircuitBreaker::new("db", CircuitBreakerConfig::new().half_open_calls(1))?;
-/// breaker.transition_to(CircuitState::Open)?;
-/// breaker.transition_to(CircuitState::HalfOpen)?;
-/// {
-///     let _probe = breaker.try_acquire()?;
-///     assert!(breaker.try_acquire().is_err()); // the one place is taken
-/// } // dropped unrecorded: the place comes back
-/// breaker.try_acquire()?.success();
-/// assert_eq!(breaker.state(), CircuitState::Closed);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "a permit dropped at once is an ignored call; record its outcome"]
-pub struct CallPermit<'a> {
-    breaker: &'a CircuitBreaker,
-    generation: u32,
-    holds_place: bool,
-    /// When the call started; `None` when nothing is recorded (disabled).
-    start: Option<Instant>,
-    done: bool,
-}
-
-impl CallPermit<'_> {
-    /// The call succeeded (slow if it took longer than `slow_call_duration`).
-    pub fn success(mut self) {
-        self.finish(Some(false));
-    }
-
-    /// The call failed (and was slow, too, if it took longer than `slow_call_duration`).
-    pub fn failure(mut self) {
-        self.finish(Some(true));
-    }
-
-    /// The call's outcome is not to be counted: nothing enters the window, and a half-open
-    /// probe gives its place back.
-    pub fn ignore(mut self) {
-        self.finish(None);
-    }
-
-    /// How long the call has taken so far, on the breaker's clock (zero when disabled).
-    pub fn elapsed(&self) -> Duration {
-        self.start.map_or(Duration::ZERO, |start| {
-            self.breaker
-                .config
-                .clock
-                .now()
-                .saturating_duration_since(start)
-        })
-    }
-
-    fn finish(&mut self, failed: Option<bool>) {
-        self.done = true;
-        match (failed, self.start) {
-            (Some(failed), Some(start)) => self.breaker.record(self.generation, start, failed),
-            (Some(_), None) => {}
-            (None, _) => {
-                if self.start.is_some() {
-                    self.breaker.ignored();
-                }
-                if self.holds_place {
-                    self.breaker.release_place(self.generation);
-                }
-            }
-        }
-    }
-}
-
-impl Drop for CallPermit<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            let failed = std::thread::panicking().then_some(true);
-            self.finish(failed);
-        }
-    }
-}
-
-impl fmt::Debug for CallPermit<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallPermit")
-            .field("breaker", &&*self.breaker.name)
-            .field("half_open_probe", &self.holds_place)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A snapshot of a [`CircuitBreaker`]'s window and counters.
-///
-/// The window's figures (`buffered_calls` … `not_permitted_calls`) belong to the current
-/// state, as resilience4j's: they start afresh when the breaker closes, goes half-open or
-/// is moved by hand, and an open breaker shows the figures that opened it. The `_total`
-/// counters count since the breaker was made and only grow, for monitoring.
-///
-/// # Examples
-///
-/// ```
-/// use bulkheads::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
-///
-/// let breaker = CircuitBreaker::new("db", CircuitBreakerConfig::new().minimum_calls(1))?;
-/// breaker.try_acquire()?.success();
-/// let m = breaker.metrics();
-/// assert_eq!(m.state, CircuitState::Closed);
-/// assert_eq!((m.buffered_calls, m.successful_calls, m.failure_rate), (1, 1, Some(0.0)));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct CircuitMetrics {
-    /// The breaker's name.
-    pub name: String,
-    /// The state at the time of the snapshot.
-    pub state: CircuitState,
-    /// Percent of the window's calls that failed; `None` until the window holds its
-    /// minimum number of calls.
-    pub failure_rate: Option<f64>,
-    /// Percent of the window's calls that were slow; `None` until the window holds its
-    /// minimum number of calls.
-    pub slow_call_rate: Option<f64>,
-    /// Calls in the window.
-    pub buffered_calls: usize,
-    /// Failed calls in the window.
-    pub failed_calls: usize,
-    /// Successful calls in the window.
-    pub successful_calls: usize,
-    /// Slow calls in the window, successful or not.
-    pub slow_calls: usize,
-    /// Calls refused since the window started.
-    pub not_permitted_calls: u64,
-    /// Successes recorded since the breaker was made (also those of permits taken before a
-    /// transition, which the window does not count).
-    pub successes_total: u64,
-    /// Failures recorded since the breaker was made.
-    pub failures_total: u64,
-    /// Slow calls recorded since the breaker was made.
-    pub slow_total: u64,
-    /// Permits ignored or dropped without an outcome since the breaker was made.
-    pub ignored_total: u64,
-    /// Calls refused since the breaker was made.
-    pub not_permitted_total: u64,
-    /// State transitions since the breaker was made (`reset` counts as one).
-    pub transitions_total: u64,
-}
-
-impl PartialEq for CircuitMetrics {
-    /// Field by field; the rates compare by their bits, so equality is total (the rates are
-    /// never NaN) and snapshots can be `Eq` like the other stats.
-    fn eq(&self, other: &Self) -> bool {
-        let bits = |r: Option<f64>| r.map(f64::to_bits);
-        self.name == other.name
-            && self.state == other.state
-            && bits(self.failure_rate) == bits(other.failure_rate)
-            && bits(self.slow_call_rate) == bits(other.slow_call_rate)
-            && self.buffered_calls == other.buffered_calls
-            && self.failed_calls == other.failed_calls
-            && self.successful_calls == other.successful_calls
-            && self.slow_calls == other.slow_calls
-            && self.not_permitted_calls == other.not_permitted_calls
-            && self.successes_total == other.successes_total
-            && self.failures_total == other.failures_total
-            && self.slow_total == other.slow_total
-            && self.ignored_total == other.ignored_total
-            && self.not_permitted_total == other.not_permitted_total
-            && self.transitions_total == other.transitions_total
-    }
-}
-
-impl Eq for CircuitMetrics {}
 
 #[cfg(test)]
 mod tests {

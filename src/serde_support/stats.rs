@@ -154,7 +154,7 @@ impl Serialize for CircuitMetrics {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("CircuitMetrics", 15)?;
         s.serialize_field("name", &self.name)?;
-        s.serialize_field("state", crate::breaker::export::state_label(self.state))?;
+        s.serialize_field("state", crate::breaker::state_label(self.state))?;
         s.serialize_field("failure_rate", &self.failure_rate)?;
         s.serialize_field("slow_call_rate", &self.slow_call_rate)?;
         s.serialize_field("buffered_calls", &self.buffered_calls)?;

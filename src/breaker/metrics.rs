@@ -1,10 +1,92 @@
-//! A breaker's snapshot for people and for Prometheus: the rows under the manager's table
-//! and the `bulkhead_circuit_*` families of the text exposition.
+//! [`CircuitMetrics`]: a breaker's snapshot, for programs, for people (the rows under the
+//! manager's table) and for Prometheus (the `bulkhead_circuit_*` families).
 
 use std::fmt::{self, Write as _};
 
-use super::{CircuitMetrics, CircuitState};
+use super::CircuitState;
 use crate::prometheus::write_label_value;
+
+/// A snapshot of a [`CircuitBreaker`](super::CircuitBreaker)'s window and counters.
+///
+/// The window's figures (`buffered_calls` … `not_permitted_calls`) belong to the current
+/// state, as resilience4j's: they start afresh when the breaker closes, goes half-open or
+/// is moved by hand, and an open breaker shows the figures that opened it. The `_total`
+/// counters count since the breaker was made and only grow, for monitoring.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+///
+/// let breaker = CircuitBreaker::new("db", CircuitBreakerConfig::new().minimum_calls(1))?;
+/// breaker.try_acquire()?.success();
+/// let m = breaker.metrics();
+/// assert_eq!(m.state, CircuitState::Closed);
+/// assert_eq!((m.buffered_calls, m.successful_calls, m.failure_rate), (1, 1, Some(0.0)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CircuitMetrics {
+    /// The breaker's name.
+    pub name: String,
+    /// The state at the time of the snapshot.
+    pub state: CircuitState,
+    /// Percent of the window's calls that failed; `None` until the window holds its
+    /// minimum number of calls.
+    pub failure_rate: Option<f64>,
+    /// Percent of the window's calls that were slow; `None` until the window holds its
+    /// minimum number of calls.
+    pub slow_call_rate: Option<f64>,
+    /// Calls in the window.
+    pub buffered_calls: usize,
+    /// Failed calls in the window.
+    pub failed_calls: usize,
+    /// Successful calls in the window.
+    pub successful_calls: usize,
+    /// Slow calls in the window, successful or not.
+    pub slow_calls: usize,
+    /// Calls refused since the window started.
+    pub not_permitted_calls: u64,
+    /// Successes recorded since the breaker was made (also those of permits taken before a
+    /// transition, which the window does not count).
+    pub successes_total: u64,
+    /// Failures recorded since the breaker was made.
+    pub failures_total: u64,
+    /// Slow calls recorded since the breaker was made.
+    pub slow_total: u64,
+    /// Permits ignored or dropped without an outcome since the breaker was made.
+    pub ignored_total: u64,
+    /// Calls refused since the breaker was made.
+    pub not_permitted_total: u64,
+    /// State transitions since the breaker was made (`reset` counts as one).
+    pub transitions_total: u64,
+}
+
+impl PartialEq for CircuitMetrics {
+    /// Field by field; the rates compare by their bits, so equality is total (the rates are
+    /// never NaN) and snapshots can be `Eq` like the other stats.
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |r: Option<f64>| r.map(f64::to_bits);
+        self.name == other.name
+            && self.state == other.state
+            && bits(self.failure_rate) == bits(other.failure_rate)
+            && bits(self.slow_call_rate) == bits(other.slow_call_rate)
+            && self.buffered_calls == other.buffered_calls
+            && self.failed_calls == other.failed_calls
+            && self.successful_calls == other.successful_calls
+            && self.slow_calls == other.slow_calls
+            && self.not_permitted_calls == other.not_permitted_calls
+            && self.successes_total == other.successes_total
+            && self.failures_total == other.failures_total
+            && self.slow_total == other.slow_total
+            && self.ignored_total == other.ignored_total
+            && self.not_permitted_total == other.not_permitted_total
+            && self.transitions_total == other.transitions_total
+    }
+}
+
+impl Eq for CircuitMetrics {}
 
 const STATES: [CircuitState; 6] = [
     CircuitState::Closed,
