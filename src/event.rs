@@ -102,6 +102,16 @@ pub enum EventKind {
         /// The state that refused it: open, forced open, or half-open with every probe out.
         state: CircuitState,
     },
+    /// A [`Retry`](crate::Retry) is about to wait `wait`, then make attempt number
+    /// `attempt` (2 for the first retry). Fired on the caller's thread, before the wait.
+    RetryScheduled {
+        /// The attempt that follows the wait, counting the first call as 1.
+        attempt: u32,
+        /// The wait, jitter included.
+        wait: Duration,
+    },
+    /// A [`Retry`](crate::Retry)'s budget refused a retry: too many recent attempts failed.
+    RetryThrottled,
 }
 
 impl fmt::Display for Event<'_> {
@@ -122,6 +132,10 @@ impl fmt::Display for Event<'_> {
             EventKind::CircuitNotPermitted { state } => {
                 write!(f, "call not permitted: circuit {state}")
             }
+            EventKind::RetryScheduled { attempt, wait } => {
+                write!(f, "attempt {attempt} after {wait:?}")
+            }
+            EventKind::RetryThrottled => write!(f, "retry throttled by the budget"),
         }
     }
 }

@@ -268,13 +268,15 @@ impl<T, E> PolicyBuilder<T, E> {
         if let Some(retry) = &self.retry {
             retry.validate(name)?;
         }
+        // A retry without a name of its own reports as the policy.
+        let retry = self.retry.map(|r| r.named_if_unnamed(&self.name));
         Ok(Policy {
             inner: Arc::new(Inner {
                 name: self.name,
                 compartment: self.compartment,
                 breaker: self.breaker,
                 breaker_failure_if: self.breaker_failure_if,
-                retry: self.retry,
+                retry,
                 retry_if: self.retry_if,
                 timeout: self.timeout,
                 fallback: self.fallback,

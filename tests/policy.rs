@@ -416,3 +416,19 @@ fn policies_are_send_sync_and_clone() {
     let copy = policy.clone();
     assert_eq!(copy.name(), "p");
 }
+
+#[test]
+fn a_policys_retry_reports_under_the_policys_name() {
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let unnamed = manual_retry(2);
+    let seen = Arc::clone(&names);
+    unnamed.on_event(move |e| seen.lock().unwrap().push(e.bulkhead.to_owned()));
+    let policy = Policy::builder("checkout").retry(unnamed).build().unwrap();
+    let _ = policy.call(|| Err::<(), _>(HttpError::Status(503)));
+    let named = manual_retry(2).name("own-name");
+    let seen = Arc::clone(&names);
+    named.on_event(move |e| seen.lock().unwrap().push(e.bulkhead.to_owned()));
+    let policy = Policy::builder("checkout").retry(named).build().unwrap();
+    let _ = policy.call(|| Err::<(), _>(HttpError::Status(503)));
+    assert_eq!(*names.lock().unwrap(), ["checkout", "own-name"]);
+}

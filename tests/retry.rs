@@ -544,3 +544,30 @@ fn retry_is_send_sync_and_shared_by_threads() {
     let m = retry.metrics();
     assert_eq!((m.failed_with_retry, m.retries), (800, 800));
 }
+
+#[test]
+fn waits_and_throttled_retries_are_events() {
+    use bulkheads::EventKind;
+    let budget = RetryBudget::new(4.0, 0.1);
+    let (retry, clock) = recorded(Retry::new(3).name("search").budget(budget));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&log);
+    retry.on_event(move |e| {
+        assert_eq!(e.bulkhead, "search");
+        seen.lock().unwrap().push(e.kind);
+    });
+    retry.on_event(|_| panic!("a broken listener"));
+    // 4 tokens: the first failure leaves 3 (> 2, retry), the second 2 (not > 2: throttled).
+    let _ = retry.call(|| Err::<(), _>(HelloWorldError));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            EventKind::RetryScheduled {
+                attempt: 2,
+                wait: DEFAULT_WAIT
+            },
+            EventKind::RetryThrottled,
+        ]
+    );
+    assert_eq!(clock.sleeps(), vec![DEFAULT_WAIT]);
+}

@@ -12,6 +12,12 @@
 //! [`ManualClock`](crate::ManualClock) sees exactly how long a retry would have waited,
 //! without waiting.
 
+mod backoff;
+mod budget;
+
+pub use backoff::{Backoff, Jitter};
+pub use budget::RetryBudget;
+
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
@@ -19,291 +25,10 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{BulkheadError, ConfigError};
+use crate::event::{Event, EventKind, Listeners};
 use crate::policy::PolicyError;
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicU64, Ordering};
-
-/// How long to wait before each retry, before [`Jitter`].
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use bulkheads::Backoff;
-///
-/// let b = Backoff::exponential(Duration::from_millis(100), 2.0).max(Duration::from_millis(350));
-/// assert_eq!(b.delay(1), Duration::from_millis(100));
-/// assert_eq!(b.delay(2), Duration::from_millis(200));
-/// assert_eq!(b.delay(3), Duration::from_millis(350)); // 400, capped
-/// assert_eq!(Backoff::fixed(Duration::from_secs(1)).delay(9), Duration::from_secs(1));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    initial: Duration,
-    multiplier: f64,
-    max: Option<Duration>,
-}
-
-impl Backoff {
-    /// The same wait before every retry. Must not be zero.
-    #[must_use]
-    pub fn fixed(delay: Duration) -> Self {
-        Self {
-            initial: delay,
-            multiplier: 1.0,
-            max: None,
-        }
-    }
-
-    /// `initial` before the first retry, multiplied by `multiplier` before each next one
-    /// (resilience4j's `IntervalFunction.ofExponentialBackoff`). `initial` must not be zero;
-    /// `multiplier` must be finite and at least 1.
-    #[must_use]
-    pub fn exponential(initial: Duration, multiplier: f64) -> Self {
-        Self {
-            initial,
-            multiplier,
-            max: None,
-        }
-    }
-
-    /// The longest wait, however many retries came before.
-    ///
-    /// Defaults to none. Must not be below the initial delay.
-    #[must_use]
-    pub fn max(mut self, max: Duration) -> Self {
-        self.max = Some(max);
-        self
-    }
-
-    /// The wait before retry number `retry` (1 for the first retry, that is the second
-    /// attempt), before jitter.
-    pub fn delay(&self, retry: u32) -> Duration {
-        let cap = self.max.unwrap_or(Duration::MAX);
-        if self.multiplier == 1.0 {
-            return self.initial.min(cap);
-        }
-        let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
-        // In nanoseconds, rounded: 10 ms × 3² is 90 ms exactly, not 89.999999 ms.
-        let nanos = self.initial.as_nanos() as f64 * self.multiplier.powi(exponent);
-        if !nanos.is_finite() || nanos >= cap.as_nanos() as f64 || nanos >= u64::MAX as f64 {
-            return cap;
-        }
-        Duration::from_nanos(nanos.round() as u64).min(cap)
-    }
-
-    fn validate(&self, name: &str) -> Result<(), ConfigError> {
-        if self.initial.is_zero() {
-            return Err(ConfigError::new(
-                name,
-                "backoff",
-                "initial delay must not be zero (immediate retries are a retry storm)",
-            ));
-        }
-        if !self.multiplier.is_finite() || self.multiplier < 1.0 {
-            return Err(ConfigError::new(
-                name,
-                "backoff",
-                format!(
-                    "multiplier must be finite and at least 1 (got {})",
-                    self.multiplier
-                ),
-            ));
-        }
-        if let Some(max) = self.max
-            && max < self.initial
-        {
-            return Err(ConfigError::new(
-                name,
-                "backoff",
-                format!(
-                    "max must not be below the initial delay ({:?}) (got {max:?})",
-                    self.initial
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// How much randomness to add to each wait, so that callers that failed together do not
-/// retry together. `None`, `Full`, `Equal` and `Decorrelated` are the formulas of AWS's
-/// "Exponential Backoff And Jitter"; `Proportional` is resilience4j's randomized interval.
-///
-/// With `d` the [`Backoff`]'s delay for this retry:
-///
-/// | jitter | wait |
-/// | --- | --- |
-/// | `None` | `d` |
-/// | `Full` | uniform in `[0, d]` |
-/// | `Equal` | `d/2` + uniform in `[0, d/2]` |
-/// | `Decorrelated` | uniform in `[initial, 3 × previous wait]`, at most the back-off's `max` |
-/// | `Proportional(f)` | uniform in `[d × (1 − f), d × (1 + f)]`, `f` in `[0, 1]` |
-///
-/// `Decorrelated` uses only the back-off's initial delay (as AWS's `base`, and as the first
-/// "previous wait") and its `max` (as `cap`); it grows by itself.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use bulkheads::{Backoff, Jitter, Retry};
-///
-/// let retry = Retry::new(5)
-///     .backoff(Backoff::exponential(Duration::from_millis(100), 2.0).max(Duration::from_secs(2)))
-///     .jitter(Jitter::Full);
-/// assert!(retry.validate("search").is_ok());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-#[non_exhaustive]
-pub enum Jitter {
-    /// No randomness: exactly the back-off's delay.
-    #[default]
-    None,
-    /// AWS's "Full Jitter": anywhere between zero and the delay.
-    Full,
-    /// AWS's "Equal Jitter": half the delay, plus up to half again.
-    Equal,
-    /// AWS's "Decorrelated Jitter": up to three times the previous wait.
-    Decorrelated,
-    /// resilience4j's randomization factor: the delay, give or take this fraction of it.
-    Proportional(f64),
-}
-
-/// gRPC's retry throttling: a token bucket shared by every call to one dependency, which
-/// lets retries through only while most calls succeed.
-///
-/// The bucket starts full, at `max_tokens`. Each failed attempt (one the retry predicate
-/// would retry) takes one token, each success puts back `token_ratio`, never above
-/// `max_tokens`. A retry is allowed only while more than half the tokens are left; first
-/// attempts always go through. With gRPC's example of 10 tokens and a ratio of 0.1, five
-/// failures in a row stop retries, and it takes ten successes to earn back one failure.
-/// Tokens are counted in thousandths, as gRPC counts them (only three decimals of
-/// `token_ratio` matter).
-///
-/// Clones share one bucket: give the same budget to every [`Retry`] that calls the
-/// dependency.
-///
-/// # Examples
-///
-/// ```
-/// use bulkheads::RetryBudget;
-///
-/// let budget = RetryBudget::new(10.0, 0.1);
-/// for _ in 0..4 {
-///     budget.on_failure();
-/// }
-/// assert!(budget.allows_retry()); // 6 > 5
-/// budget.on_failure();
-/// assert!(!budget.allows_retry()); // 5 is not more than half of 10
-/// budget.on_success();
-/// assert!(budget.allows_retry()); // 5.1
-/// assert_eq!(budget.tokens(), 5.1);
-/// ```
-#[derive(Clone)]
-pub struct RetryBudget {
-    inner: Arc<BudgetInner>,
-}
-
-struct BudgetInner {
-    max_tokens: f64,
-    token_ratio: f64,
-    max_milli: u64,
-    ratio_milli: u64,
-    tokens_milli: AtomicU64,
-}
-
-impl RetryBudget {
-    /// The largest `max_tokens` gRPC accepts.
-    pub const MAX_TOKENS: f64 = 1000.0;
-
-    /// A full bucket of `max_tokens` (in (0, 1000], as gRPC's), refilled by `token_ratio`
-    /// (at least 0.001) per success.
-    #[must_use]
-    pub fn new(max_tokens: f64, token_ratio: f64) -> Self {
-        let milli = |x: f64| {
-            if x.is_finite() && x > 0.0 {
-                (x * 1000.0).round().min(u64::MAX as f64) as u64
-            } else {
-                0
-            }
-        };
-        let max_milli = milli(max_tokens);
-        Self {
-            inner: Arc::new(BudgetInner {
-                max_tokens,
-                token_ratio,
-                max_milli,
-                ratio_milli: milli(token_ratio),
-                tokens_milli: AtomicU64::new(max_milli),
-            }),
-        }
-    }
-
-    /// Whether a retry may go now: more than half the tokens are left.
-    pub fn allows_retry(&self) -> bool {
-        // Relaxed: the bucket is a heuristic shared by racing callers; no other memory
-        // depends on its value.
-        // `t > max / 2` in integers is `2t > max` for odd and even `max` alike.
-        self.inner.tokens_milli.load(Ordering::Relaxed) > self.inner.max_milli / 2
-    }
-
-    /// Takes one token for a failed attempt (none below zero).
-    pub fn on_failure(&self) {
-        let _ = self
-            .inner
-            .tokens_milli
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some(t.saturating_sub(1000))
-            });
-    }
-
-    /// Puts back `token_ratio` for a successful attempt (none above `max_tokens`).
-    pub fn on_success(&self) {
-        let (ratio, max) = (self.inner.ratio_milli, self.inner.max_milli);
-        let _ = self
-            .inner
-            .tokens_milli
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some(t.saturating_add(ratio).min(max))
-            });
-    }
-
-    /// The tokens left.
-    pub fn tokens(&self) -> f64 {
-        self.inner.tokens_milli.load(Ordering::Relaxed) as f64 / 1000.0
-    }
-
-    fn validate(&self, name: &str) -> Result<(), ConfigError> {
-        let max = self.inner.max_tokens;
-        if !(max > 0.0 && max <= Self::MAX_TOKENS) || self.inner.max_milli == 0 {
-            return Err(ConfigError::new(
-                name,
-                "budget",
-                format!("max_tokens must be in (0, 1000] (got {max})"),
-            ));
-        }
-        let ratio = self.inner.token_ratio;
-        if !(ratio.is_finite() && ratio > 0.0) || self.inner.ratio_milli == 0 {
-            return Err(ConfigError::new(
-                name,
-                "budget",
-                format!("token_ratio must be at least 0.001 (got {ratio})"),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for RetryBudget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryBudget")
-            .field("max_tokens", &self.inner.max_tokens)
-            .field("token_ratio", &self.inner.token_ratio)
-            .field("tokens", &self.tokens())
-            .finish()
-    }
-}
 
 /// Whether an error is worth another attempt, for [`Retry::call`].
 ///
@@ -392,10 +117,12 @@ pub struct Retry {
     jitter: Jitter,
     budget: Option<RetryBudget>,
     clock: Arc<dyn Clock>,
+    /// The name its events carry; `None` until set (a policy sets its own).
+    name: Option<Arc<str>>,
     shared: Arc<Shared>,
 }
 
-/// What clones of a `Retry` share: the random state and the counters.
+/// What clones of a `Retry` share: the random state, the counters and the listeners.
 struct Shared {
     /// splitmix64's state: one `fetch_add` per random number, so threads never contend on
     /// more than one word and never lock.
@@ -406,6 +133,7 @@ struct Shared {
     failed_retried: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
+    listeners: Listeners,
 }
 
 impl Shared {
@@ -418,6 +146,7 @@ impl Shared {
             failed_retried: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            listeners: Listeners::default(),
         }
     }
 
@@ -448,6 +177,7 @@ impl Retry {
             jitter: Jitter::None,
             budget: None,
             clock: Arc::new(SystemClock),
+            name: None,
             shared: Arc::new(Shared::new(seed)),
         }
     }
@@ -488,9 +218,63 @@ impl Retry {
         self
     }
 
+    /// The name its [events](Self::on_event) carry.
+    ///
+    /// Defaults to `"retry"`; a [`Policy`](crate::Policy) gives a retry without a name its
+    /// own.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(Arc::from(name.into()));
+        self
+    }
+
+    pub(crate) fn named_if_unnamed(mut self, name: &str) -> Self {
+        if self.name.is_none() {
+            self.name = Some(Arc::from(name));
+        }
+        self
+    }
+
+    /// Calls `listener` before every wait ([`EventKind::RetryScheduled`]) and for every
+    /// retry the budget refuses ([`EventKind::RetryThrottled`]), on the caller's thread.
+    /// Clones share the listeners. Its panics are caught and dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use bulkheads::{Backoff, ManualClock, PolicyError, Retry};
+    ///
+    /// let retry = Retry::new(3)
+    ///     .name("search")
+    ///     .backoff(Backoff::fixed(Duration::from_millis(20)))
+    ///     .clock(Arc::new(ManualClock::new()));
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&log);
+    /// retry.on_event(move |e| seen.lock().unwrap().push(e.to_string()));
+    /// let _ = retry.call(|| Err::<(), _>(PolicyError::Inner("503")));
+    /// assert_eq!(
+    ///     *log.lock().unwrap(),
+    ///     ["search: attempt 2 after 20ms", "search: attempt 3 after 20ms"]
+    /// );
+    /// ```
+    pub fn on_event<L>(&self, listener: L)
+    where
+        L: Fn(&Event<'_>) + Send + Sync + 'static,
+    {
+        self.shared.listeners.add(Arc::new(listener));
+    }
+
+    fn emit(&self, kind: EventKind) {
+        let name = self.name.as_deref().unwrap_or("retry");
+        self.shared.listeners.emit(name, kind);
+    }
+
     /// Seeds the jitter's random numbers, for waits that repeat from run to run.
     ///
-    /// Defaults to a random seed. Clones made before this call keep the old sequence.
+    /// Defaults to a random seed. Clones made before this call keep the old sequence (and
+    /// the old counters and listeners: the seed starts a new shared state).
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.shared = Arc::new(Shared::new(seed));
@@ -635,6 +419,7 @@ impl Retry {
                         && self.budget.as_ref().is_some_and(|b| !b.allows_retry());
                     if throttled {
                         self.shared.throttled.fetch_add(1, Ordering::Relaxed);
+                        self.emit(EventKind::RetryThrottled);
                     }
                     if !valid || !retryable || attempt >= self.max_attempts || throttled {
                         let counter = if attempt == 1 {
@@ -651,6 +436,10 @@ impl Retry {
                     let wait = self.wait(attempt, previous_wait);
                     previous_wait = wait;
                     self.shared.retries.fetch_add(1, Ordering::Relaxed);
+                    self.emit(EventKind::RetryScheduled {
+                        attempt: attempt + 1,
+                        wait,
+                    });
                     self.clock.sleep(wait);
                     attempt += 1;
                 }
@@ -720,6 +509,7 @@ impl fmt::Debug for Retry {
             .field("backoff", &self.backoff)
             .field("jitter", &self.jitter)
             .field("budget", &self.budget)
+            .field("name", &self.name)
             .field("clock", &"<clock>")
             .finish_non_exhaustive()
     }
