@@ -8,7 +8,9 @@
 //! and every tenth order queues a confirmation e-mail without waiting for it. The work is
 //! in-process sleeps standing in for I/O; nothing leaves the machine. A third of the way
 //! through, recommendations degrades: its calls take 400 ms instead of 2 ms. Its row fills
-//! its bar, its queue and its rejection rate, while the other rows keep flowing.
+//! its bar, its queue and its rejection rate, while the other rows keep flowing — until its
+//! circuit breaker opens: then its calls stop taking threads at all, and the row's health
+//! shows the breaker's state (open, then half-open while it probes).
 //!
 //! Each row shows the utilization (running / max) as a bar, the queue (or, for a
 //! semaphore, the callers waiting), the calls that completed and that were rejected per
@@ -26,8 +28,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{
-    BulkheadManager, BulkheadStats, EventKind, ManagerStats, PoolConfig, SemaphoreConfig,
+    BulkheadManager, BulkheadStats, CircuitBreakerConfig, CircuitState, EventKind, ManagerStats,
+    Policy, PoolConfig, SemaphoreConfig, SlidingWindow,
 };
+
+/// Recommendations go through a policy: its pool, its breaker, a 50 ms deadline.
+type Recommendations = Policy<(), std::convert::Infallible>;
 
 const HELP: &str = "\
 dashboard: a live terminal table of bulkheads under a mixed load; one pool degrades mid-run.
@@ -98,6 +104,26 @@ fn run(run_for: Duration) -> Result<(), Box<dyn std::error::Error>> {
             .pool("payment", PoolConfig::new(8).queue_capacity(8))
             .pool("recommendations", PoolConfig::new(4).queue_capacity(4))
             .pool("email", PoolConfig::new(2).queue_capacity(16))
+            // Opens once half of the last 20 calls failed (timed out), probes after 2 s.
+            .circuit_breaker(
+                "recommendations",
+                CircuitBreakerConfig::new()
+                    .sliding_window(SlidingWindow::Count(20))
+                    .minimum_calls(10)
+                    .wait_in_open(Duration::from_secs(2))
+                    .half_open_calls(3),
+            )
+            .build()?,
+    );
+    let recommendations: Arc<Recommendations> = Arc::new(
+        Policy::builder("recommendations")
+            .pool(manager.pool("recommendations"))
+            .circuit_breaker(
+                manager
+                    .circuit_breaker("recommendations")
+                    .ok_or("the breaker is configured above")?,
+            )
+            .timeout(Duration::from_millis(50))
             .build()?,
     );
     let window = Arc::new(Window::default());
@@ -111,9 +137,12 @@ fn run(run_for: Duration) -> Result<(), Box<dyn std::error::Error>> {
     let callers: Vec<_> = (0..CALLERS)
         .map(|seed| {
             let manager = Arc::clone(&manager);
+            let recommendations = Arc::clone(&recommendations);
             let degraded = Arc::clone(&degraded);
             let stop = Arc::clone(&stop);
-            thread::spawn(move || serve_orders(&manager, &degraded, &stop, seed))
+            thread::spawn(move || {
+                serve_orders(&manager, &recommendations, &degraded, &stop, seed);
+            })
         })
         .collect();
 
@@ -160,7 +189,13 @@ fn run(run_for: Duration) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// One caller thread: orders until `stop`, each through four bulkheads.
-fn serve_orders(manager: &BulkheadManager, degraded: &AtomicBool, stop: &AtomicBool, seed: u64) {
+fn serve_orders(
+    manager: &BulkheadManager,
+    recommendations: &Recommendations,
+    degraded: &AtomicBool,
+    stop: &AtomicBool,
+    seed: u64,
+) {
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (seed + 1));
     let mut orders = 0_u64;
     while !stop.load(Ordering::Relaxed) {
@@ -174,12 +209,11 @@ fn serve_orders(manager: &BulkheadManager, degraded: &AtomicBool, stop: &AtomicB
             thread::sleep(Duration::from_millis(stock_ms));
         });
         let slow = degraded.load(Ordering::Relaxed);
-        let _ =
-            manager
-                .pool("recommendations")
-                .execute_timeout(Duration::from_millis(50), move || {
-                    thread::sleep(Duration::from_millis(if slow { 400 } else { 2 }));
-                });
+        // Through its breaker: once open, a call is refused without taking a thread.
+        let _ = recommendations.call(move || {
+            thread::sleep(Duration::from_millis(if slow { 400 } else { 2 }));
+            Ok(())
+        });
         let _ = manager
             .pool("payment")
             .execute_timeout(Duration::from_millis(200), || {
@@ -272,6 +306,8 @@ fn bar(running: usize, max: usize) -> String {
 /// How a row is doing, worst first.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Health {
+    /// Its circuit breaker is not closed: calls are refused (or only probes go through).
+    Circuit(CircuitState),
     Rejecting,
     Saturated,
     Ok,
@@ -280,6 +316,8 @@ enum Health {
 impl Health {
     fn label(self) -> &'static str {
         match self {
+            Self::Circuit(CircuitState::HalfOpen) => "CIRCUIT HALF-OPEN",
+            Self::Circuit(_) => "CIRCUIT OPEN",
             Self::Rejecting => "REJECTING",
             Self::Saturated => "saturated",
             Self::Ok => "ok",
@@ -288,6 +326,7 @@ impl Health {
 
     fn color(self) -> &'static str {
         match self {
+            Self::Circuit(_) => "\x1b[1;35m",
             Self::Rejecting => "\x1b[1;31m",
             Self::Saturated => "\x1b[33m",
             Self::Ok => "\x1b[32m",
@@ -361,7 +400,15 @@ fn table(
             }
             _ => continue,
         };
-        let health = if rejected > 0 {
+        let circuit = now
+            .circuit_breakers
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.state)
+            .filter(|&state| state != CircuitState::Closed);
+        let health = if let Some(state) = circuit {
+            Health::Circuit(state)
+        } else if rejected > 0 {
             Health::Rejecting
         } else if running >= max {
             Health::Saturated

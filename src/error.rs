@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breaker::CircuitState;
 use crate::sync::plain::Mutex;
 
 /// Why a call through a bulkhead did not produce the task's value.
@@ -120,6 +121,53 @@ pub enum BulkheadError {
         /// Why no bulkhead of that name could be created.
         error: ConfigError,
     },
+    /// A [`CircuitBreaker`](crate::CircuitBreaker) refused the call: it is open, forced
+    /// open, or half-open with every probe already out. The call never ran, took no
+    /// bulkhead slot and did not enter the breaker's window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use bulkheads::{CircuitBreaker, CircuitBreakerConfig, CircuitState, ManualClock};
+    ///
+    /// let clock = Arc::new(ManualClock::new());
+    /// let breaker = CircuitBreaker::new("email", CircuitBreakerConfig::new().clock(clock))?;
+    /// breaker.transition_to(CircuitState::Open)?;
+    /// let err = breaker.try_acquire().unwrap_err();
+    /// assert!(err.is_circuit_open());
+    /// assert_eq!(err.bulkhead(), "email");
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "circuit breaker 'email' is open: call not permitted (retry after 60s)"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[error("circuit breaker '{name}' is {state}: call not permitted{}", RetryAfter(*.retry_after))]
+    #[non_exhaustive]
+    CircuitOpen {
+        /// The breaker's name.
+        name: Arc<str>,
+        /// The state that refused the call.
+        state: CircuitState,
+        /// How long until the breaker lets probes through again (open state); `None` when
+        /// no time is known (forced open, or half-open with every probe out).
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Formats an optional retry-after as " (retry after 4.5s)" or nothing.
+struct RetryAfter(Option<Duration>);
+
+impl fmt::Display for RetryAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, " (retry after {d:?})"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl BulkheadError {
@@ -133,7 +181,8 @@ impl BulkheadError {
             | Self::Cancelled { name }
             | Self::Spawn { name, .. }
             | Self::Start { name, .. }
-            | Self::Config { name, .. } => name,
+            | Self::Config { name, .. }
+            | Self::CircuitOpen { name, .. } => name,
         }
     }
 
@@ -185,6 +234,21 @@ impl BulkheadError {
     /// ```
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Config { .. })
+    }
+
+    /// True for [`BulkheadError::CircuitOpen`]: a circuit breaker refused the call.
+    pub fn is_circuit_open(&self) -> bool {
+        matches!(self, Self::CircuitOpen { .. })
+    }
+
+    /// How long until the refusing breaker lets calls through again, for a
+    /// [`CircuitOpen`](BulkheadError::CircuitOpen) error from an open breaker; `None`
+    /// otherwise.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::CircuitOpen { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The [`ConfigError`] of a [`Config`](BulkheadError::Config) error: the field at

@@ -12,6 +12,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use crate::breaker::CircuitState;
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicUsize, Ordering, RwLock};
 
@@ -93,6 +94,31 @@ pub enum EventKind {
         /// Time from the program's start until it was reaped.
         run_time: Duration,
     },
+    /// A [`CircuitBreaker`](crate::CircuitBreaker) moved from one state to another (on a
+    /// call's outcome, on the first call after a wait, or by hand). Fired on the thread that
+    /// made the move, after it.
+    CircuitStateChanged {
+        /// The state it left.
+        from: CircuitState,
+        /// The state it entered.
+        to: CircuitState,
+    },
+    /// A [`CircuitBreaker`](crate::CircuitBreaker) refused a call in `state`. Exactly one
+    /// event per refused call.
+    CircuitNotPermitted {
+        /// The state that refused it: open, forced open, or half-open with every probe out.
+        state: CircuitState,
+    },
+    /// A [`Retry`](crate::Retry) is about to wait `wait`, then make attempt number
+    /// `attempt` (2 for the first retry). Fired on the caller's thread, before the wait.
+    RetryScheduled {
+        /// The attempt that follows the wait, counting the first call as 1.
+        attempt: u32,
+        /// The wait, jitter included.
+        wait: Duration,
+    },
+    /// A [`Retry`](crate::Retry)'s budget refused a retry: too many recent attempts failed.
+    RetryThrottled,
 }
 
 impl fmt::Display for Event<'_> {
@@ -110,6 +136,14 @@ impl fmt::Display for Event<'_> {
             EventKind::Expired => write!(f, "expired in the queue"),
             EventKind::Cancelled => write!(f, "cancelled"),
             EventKind::Killed { run_time } => write!(f, "killed after {run_time:?}"),
+            EventKind::CircuitStateChanged { from, to } => write!(f, "circuit {from} -> {to}"),
+            EventKind::CircuitNotPermitted { state } => {
+                write!(f, "call not permitted: circuit {state}")
+            }
+            EventKind::RetryScheduled { attempt, wait } => {
+                write!(f, "attempt {attempt} after {wait:?}")
+            }
+            EventKind::RetryThrottled => write!(f, "retry throttled by the budget"),
         }
     }
 }

@@ -201,6 +201,39 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # The defensive stack: breaker, retry, fallback
+//!
+//! A bulkhead keeps a sick dependency from taking every thread; a [`CircuitBreaker`] stops
+//! calling it at all while it stays sick (refused calls take no slot), a [`Retry`] with a
+//! [`RetryBudget`] rides out brief failures without a retry storm, and a fallback answers
+//! what is left. A [`Policy`] puts them together in one fixed order,
+//! **fallback(retry(breaker(bulkhead(f))))**, with `.timeout(d)` as each attempt's deadline
+//! inside the bulkhead. Time-based decisions read a [`Clock`], which tests
+//! replace with a [`ManualClock`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use bulkheads::{Backoff, CircuitBreaker, CircuitBreakerConfig, Jitter, Policy, PoolConfig};
+//! use bulkheads::{Retry, RetryBudget, ThreadPoolBulkhead};
+//!
+//! let email = Policy::builder("email")
+//!     .pool(ThreadPoolBulkhead::new("email", PoolConfig::new(4).queue_capacity(2))?)
+//!     .circuit_breaker(CircuitBreaker::new("email", CircuitBreakerConfig::new())?)
+//!     .retry(
+//!         Retry::new(3)
+//!             .backoff(Backoff::exponential(Duration::from_millis(50), 2.0))
+//!             .jitter(Jitter::Full)
+//!             .budget(RetryBudget::new(10.0, 0.1)),
+//!     )
+//!     .timeout(Duration::from_secs(2))
+//!     .fallback(|_err| Ok("queued for later"))
+//!     .build()?;
+//!
+//! let send = email.decorate(|| Ok::<_, std::io::Error>("sent"));
+//! assert_eq!(send()?, "sent");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Features
 //!
 //! All off by default.
@@ -224,6 +257,8 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod breaker;
+pub mod clock;
 mod config;
 mod deadline;
 mod error;
@@ -232,11 +267,13 @@ mod histogram;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics_export;
+mod policy;
 mod pool;
 #[cfg(unix)]
 mod process;
 mod prometheus;
 mod recent;
+mod retry;
 mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_support;
@@ -245,6 +282,10 @@ mod stats;
 mod sync;
 mod trace;
 
+pub use breaker::{
+    CallPermit, CircuitBreaker, CircuitBreakerConfig, CircuitMetrics, CircuitState, SlidingWindow,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{PoolConfig, SemaphoreConfig};
 pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, PanicPayload};
@@ -253,8 +294,10 @@ pub use histogram::{LatencyBuckets, LatencySummary};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;
+pub use policy::{Policy, PolicyBuilder, PolicyError};
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 #[cfg(unix)]
 pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
+pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, Retryable};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::config::{PoolConfig, SemaphoreConfig, validate_name};
 use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, Listener};
@@ -71,6 +72,8 @@ pub struct BulkheadManager {
     semaphores: Registry<SemaphoreBulkhead>,
     #[cfg(unix)]
     processes: Registry<ProcessBulkhead>,
+    /// The configured circuit breakers, by name; fixed at build, so read without a lock.
+    breakers: std::collections::BTreeMap<Arc<str>, Arc<CircuitBreaker>>,
 }
 
 impl fmt::Debug for BulkheadManager {
@@ -80,7 +83,11 @@ impl fmt::Debug for BulkheadManager {
             .field("default_semaphore", &self.semaphores.default)
             .field("max_bulkheads", &self.cap.max)
             .field("pools", &self.pools.names())
-            .field("semaphores", &self.semaphores.names());
+            .field("semaphores", &self.semaphores.names())
+            .field(
+                "circuit_breakers",
+                &self.breakers.keys().collect::<Vec<_>>(),
+            );
         #[cfg(unix)]
         d.field("processes", &self.processes.names());
         d.finish()
@@ -116,6 +123,7 @@ impl BulkheadManager {
             semaphores: Registry::new(SemaphoreConfig::default(), Map::default()),
             #[cfg(unix)]
             processes: Registry::new(ProcessConfig::default(), Map::default()),
+            breakers: std::collections::BTreeMap::new(),
         }
     }
 
@@ -348,6 +356,34 @@ impl BulkheadManager {
         self.semaphores.add_listener(&listener);
         #[cfg(unix)]
         self.processes.add_listener(&listener);
+        for breaker in self.breakers.values() {
+            breaker.add_listener(Arc::clone(&listener));
+        }
+    }
+
+    /// The circuit breaker configured as `name` with
+    /// [`circuit_breaker`](BulkheadManagerBuilder::circuit_breaker), if there is one. Its
+    /// events reach the manager's listeners, and its snapshot is in
+    /// [`stats`](Self::stats) (the table and the Prometheus text).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, CircuitBreakerConfig, CircuitState};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .circuit_breaker("email", CircuitBreakerConfig::new())
+    ///     .build()?;
+    /// let breaker = manager.circuit_breaker("email").expect("configured");
+    /// breaker.transition_to(CircuitState::ForcedOpen)?;
+    /// let stats = manager.stats();
+    /// assert_eq!(stats.circuit_breakers[0].state, CircuitState::ForcedOpen);
+    /// assert!(stats.to_string().contains("forced open"));
+    /// assert!(manager.circuit_breaker("payment").is_none());
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn circuit_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
+        self.breakers.get(name).cloned()
     }
 
     /// A snapshot of every bulkhead, ordered by name; its `Display` is a table.
@@ -357,7 +393,11 @@ impl BulkheadManager {
         #[cfg(unix)]
         bulkheads.extend(self.processes.snapshot());
         bulkheads.sort_by(|a, b| a.name().cmp(b.name()));
-        ManagerStats { bulkheads }
+        let circuit_breakers = self.breakers.values().map(|b| b.metrics()).collect();
+        ManagerStats {
+            bulkheads,
+            circuit_breakers,
+        }
     }
 
     /// Shuts every pool down (queued work still runs) and waits at most `timeout` in all
@@ -443,6 +483,7 @@ pub struct BulkheadManagerBuilder {
     default_process: Option<ProcessConfig>,
     #[cfg(unix)]
     processes: Vec<(String, ProcessConfig)>,
+    circuit_breakers: Vec<(String, CircuitBreakerConfig)>,
 }
 
 impl BulkheadManagerBuilder {
@@ -548,14 +589,40 @@ impl BulkheadManagerBuilder {
         self
     }
 
+    /// A circuit breaker called `name`, held by the manager: get it with
+    /// [`BulkheadManager::circuit_breaker`]. Breakers are not bulkheads: they do not count
+    /// against [`max_bulkheads`](Self::max_bulkheads), and names are not created on first
+    /// use.
+    pub fn circuit_breaker(
+        mut self,
+        name: impl Into<String>,
+        config: CircuitBreakerConfig,
+    ) -> Self {
+        self.circuit_breakers.push((name.into(), config));
+        self
+    }
+
     /// Validates every configuration and builds the manager. Configured pools start no
     /// thread until their first call.
     ///
     /// # Errors
     ///
     /// The first [`ConfigError`]: an invalid configuration (the default ones are named
-    /// `<default>`), or a name configured twice for the same kind of bulkhead.
+    /// `<default>`), or a name configured twice for the same kind of bulkhead (or twice as
+    /// a circuit breaker).
     pub fn build(self) -> Result<BulkheadManager, ConfigError> {
+        let mut breakers = std::collections::BTreeMap::new();
+        for (name, config) in self.circuit_breakers {
+            if breakers.contains_key(name.as_str()) {
+                return Err(ConfigError::new(
+                    &name,
+                    "name",
+                    "is configured twice as a circuit breaker",
+                ));
+            }
+            let breaker = CircuitBreaker::new(&name, config)?;
+            breakers.insert(Arc::from(name), Arc::new(breaker));
+        }
         let default_pool = self.default_pool.unwrap_or_default();
         default_pool.validate(DEFAULT_NAME)?;
         let default_semaphore = self.default_semaphore.unwrap_or_default();
@@ -590,6 +657,7 @@ impl BulkheadManagerBuilder {
             semaphores: Registry::new(default_semaphore, semaphores),
             #[cfg(unix)]
             processes: Registry::new(default_process, processes),
+            breakers,
         })
     }
 }

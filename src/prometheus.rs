@@ -374,7 +374,7 @@ impl fmt::Display for Exposition<'_> {
 
 /// Writes a label value escaped as the text format requires: backslash, double quote and
 /// line feed become `\\`, `\"` and `\n`. Everything else, any UTF-8, passes as it is.
-fn write_label_value(f: &mut impl fmt::Write, value: &str) -> fmt::Result {
+pub(crate) fn write_label_value(f: &mut impl fmt::Write, value: &str) -> fmt::Result {
     for c in value.chars() {
         match c {
             '\\' => f.write_str("\\\\")?,
@@ -427,6 +427,9 @@ impl ManagerStats {
     /// calls are `submitted + rejected + shutdown_refused` for a pool and
     /// `permitted + rejected` for a semaphore. A family with no series (no semaphore, say) is left out.
     ///
+    /// The manager's circuit breakers follow, labelled `kind="circuit_breaker"`: see
+    /// [`CircuitMetrics::to_prometheus`](crate::CircuitMetrics::to_prometheus).
+    ///
     /// # Examples
     ///
     /// ```
@@ -451,7 +454,9 @@ impl ManagerStats {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn to_prometheus(&self) -> String {
-        Exposition(self.bulkheads.iter().map(Snapshot::of).collect()).to_string()
+        let mut text = Exposition(self.bulkheads.iter().map(Snapshot::of).collect()).to_string();
+        crate::breaker::append_prometheus(&mut text, &self.circuit_breakers);
+        text
     }
 }
 

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::breaker::CircuitMetrics;
 use crate::histogram::LatencySummary;
 use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering};
 
@@ -386,6 +387,8 @@ impl BulkheadStats {
 pub struct ManagerStats {
     /// One snapshot per bulkhead, ordered by name.
     pub bulkheads: Vec<BulkheadStats>,
+    /// One snapshot per circuit breaker the manager holds, ordered by name.
+    pub circuit_breakers: Vec<CircuitMetrics>,
 }
 
 impl ManagerStats {
@@ -497,7 +500,8 @@ fn write_table(f: &mut fmt::Formatter<'_>, rows: &[[String; 8]]) -> fmt::Result 
 impl fmt::Display for ManagerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows: Vec<_> = self.bulkheads.iter().map(BulkheadStats::row).collect();
-        write_table(f, &rows)
+        write_table(f, &rows)?;
+        crate::breaker::write_table(f, &self.circuit_breakers)
     }
 }
 

@@ -2,11 +2,13 @@
 //! rate, make email sick halfway, and record every call and order.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkheads::{BulkheadManager, PoolConfig};
+use bulkheads::{
+    BulkheadManager, CircuitBreakerConfig, CircuitState, EventKind, PoolConfig, SlidingWindow,
+};
 
 use crate::downstream::Downstream;
 use crate::service::{CallSample, Client, Confirmation, Dep, OrderSample, OrderService, Recorder};
@@ -29,6 +31,21 @@ pub enum Layout {
     PerDependency,
     /// (b) one shared pool with the same total threads and queue.
     Shared,
+    /// (c) as (a), with a circuit breaker in front of email's pool.
+    PerDependencyBreaker,
+}
+
+/// Email's breaker in run (c): opens when half of the last 4 recorded calls failed, probes
+/// with 3 calls after 500 ms. The window is small because few calls reach it while email is
+/// sick: its two threads admit two calls a second (each waits out its 1 s deadline), and the
+/// rest are rejected by the pool, which is not email's failure and is not recorded.
+fn email_breaker() -> CircuitBreakerConfig {
+    CircuitBreakerConfig::new()
+        .sliding_window(SlidingWindow::Count(4))
+        .minimum_calls(4)
+        .failure_rate_threshold(50.0)
+        .wait_in_open(Duration::from_millis(500))
+        .half_open_calls(3)
 }
 
 /// Threads and queue of each dependency's pool, in `Dep::ALL` order.
@@ -54,6 +71,8 @@ pub struct RunConfig {
     pub rate: f64,
     pub duration: Duration,
     pub degrade_at: Duration,
+    /// When email becomes healthy again, if it does in this run.
+    pub recover_at: Option<Duration>,
     pub sizes: Sizes,
 }
 
@@ -64,6 +83,10 @@ pub struct RunResult {
     pub orders: Vec<OrderSample>,
     /// Seconds into the run when email became sick.
     pub degraded_at: f64,
+    /// Seconds into the run when email recovered (infinite if it did not).
+    pub recovered_at: f64,
+    /// Email's breaker's transitions: (seconds into the run, from, to). Run (c) only.
+    pub transitions: Vec<(f64, CircuitState, CircuitState)>,
     /// The library's own stats table at the end of the run.
     pub stats: String,
     /// `manager.recommend()` at the end of the run: sizes from what the pools observed.
@@ -107,8 +130,8 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
     let downstreams = start_downstreams()?;
     let client = client_for(&downstreams);
     let sizes = config.sizes;
-    let manager = match config.layout {
-        Layout::PerDependency => Dep::ALL
+    let per_dependency = || {
+        Dep::ALL
             .iter()
             .fold(BulkheadManager::builder(), |builder, dep| {
                 let i = dep.index();
@@ -117,6 +140,11 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
                     PoolConfig::new(sizes.threads[i]).queue_capacity(sizes.queues[i]),
                 )
             })
+    };
+    let manager = match config.layout {
+        Layout::PerDependency => per_dependency().build()?,
+        Layout::PerDependencyBreaker => per_dependency()
+            .circuit_breaker(Dep::Email.name(), email_breaker())
             .build()?,
         Layout::Shared => BulkheadManager::builder()
             .pool(
@@ -126,13 +154,32 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
             .build()?,
     };
     let pools = match config.layout {
-        Layout::PerDependency => Dep::ALL.map(|dep| manager.pool(dep.name())),
+        Layout::PerDependency | Layout::PerDependencyBreaker => {
+            Dep::ALL.map(|dep| manager.pool(dep.name()))
+        }
         Layout::Shared => [(); 3].map(|()| manager.pool("shared")),
     };
     let recorder = Arc::new(Recorder::default());
     let started = Instant::now();
+    let email_breaker = match config.layout {
+        Layout::PerDependencyBreaker => manager.circuit_breaker(Dep::Email.name()),
+        _ => None,
+    };
+    let transitions = Arc::new(Mutex::new(Vec::new()));
+    if let Some(breaker) = &email_breaker {
+        let log = Arc::clone(&transitions);
+        breaker.on_event(move |e| {
+            if let EventKind::CircuitStateChanged { from, to } = e.kind {
+                let at = started.elapsed().as_secs_f64();
+                log.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((at, from, to));
+            }
+        });
+    }
     let service = Arc::new(OrderService {
         pools,
+        email_breaker,
         client,
         recorder: Arc::clone(&recorder),
         started,
@@ -169,6 +216,7 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
     let total = (config.rate * duration.as_secs_f64()).round() as u64;
     let mut progress = Progress::new(label, duration);
     let mut degraded_at = None;
+    let mut recovered_at = None;
     for order in 0..total {
         let due = started + Duration::from_secs_f64(order as f64 / config.rate);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -179,6 +227,13 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
             downstreams[Dep::Email.index()].set_latency(SICK_EMAIL);
             degraded_at = Some(now);
         }
+        if let Some(recover_at) = config.recover_at
+            && recovered_at.is_none()
+            && now >= recover_at
+        {
+            downstreams[Dep::Email.index()].set_latency(Dep::Email.healthy_latency());
+            recovered_at = Some(now);
+        }
         if orders_tx.try_send(order).is_err() {
             // Every request thread busy and the backlog full: the order is shed.
             recorder.order(OrderSample {
@@ -187,7 +242,12 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
                 send_later: false,
             });
         }
-        progress.show(now, &recorder, degraded_at.is_some());
+        let email = match (degraded_at, recovered_at) {
+            (_, Some(_)) => "recovered",
+            (Some(_), None) => "SICK (2 s a call)",
+            (None, None) => "healthy",
+        };
+        progress.show(now, &recorder, email);
     }
     drop(orders_tx);
     for handler in handlers {
@@ -211,6 +271,10 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner()),
         degraded_at: degraded_at.map_or(f64::INFINITY, |d| d.as_secs_f64()),
+        recovered_at: recovered_at.map_or(f64::INFINITY, |d| d.as_secs_f64()),
+        transitions: std::mem::take(
+            &mut *transitions.lock().unwrap_or_else(PoisonError::into_inner),
+        ),
         stats,
         recommendations,
     })
@@ -235,7 +299,7 @@ impl<'a> Progress<'a> {
         }
     }
 
-    fn show(&mut self, now: Duration, recorder: &Recorder, sick: bool) {
+    fn show(&mut self, now: Duration, recorder: &Recorder, email: &str) {
         if now < self.next {
             return;
         }
@@ -251,7 +315,7 @@ impl<'a> Progress<'a> {
             now.as_secs_f64(),
             self.duration.as_secs_f64(),
             recorder.shipped.load(std::sync::atomic::Ordering::Relaxed),
-            if sick { "SICK (2 s a call)" } else { "healthy" },
+            email,
         );
         let mut err = std::io::stderr().lock();
         let _ = if self.tty {

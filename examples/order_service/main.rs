@@ -1,7 +1,7 @@
 //! The worked example, live: an order service on three real HTTP downstreams, one of which
 //! falls sick mid-run, with and without bulkheads.
 //!
-//! `cargo run --release --example order_service` — about 20 seconds; `-- --help` for flags.
+//! `cargo run --release --example order_service` — about 30 seconds; `-- --help` for flags.
 //!
 //! Each order checks stock (inventory), charges the card (payment) and sends a confirmation
 //! (email). The downstreams are tiny_http servers on 127.0.0.1 that this program starts; the
@@ -10,8 +10,12 @@
 //! task). Halfway through, email slows from 2 ms
 //! to 2 s a call. The same load runs twice: (a) one bulkhead per dependency, sized by the
 //! rule pool = peak rate × p99 latency × headroom; (b) one shared pool of the same total
-//! size. It prints orders/s, per-dependency latency and rejections for each phase, the
-//! blast radius, and writes an SVG chart of orders/s over time.
+//! size; (c) as (a) with a circuit breaker in front of email, and email recovering at three
+//! quarters of the run. It prints orders/s, per-dependency latency and rejections for each
+//! phase, the blast radius, the life of email's breaker in (c) — it opens within its window,
+//! email calls stop taking threads (not permitted instead of rejected), the half-open probes
+//! find email still sick, and once email recovers the breaker closes and confirmations flow
+//! again — and writes an SVG chart of orders/s over time.
 
 mod downstream;
 mod load;
@@ -32,8 +36,9 @@ USAGE:
     cargo run --release --example order_service -- [OPTIONS]
 
 OPTIONS:
-    --duration SECS     length of each of the two runs, 2..=60 (default 8);
-                        email degrades halfway through
+    --duration SECS     length of each of the three runs, 2..=60 (default 8);
+                        email degrades halfway through (and in run (c)
+                        recovers at three quarters)
     --rate N            orders offered per second, 10..=1000 (default 200)
     --headroom X        sizing headroom, 1..=10 (default 2)
     --inventory N       threads for inventory's pool (default: from the sizing rule)
@@ -191,10 +196,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "figures: orders/s by completion time; latency = what the caller waited, admitted calls only (rejections are counted, not timed)"
     );
     println!(
-        "phases: healthy = {:.1} s to {:.1} s (after warm-up), email sick = {:.1} s to {duration:.1} s",
+        "phases: healthy = {:.1} s to {:.1} s (after warm-up), email sick = {:.1} s to {duration:.1} s; in run (c) email recovers at {:.1} s",
         report::WARM_UP,
         degrade_at.as_secs_f64(),
-        degrade_at.as_secs_f64()
+        degrade_at.as_secs_f64(),
+        duration * 0.75,
     );
     println!();
 
@@ -203,6 +209,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         rate: args.rate,
         duration: args.duration,
         degrade_at,
+        recover_at: None,
         sizes,
     };
     let a = load::run(&config, "(a) per dependency")?;
@@ -213,6 +220,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         "(b) shared pool",
     )?;
+    let recover_at = args.duration.mul_f64(0.75);
+    let c = load::run(
+        &RunConfig {
+            layout: Layout::PerDependencyBreaker,
+            recover_at: Some(recover_at),
+            ..config
+        },
+        "(c) breaker on email",
+    )?;
 
     let mut kept = Vec::new();
     for (title, run) in [
@@ -221,7 +237,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let healthy = report::phase(run, report::WARM_UP..run.degraded_at);
         let sick = report::phase(run, run.degraded_at..duration);
-        kept.push(report::print_run(title, &healthy, &sick));
+        kept.push(report::print_run(
+            title,
+            &[("healthy", &healthy), ("email sick", &sick)],
+        ));
         println!();
         println!("{}", run.stats);
         println!(
@@ -229,6 +248,20 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
         println!("{}", run.recommendations);
     }
+    let healthy = report::phase(&c, report::WARM_UP..c.degraded_at);
+    let sick = report::phase(&c, c.degraded_at..c.recovered_at.min(duration));
+    let recovered = report::phase(&c, c.recovered_at.min(duration)..duration);
+    report::print_run(
+        "(c) as (a), with a circuit breaker on email; email recovers",
+        &[
+            ("healthy", &healthy),
+            ("email sick", &sick),
+            ("email recovered", &recovered),
+        ],
+    );
+    report::print_transitions(&c);
+    println!();
+    println!("{}", c.stats);
     println!(
         "blast radius (healthy order throughput kept while email was sick): (a) bulkheads {:.0}%, (b) shared pool {:.0}%",
         kept[0] * 100.0,
@@ -238,7 +271,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    report::chart(&args.out, &a, &b, args.rate, duration)?;
+    report::chart(&args.out, &a, &b, &c, args.rate, duration)?;
     println!("chart: {}", args.out.display());
     Ok(())
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 
+use bulkheads::CircuitState;
+
 use crate::load::RunResult;
 use crate::service::{Dep, Outcome};
 
@@ -31,6 +33,8 @@ pub struct DepFigures {
     pub p99: Duration,
     pub rejected: usize,
     pub timed_out: usize,
+    /// Refused by the dependency's circuit breaker (run (c), email only).
+    pub not_permitted: usize,
 }
 
 /// The figures of the calls that started and the orders that finished within `window`
@@ -54,7 +58,7 @@ pub fn phase(run: &RunResult, window: Range<f64>) -> Phase {
             .collect();
         let mut waited: Vec<Duration> = calls
             .iter()
-            .filter(|c| c.outcome != Outcome::Rejected)
+            .filter(|c| !matches!(c.outcome, Outcome::Rejected | Outcome::NotPermitted))
             .map(|c| c.waited)
             .collect();
         waited.sort();
@@ -64,6 +68,7 @@ pub fn phase(run: &RunResult, window: Range<f64>) -> Phase {
             p99: percentile(&waited, 99),
             rejected: count(Outcome::Rejected),
             timed_out: count(Outcome::TimedOut),
+            not_permitted: count(Outcome::NotPermitted),
         }
     });
     Phase {
@@ -91,34 +96,33 @@ fn ms(d: Duration) -> String {
     }
 }
 
-/// Prints one run's two phases side by side and returns its blast radius: the share of
-/// healthy order throughput kept while email was sick.
-pub fn print_run(title: &str, healthy: &Phase, sick: &Phase) -> f64 {
+/// Prints one run's phases side by side (healthy first, email sick second, then any
+/// others) and returns its blast radius: the share of healthy order throughput kept while
+/// email was sick.
+pub fn print_run(title: &str, phases: &[(&str, &Phase)]) -> f64 {
     println!("{title}");
-    println!("  {:<34}{:>18}{:>18}", "", "healthy", "email sick");
-    let row = |label: &str, a: String, b: String| println!("  {label:<34}{a:>18}{b:>18}");
-    row(
-        "orders shipped / s",
-        format!("{:.1}", healthy.orders_per_s),
-        format!("{:.1}", sick.orders_per_s),
-    );
-    row(
-        "orders not shipped",
-        healthy.not_shipped.to_string(),
-        sick.not_shipped.to_string(),
-    );
-    row(
-        "confirmations \"send later\"",
-        healthy.send_later.to_string(),
-        sick.send_later.to_string(),
-    );
+    let mut header = format!("  {:<34}", "");
+    for (name, _) in phases {
+        header.push_str(&format!("{name:>18}"));
+    }
+    println!("{header}");
+    let row = |label: &str, cell: &dyn Fn(&Phase) -> String| {
+        let mut line = format!("  {label:<34}");
+        for (_, phase) in phases {
+            line.push_str(&format!("{:>18}", cell(phase)));
+        }
+        println!("{line}");
+    };
+    row("orders shipped / s", &|p| format!("{:.1}", p.orders_per_s));
+    row("orders not shipped", &|p| p.not_shipped.to_string());
+    row("confirmations \"send later\"", &|p| {
+        p.send_later.to_string()
+    });
     for dep in Dep::ALL {
-        let (h, s) = (&healthy.deps[dep.index()], &sick.deps[dep.index()]);
-        row(
-            &format!("{:<10} p50 / p99 ms", dep.name()),
-            format!("{} / {}", ms(h.p50), ms(h.p99)),
-            format!("{} / {}", ms(s.p50), ms(s.p99)),
-        );
+        row(&format!("{:<10} p50 / p99 ms", dep.name()), &|p| {
+            let d = &p.deps[dep.index()];
+            format!("{} / {}", ms(d.p50), ms(d.p99))
+        });
     }
     let counts = |phase: &Phase, f: fn(&DepFigures) -> usize| {
         phase
@@ -128,16 +132,21 @@ pub fn print_run(title: &str, healthy: &Phase, sick: &Phase) -> f64 {
             .collect::<Vec<_>>()
             .join(" / ")
     };
-    row(
-        "rejected   inv / pay / email",
-        counts(healthy, |d| d.rejected),
-        counts(sick, |d| d.rejected),
-    );
-    row(
-        "timed out  inv / pay / email",
-        counts(healthy, |d| d.timed_out),
-        counts(sick, |d| d.timed_out),
-    );
+    row("rejected   inv / pay / email", &|p| {
+        counts(p, |d| d.rejected)
+    });
+    row("timed out  inv / pay / email", &|p| {
+        counts(p, |d| d.timed_out)
+    });
+    let breaker = phases
+        .iter()
+        .any(|(_, p)| p.deps.iter().any(|d| d.not_permitted > 0));
+    if breaker {
+        row("not permitted by email's breaker", &|p| {
+            p.deps[Dep::Email.index()].not_permitted.to_string()
+        });
+    }
+    let (healthy, sick) = (phases[0].1, phases[1].1);
     let kept = if healthy.orders_per_s > 0.0 {
         sick.orders_per_s / healthy.orders_per_s
     } else {
@@ -148,6 +157,32 @@ pub fn print_run(title: &str, healthy: &Phase, sick: &Phase) -> f64 {
         kept * 100.0
     );
     kept
+}
+
+/// Prints the life of email's breaker: each transition with its time, and what email was
+/// doing then.
+pub fn print_transitions(run: &RunResult) {
+    if run.transitions.is_empty() {
+        return;
+    }
+    println!("  email's circuit breaker:");
+    for &(at, from, to) in &run.transitions {
+        let email = if at >= run.recovered_at {
+            "recovered"
+        } else if at >= run.degraded_at {
+            "sick"
+        } else {
+            "healthy"
+        };
+        let why = match (from, to) {
+            (CircuitState::Closed, CircuitState::Open) => "half the window failed: stop calling",
+            (CircuitState::Open, CircuitState::HalfOpen) => "the wait is over: probe",
+            (CircuitState::HalfOpen, CircuitState::Open) => "the probes failed: wait again",
+            (CircuitState::HalfOpen, CircuitState::Closed) => "the probes succeeded: call again",
+            _ => "",
+        };
+        println!("    t = {at:5.2} s  {from:>9} -> {to:<9}  (email {email}) {why}");
+    }
 }
 
 /// Orders shipped per second over time, in bins of `BIN` seconds.
@@ -171,12 +206,20 @@ pub fn chart(
     path: &Path,
     per_dependency: &RunResult,
     shared: &RunResult,
+    breaker: &RunResult,
     rate: f64,
     duration: f64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let a = series(per_dependency, duration);
     let b = series(shared, duration);
-    let top = a.iter().chain(&b).map(|p| p.1).fold(rate, f64::max) * 1.15;
+    let c = series(breaker, duration);
+    let top = a
+        .iter()
+        .chain(&b)
+        .chain(&c)
+        .map(|p| p.1)
+        .fold(rate, f64::max)
+        * 1.15;
     let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -209,6 +252,35 @@ pub fn chart(
         .draw_series(LineSeries::new(b, red.stroke_width(3)))?
         .label("(b) one shared pool, same total size")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], red.stroke_width(3)));
+    let green = RGBColor(44, 160, 44);
+    chart
+        .draw_series(LineSeries::new(c, green.stroke_width(2)))?
+        .label("(c) as (a), a breaker on email; email recovers")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], green.stroke_width(2)));
+    // Where email's breaker opened (o) and closed again (c), on run (c)'s line.
+    let marks = breaker
+        .transitions
+        .iter()
+        .filter_map(|&(at, _, to)| match to {
+            CircuitState::Open => Some((at, "open")),
+            CircuitState::Closed => Some((at, "closed")),
+            _ => None,
+        });
+    for (i, (at, mark)) in marks.enumerate() {
+        // Staggered heights: marks half a second apart would overlap on one line.
+        let height = top * (0.04 + 0.05 * (i % 3) as f64);
+        chart.draw_series(std::iter::once(Text::new(
+            format!("breaker {mark}"),
+            (at, height),
+            ("sans-serif", 13).into_font().color(&green),
+        )))?;
+        chart.draw_series(DashedLineSeries::new(
+            vec![(at, 0.0), (at, height)],
+            3,
+            3,
+            green.stroke_width(1),
+        ))?;
+    }
     chart
         .draw_series(DashedLineSeries::new(
             vec![(0.0, rate), (duration, rate)],
@@ -232,6 +304,20 @@ pub fn chart(
         chart.draw_series(std::iter::once(Text::new(
             "email degrades: 2 ms → 2 s",
             (degraded + duration * 0.01, top * 0.97),
+            ("sans-serif", 16),
+        )))?;
+    }
+    if breaker.recovered_at.is_finite() {
+        let recovered = breaker.recovered_at;
+        chart.draw_series(DashedLineSeries::new(
+            vec![(recovered, 0.0), (recovered, top)],
+            8,
+            6,
+            green.stroke_width(2),
+        ))?;
+        chart.draw_series(std::iter::once(Text::new(
+            "(c) email recovers",
+            (recovered + duration * 0.01, top * 0.92),
             ("sans-serif", 16),
         )))?;
     }

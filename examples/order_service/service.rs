@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bulkheads::{BulkheadError, Deadline, ThreadPoolBulkhead};
+use bulkheads::{BulkheadError, CircuitBreaker, Deadline, ThreadPoolBulkhead};
 
 /// A downstream the order service calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub enum Outcome {
     TimedOut,
     /// Anything else (an HTTP error, a panic, a shut-down pool).
     Failed,
+    /// The dependency's circuit breaker refused the call: never sent, no thread taken.
+    NotPermitted,
 }
 
 /// Why an HTTP call failed.
@@ -209,6 +211,8 @@ impl Recorder {
 /// run (a); the same shared pool three times in run (b)).
 pub struct OrderService {
     pub pools: [Arc<ThreadPoolBulkhead>; 3],
+    /// Run (c): email's circuit breaker, asked before email's pool.
+    pub email_breaker: Option<Arc<CircuitBreaker>>,
     pub client: Client,
     pub recorder: Arc<Recorder>,
     pub started: Instant,
@@ -221,7 +225,8 @@ impl OrderService {
         self.call(Dep::Inventory, order)
             .and_then(|()| self.call(Dep::Payment, order))
             .map(|()| {
-                // The fallback: a full or timed-out email compartment means "send later".
+                // The fallback: a full or timed-out email compartment, or email's open
+                // breaker, means "send later".
                 self.call(Dep::Email, order)
                     .map_or(Confirmation::SendLater, |()| Confirmation::Sent)
             })
@@ -231,6 +236,13 @@ impl OrderService {
     fn call(&self, dep: Dep, order: u64) -> Result<(), Outcome> {
         let budget = dep.deadline();
         let submitted = Instant::now();
+        let breaker = self.email_breaker.as_deref().filter(|_| dep == Dep::Email);
+        // Asked before the pool: a refused call takes no thread and is not sent.
+        let permit = match breaker.map(CircuitBreaker::try_acquire) {
+            Some(Err(_)) => return self.record(dep, submitted, Outcome::NotPermitted),
+            Some(Ok(permit)) => Some(permit),
+            None => None,
+        };
         let client = self.client.clone();
         let result = self.pools[dep.index()].execute_timeout(budget, move || {
             // The deadline the caller waits on, with the time spent queued already gone:
@@ -244,6 +256,18 @@ impl OrderService {
             Ok(Err(HttpError::Other(_))) => Outcome::Failed,
             Err(err) => classify(&err),
         };
+        if let Some(permit) = permit {
+            match outcome {
+                Outcome::Ok => permit.success(),
+                // A full compartment says nothing about email's health.
+                Outcome::Rejected => permit.ignore(),
+                _ => permit.failure(),
+            }
+        }
+        self.record(dep, submitted, outcome)
+    }
+
+    fn record(&self, dep: Dep, submitted: Instant, outcome: Outcome) -> Result<(), Outcome> {
         self.recorder.call(CallSample {
             dep,
             at: submitted.duration_since(self.started).as_secs_f64(),

@@ -3,6 +3,7 @@
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
+use crate::breaker::CircuitMetrics;
 use crate::stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};
 
 /// The number of fields `pool_fields` writes.
@@ -159,8 +160,54 @@ impl Serialize for BulkheadStats {
 /// ```
 impl Serialize for ManagerStats {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("ManagerStats", 1)?;
+        // `circuit_breakers` only when there are some: a manager without breakers
+        // serializes as it did before they existed.
+        let with_breakers = !self.circuit_breakers.is_empty();
+        let mut s = serializer.serialize_struct("ManagerStats", 1 + usize::from(with_breakers))?;
         s.serialize_field("bulkheads", &self.bulkheads)?;
+        if with_breakers {
+            s.serialize_field("circuit_breakers", &self.circuit_breakers)?;
+        } else {
+            s.skip_field("circuit_breakers")?;
+        }
+        s.end()
+    }
+}
+
+/// A breaker's snapshot: its fields, the state in the Prometheus label's spelling
+/// (`"half_open"`), rates as numbers or `null` below the minimum.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+///
+/// let breaker = CircuitBreaker::new("email", CircuitBreakerConfig::new())?;
+/// breaker.transition_to(CircuitState::Open)?;
+/// let json = serde_json::to_value(breaker.metrics())?;
+/// assert_eq!(json["name"], "email");
+/// assert_eq!(json["state"], "open");
+/// assert!(json["failure_rate"].is_null());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl Serialize for CircuitMetrics {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("CircuitMetrics", 15)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("state", crate::breaker::state_label(self.state))?;
+        s.serialize_field("failure_rate", &self.failure_rate)?;
+        s.serialize_field("slow_call_rate", &self.slow_call_rate)?;
+        s.serialize_field("buffered_calls", &self.buffered_calls)?;
+        s.serialize_field("failed_calls", &self.failed_calls)?;
+        s.serialize_field("successful_calls", &self.successful_calls)?;
+        s.serialize_field("slow_calls", &self.slow_calls)?;
+        s.serialize_field("not_permitted_calls", &self.not_permitted_calls)?;
+        s.serialize_field("successes_total", &self.successes_total)?;
+        s.serialize_field("failures_total", &self.failures_total)?;
+        s.serialize_field("slow_total", &self.slow_total)?;
+        s.serialize_field("ignored_total", &self.ignored_total)?;
+        s.serialize_field("not_permitted_total", &self.not_permitted_total)?;
+        s.serialize_field("transitions_total", &self.transitions_total)?;
         s.end()
     }
 }

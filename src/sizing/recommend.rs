@@ -603,6 +603,7 @@ mod tests {
     fn one(p: PoolStats, options: &RecommendationOptions) -> Recommendation {
         let stats = ManagerStats {
             bulkheads: vec![BulkheadStats::Pool(p)],
+            circuit_breakers: Vec::new(),
         };
         let recs = Recommendations::from_stats(&stats, options).unwrap();
         recs.get("inventory").unwrap().clone()

@@ -1,0 +1,106 @@
+//! [`CallPermit`]: one admitted call, measured on the breaker's clock, that cannot leak.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::CircuitBreaker;
+
+/// Permission for one call through a [`CircuitBreaker`], measuring it on the breaker's clock.
+///
+/// Tell it how the call went with [`success`](Self::success), [`failure`](Self::failure) or
+/// [`ignore`](Self::ignore) (an outcome that says nothing about the dependency's health,
+/// such as a validation error). It cannot leak: dropped without an outcome it is ignored
+/// (a half-open probe gives its place back), and dropped while its thread panics it is a
+/// failure — so neither a forgotten call nor a panic can leave a breaker stuck half-open
+/// (resilience4j #903 and #935).
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+///
+/// let breaker = CircuitBreaker::new("db", CircuitBreakerConfig::new().half_open_calls(1))?;
+/// breaker.transition_to(CircuitState::Open)?;
+/// breaker.transition_to(CircuitState::HalfOpen)?;
+/// {
+///     let _probe = breaker.try_acquire()?;
+///     assert!(breaker.try_acquire().is_err()); // the one place is taken
+/// } // dropped unrecorded: the place comes back
+/// breaker.try_acquire()?.success();
+/// assert_eq!(breaker.state(), CircuitState::Closed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a permit dropped at once is an ignored call; record its outcome"]
+pub struct CallPermit<'a> {
+    pub(super) breaker: &'a CircuitBreaker,
+    /// The generation of the state that admitted it ([`super::state`]).
+    pub(super) generation: u32,
+    /// Whether it holds a half-open place.
+    pub(super) holds_place: bool,
+    /// When the call started; `None` when nothing is recorded (disabled).
+    pub(super) start: Option<Instant>,
+    pub(super) done: bool,
+}
+
+impl CallPermit<'_> {
+    /// The call succeeded (slow if it took longer than `slow_call_duration`).
+    pub fn success(mut self) {
+        self.finish(Some(false));
+    }
+
+    /// The call failed (and was slow, too, if it took longer than `slow_call_duration`).
+    pub fn failure(mut self) {
+        self.finish(Some(true));
+    }
+
+    /// The call's outcome is not to be counted: nothing enters the window, and a half-open
+    /// probe gives its place back.
+    pub fn ignore(mut self) {
+        self.finish(None);
+    }
+
+    /// How long the call has taken so far, on the breaker's clock (zero when disabled).
+    pub fn elapsed(&self) -> Duration {
+        self.start.map_or(Duration::ZERO, |start| {
+            self.breaker
+                .config
+                .clock
+                .now()
+                .saturating_duration_since(start)
+        })
+    }
+
+    fn finish(&mut self, failed: Option<bool>) {
+        self.done = true;
+        match (failed, self.start) {
+            (Some(failed), Some(start)) => self.breaker.record(self.generation, start, failed),
+            (Some(_), None) => {}
+            (None, _) => {
+                if self.start.is_some() {
+                    self.breaker.ignored();
+                }
+                if self.holds_place {
+                    self.breaker.release_place(self.generation);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CallPermit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let failed = std::thread::panicking().then_some(true);
+            self.finish(failed);
+        }
+    }
+}
+
+impl fmt::Debug for CallPermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallPermit")
+            .field("breaker", &&*self.breaker.name)
+            .field("half_open_probe", &self.holds_place)
+            .finish_non_exhaustive()
+    }
+}
