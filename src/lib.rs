@@ -298,6 +298,6 @@ pub use policy::{Policy, PolicyBuilder, PolicyError};
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 #[cfg(unix)]
 pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
-pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, Retryable};
+pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, RetryStats, Retryable};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};

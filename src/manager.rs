@@ -17,6 +17,7 @@ use crate::pool::ThreadPoolBulkhead;
 #[cfg(unix)]
 use crate::process::{ProcessBulkhead, ProcessConfig};
 use crate::recent;
+use crate::retry::Retry;
 use crate::semaphore::SemaphoreBulkhead;
 use crate::stats::{BulkheadStats, ManagerStats};
 use crate::sync::Arc;
@@ -74,6 +75,9 @@ pub struct BulkheadManager {
     processes: Registry<ProcessBulkhead>,
     /// The configured circuit breakers, by name; fixed at build, so read without a lock.
     breakers: std::collections::BTreeMap<Arc<str>, Arc<CircuitBreaker>>,
+    /// The configured retries, by name; fixed at build. Clones share their counters and
+    /// listeners, so `retry(name)` hands out clones.
+    retries: std::collections::BTreeMap<Arc<str>, Retry>,
 }
 
 impl fmt::Debug for BulkheadManager {
@@ -87,7 +91,8 @@ impl fmt::Debug for BulkheadManager {
             .field(
                 "circuit_breakers",
                 &self.breakers.keys().collect::<Vec<_>>(),
-            );
+            )
+            .field("retries", &self.retries.keys().collect::<Vec<_>>());
         #[cfg(unix)]
         d.field("processes", &self.processes.names());
         d.finish()
@@ -124,6 +129,7 @@ impl BulkheadManager {
             #[cfg(unix)]
             processes: Registry::new(ProcessConfig::default(), Map::default()),
             breakers: std::collections::BTreeMap::new(),
+            retries: std::collections::BTreeMap::new(),
         }
     }
 
@@ -359,6 +365,49 @@ impl BulkheadManager {
         for breaker in self.breakers.values() {
             breaker.add_listener(Arc::clone(&listener));
         }
+        for retry in self.retries.values() {
+            retry.add_listener(Arc::clone(&listener));
+        }
+    }
+
+    /// The retry configured as `name` with [`retry`](BulkheadManagerBuilder::retry), if
+    /// there is one: a clone sharing its counters and listeners, to give to a
+    /// [`Policy`](crate::Policy). Its events ([`RetryScheduled`](crate::EventKind::RetryScheduled),
+    /// [`RetryThrottled`](crate::EventKind::RetryThrottled)) reach the manager's listeners,
+    /// and its counters are in [`stats`](Self::stats) (the table and the Prometheus text).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::time::Duration;
+    /// use bulkheads::{Backoff, BulkheadManager, EventKind, ManualClock, PolicyError, Retry};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .retry(
+    ///         "search",
+    ///         Retry::new(3)
+    ///             .backoff(Backoff::fixed(Duration::from_millis(10)))
+    ///             .clock(Arc::new(ManualClock::new())),
+    ///     )
+    ///     .build()?;
+    /// let scheduled = Arc::new(AtomicUsize::new(0));
+    /// let seen = Arc::clone(&scheduled);
+    /// manager.on_event(move |e| {
+    ///     if matches!(e.kind, EventKind::RetryScheduled { .. }) {
+    ///         seen.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// let retry = manager.retry("search").expect("configured");
+    /// let _ = retry.call(|| Err::<(), _>(PolicyError::Inner("503")));
+    /// assert_eq!(scheduled.load(Ordering::Relaxed), 2);
+    /// let text = manager.stats().to_prometheus();
+    /// assert!(text.contains("bulkhead_retry_attempts_total{bulkhead=\"search\",kind=\"retry\"} 2\n"));
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn retry(&self, name: &str) -> Option<Retry> {
+        self.retries.get(name).cloned()
     }
 
     /// The circuit breaker configured as `name` with
@@ -394,9 +443,15 @@ impl BulkheadManager {
         bulkheads.extend(self.processes.snapshot());
         bulkheads.sort_by(|a, b| a.name().cmp(b.name()));
         let circuit_breakers = self.breakers.values().map(|b| b.metrics()).collect();
+        let retries = self
+            .retries
+            .iter()
+            .map(|(name, r)| crate::retry::RetryStats::new(name, r.metrics()))
+            .collect();
         ManagerStats {
             bulkheads,
             circuit_breakers,
+            retries,
         }
     }
 
@@ -484,6 +539,7 @@ pub struct BulkheadManagerBuilder {
     #[cfg(unix)]
     processes: Vec<(String, ProcessConfig)>,
     circuit_breakers: Vec<(String, CircuitBreakerConfig)>,
+    retries: Vec<(String, Retry)>,
 }
 
 impl BulkheadManagerBuilder {
@@ -602,6 +658,16 @@ impl BulkheadManagerBuilder {
         self
     }
 
+    /// A retry called `name`, held by the manager: get it (a clone sharing its counters
+    /// and listeners) with [`BulkheadManager::retry`] and give it to a
+    /// [`Policy`](crate::Policy). Its events reach the manager's listeners and its counters
+    /// are in the manager's stats. Retries are not bulkheads: they do not count against
+    /// [`max_bulkheads`](Self::max_bulkheads).
+    pub fn retry(mut self, name: impl Into<String>, retry: Retry) -> Self {
+        self.retries.push((name.into(), retry));
+        self
+    }
+
     /// Validates every configuration and builds the manager. Configured pools start no
     /// thread until their first call.
     ///
@@ -611,6 +677,19 @@ impl BulkheadManagerBuilder {
     /// `<default>`), or a name configured twice for the same kind of bulkhead (or twice as
     /// a circuit breaker).
     pub fn build(self) -> Result<BulkheadManager, ConfigError> {
+        let mut retries = std::collections::BTreeMap::new();
+        for (name, retry) in self.retries {
+            if retries.contains_key(name.as_str()) {
+                return Err(ConfigError::new(
+                    &name,
+                    "name",
+                    "is configured twice as a retry",
+                ));
+            }
+            retry.validate(&name)?;
+            let retry = retry.name(name.clone());
+            retries.insert(Arc::from(name), retry);
+        }
         let mut breakers = std::collections::BTreeMap::new();
         for (name, config) in self.circuit_breakers {
             if breakers.contains_key(name.as_str()) {
@@ -658,6 +737,7 @@ impl BulkheadManagerBuilder {
             #[cfg(unix)]
             processes: Registry::new(default_process, processes),
             breakers,
+            retries,
         })
     }
 }

@@ -389,6 +389,8 @@ pub struct ManagerStats {
     pub bulkheads: Vec<BulkheadStats>,
     /// One snapshot per circuit breaker the manager holds, ordered by name.
     pub circuit_breakers: Vec<CircuitMetrics>,
+    /// One snapshot per retry the manager holds, ordered by name.
+    pub retries: Vec<crate::retry::RetryStats>,
 }
 
 impl ManagerStats {
@@ -501,7 +503,8 @@ impl fmt::Display for ManagerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows: Vec<_> = self.bulkheads.iter().map(BulkheadStats::row).collect();
         write_table(f, &rows)?;
-        crate::breaker::write_table(f, &self.circuit_breakers)
+        crate::breaker::write_table(f, &self.circuit_breakers)?;
+        crate::retry::write_table(f, &self.retries)
     }
 }
 

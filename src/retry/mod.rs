@@ -14,9 +14,12 @@
 
 mod backoff;
 mod budget;
+mod stats;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
+pub use stats::RetryStats;
+pub(crate) use stats::{append_prometheus, write_table};
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -264,6 +267,10 @@ impl Retry {
         L: Fn(&Event<'_>) + Send + Sync + 'static,
     {
         self.shared.listeners.add(Arc::new(listener));
+    }
+
+    pub(crate) fn add_listener(&self, listener: crate::event::Listener) {
+        self.shared.listeners.add(listener);
     }
 
     fn emit(&self, kind: EventKind) {

@@ -163,13 +163,52 @@ impl Serialize for ManagerStats {
         // `circuit_breakers` only when there are some: a manager without breakers
         // serializes as it did before they existed.
         let with_breakers = !self.circuit_breakers.is_empty();
-        let mut s = serializer.serialize_struct("ManagerStats", 1 + usize::from(with_breakers))?;
+        // The same for `retries`.
+        let with_retries = !self.retries.is_empty();
+        let mut s = serializer.serialize_struct(
+            "ManagerStats",
+            1 + usize::from(with_breakers) + usize::from(with_retries),
+        )?;
         s.serialize_field("bulkheads", &self.bulkheads)?;
         if with_breakers {
             s.serialize_field("circuit_breakers", &self.circuit_breakers)?;
         } else {
             s.skip_field("circuit_breakers")?;
         }
+        if with_retries {
+            s.serialize_field("retries", &self.retries)?;
+        } else {
+            s.skip_field("retries")?;
+        }
+        s.end()
+    }
+}
+
+/// A retry's snapshot: its name and its six counters, flat.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{BulkheadManager, PolicyError, Retry};
+///
+/// let manager = BulkheadManager::builder().retry("search", Retry::new(2)).build()?;
+/// let _ = manager.retry("search").unwrap().call(|| Ok::<_, PolicyError<()>>(1));
+/// let json = serde_json::to_value(manager.stats())?;
+/// assert_eq!(json["retries"][0]["name"], "search");
+/// assert_eq!(json["retries"][0]["succeeded_without_retry"], 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl Serialize for crate::retry::RetryStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let m = &self.metrics;
+        let mut s = serializer.serialize_struct("RetryStats", 7)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("succeeded_without_retry", &m.succeeded_without_retry)?;
+        s.serialize_field("succeeded_with_retry", &m.succeeded_with_retry)?;
+        s.serialize_field("failed_without_retry", &m.failed_without_retry)?;
+        s.serialize_field("failed_with_retry", &m.failed_with_retry)?;
+        s.serialize_field("retries", &m.retries)?;
+        s.serialize_field("throttled", &m.throttled)?;
         s.end()
     }
 }

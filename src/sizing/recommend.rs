@@ -604,6 +604,7 @@ mod tests {
         let stats = ManagerStats {
             bulkheads: vec![BulkheadStats::Pool(p)],
             circuit_breakers: Vec::new(),
+            retries: Vec::new(),
         };
         let recs = Recommendations::from_stats(&stats, options).unwrap();
         recs.get("inventory").unwrap().clone()
