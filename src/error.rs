@@ -105,6 +105,21 @@ pub enum BulkheadError {
         /// The operating system's error message.
         message: String,
     },
+    /// A [`ConnectionPoolBulkhead`](crate::ConnectionPoolBulkhead)'s worker had no
+    /// connection and could not open one: the call did not run. The driver's error is the
+    /// [`source`](std::error::Error::source) (and its text is in `message`); the next call
+    /// on that worker tries to connect again.
+    #[error("bulkhead '{name}' could not connect: {message}")]
+    #[non_exhaustive]
+    Connect {
+        /// The bulkhead's name.
+        name: Arc<str>,
+        /// The driver's error message.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
     /// There is no bulkhead of that name, and none could be created: the name is not a
     /// valid bulkhead name, or the manager already holds its
     /// [`max_bulkheads`](crate::BulkheadManagerBuilder::max_bulkheads). Returned by
@@ -181,6 +196,7 @@ impl BulkheadError {
             | Self::Cancelled { name }
             | Self::Spawn { name, .. }
             | Self::Start { name, .. }
+            | Self::Connect { name, .. }
             | Self::Config { name, .. }
             | Self::CircuitOpen { name, .. } => name,
         }
@@ -234,6 +250,11 @@ impl BulkheadError {
     /// ```
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Config { .. })
+    }
+
+    /// True for [`BulkheadError::Connect`]: a worker could not open its connection.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. })
     }
 
     /// True for [`BulkheadError::CircuitOpen`]: a circuit breaker refused the call.
@@ -379,5 +400,65 @@ impl ConfigError {
     /// What is wrong with the field's value.
     pub fn reason(&self) -> &str {
         &self.reason
+    }
+}
+
+/// A connection driver's error inside [`BulkheadError::Connect`], shared so the error can be
+/// cloned with the outcome.
+///
+/// # Examples
+///
+/// ```
+/// use std::error::Error as _;
+/// use bulkheads::{ConnectionPoolBulkhead, PoolConfig};
+///
+/// let db = ConnectionPoolBulkhead::new("db", PoolConfig::new(1), || {
+///     Err::<(), _>(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "no server"))
+/// })?;
+/// let err = db.execute(|_conn: &mut ()| ()).unwrap_err();
+/// assert!(err.is_connect());
+/// assert_eq!(err.to_string(), "bulkhead 'db' could not connect: no server");
+/// let driver = err.source().expect("the driver's error");
+/// assert!(driver.to_string().contains("no server"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct DriverError(
+    // Only read after it is made, so a panic elsewhere cannot leave it half-changed: safe
+    // to observe across an unwind, whatever the driver's type says.
+    std::panic::AssertUnwindSafe<Arc<dyn std::error::Error + Send + Sync>>,
+);
+
+impl DriverError {
+    pub(crate) fn new(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self(std::panic::AssertUnwindSafe(Arc::from(error)))
+    }
+
+    /// The driver's error, to downcast (`get_ref().downcast_ref::<postgres::Error>()`).
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &**self.0
+    }
+}
+
+impl Clone for DriverError {
+    fn clone(&self) -> Self {
+        Self(std::panic::AssertUnwindSafe(Arc::clone(&self.0)))
+    }
+}
+
+impl fmt::Debug for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self.0, f)
+    }
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self.0, f)
+    }
+}
+
+impl std::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }

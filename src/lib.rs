@@ -260,6 +260,7 @@
 mod breaker;
 pub mod clock;
 mod config;
+mod connection;
 mod deadline;
 mod error;
 mod event;
@@ -287,8 +288,9 @@ pub use breaker::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{PoolConfig, SemaphoreConfig};
+pub use connection::ConnectionPoolBulkhead;
 pub use deadline::Deadline;
-pub use error::{BulkheadError, ConfigError, PanicPayload};
+pub use error::{BulkheadError, ConfigError, DriverError, PanicPayload};
 pub use event::{Event, EventKind};
 pub use histogram::{LatencyBuckets, LatencySummary};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};

@@ -98,6 +98,9 @@ pub struct PoolStats {
     /// Calls refused because the pool had been shut down
     /// ([`BulkheadError::Shutdown`](crate::BulkheadError::Shutdown) at submission).
     pub shutdown_refused: u64,
+    /// Connections a [`ConnectionPoolBulkhead`](crate::ConnectionPoolBulkhead)'s workers
+    /// failed to open (each the outcome of the call that needed it); 0 for plain pools.
+    pub connect_failures: u64,
     /// Tasks that ran and returned.
     pub completed: u64,
     /// Tasks that ran and panicked.
@@ -146,6 +149,7 @@ impl PoolStats {
             submitted: read(&c.submitted),
             rejected: read(&c.rejected),
             shutdown_refused: read(&c.shutdown_refused),
+            connect_failures: 0,
             completed: read(&c.completed),
             panicked: read(&c.panicked),
             timed_out: read(&c.timed_out),

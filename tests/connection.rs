@@ -1,0 +1,192 @@
+//! `ConnectionPoolBulkhead`: workers own their connections, so threads and connections
+//! cannot drift apart (the database issue: two bulkheads of 6 + 8 threads over one shared
+//! pool of 8 connections gave 97 timeouts and 166 failures with nothing in either crate's
+//! stats pointing at the shared pool).
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use bulkheads::{ConnectionPoolBulkhead, Deadline, PoolConfig};
+
+mod common;
+use common::wait_until;
+
+const LONG: Duration = Duration::from_secs(10);
+
+/// Counts connections opened and closed.
+#[derive(Default)]
+struct Server {
+    opened: AtomicUsize,
+    closed: AtomicUsize,
+    /// Connects to refuse before accepting again.
+    refuse: AtomicUsize,
+}
+
+struct Conn {
+    id: usize,
+    server: Arc<Server>,
+    broken: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.server.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn db(name: &str, config: PoolConfig, server: &Arc<Server>) -> ConnectionPoolBulkhead<Conn> {
+    let server = Arc::clone(server);
+    ConnectionPoolBulkhead::new(name, config, move || {
+        if server
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "too many connections",
+            ));
+        }
+        Ok(Conn {
+            id: server.opened.fetch_add(1, Ordering::SeqCst),
+            server: Arc::clone(&server),
+            broken: false,
+        })
+    })
+    .unwrap()
+}
+
+#[test]
+fn threads_are_exactly_connections_and_each_is_reused_across_tasks() {
+    let server = Arc::new(Server::default());
+    let db = Arc::new(db("orders", PoolConfig::new(3).queue_capacity(64), &server));
+    // Three tasks at once start three workers, hence three connections.
+    let barrier = Arc::new(Barrier::new(3));
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (db, barrier) = (Arc::clone(&db), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                db.execute(move |conn: &mut Conn| {
+                    barrier.wait();
+                    conn.id
+                })
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut ids: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1, 2]);
+    for _ in 0..200 {
+        let id = db.execute(|conn: &mut Conn| conn.id).unwrap();
+        assert!(id < 3, "a fourth connection for three threads");
+    }
+    assert_eq!(
+        server.opened.load(Ordering::SeqCst),
+        3,
+        "connections reused"
+    );
+    assert_eq!(server.closed.load(Ordering::SeqCst), 0);
+    assert_eq!(db.stats().connect_failures, 0);
+
+    db.shutdown();
+    assert!(db.await_termination(LONG));
+    // Every worker has exited, so every connection is closed: no polling needed.
+    assert_eq!(server.closed.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_worker_that_retires_closes_its_connection() {
+    let server = Arc::new(Server::default());
+    let db = db(
+        "retiring",
+        PoolConfig::new(2)
+            .core_threads(0)
+            .keep_alive(Duration::from_millis(20)),
+        &server,
+    );
+    db.execute(|_: &mut Conn| ()).unwrap();
+    assert_eq!(server.opened.load(Ordering::SeqCst), 1);
+    wait_until(LONG, "the idle worker retires and closes", || {
+        server.closed.load(Ordering::SeqCst) == 1
+    });
+    assert_eq!(db.stats().live_threads, 0);
+    // The next call starts a worker, which opens a new connection.
+    assert_eq!(db.execute(|conn: &mut Conn| conn.id).unwrap(), 1);
+}
+
+#[test]
+fn a_failed_connect_is_the_calls_error_naming_the_bulkhead_and_the_next_call_retries() {
+    let server = Arc::new(Server::default());
+    server.refuse.store(1, Ordering::SeqCst);
+    let db = db("flaky-db", PoolConfig::new(1), &server);
+    let err = db.execute(|conn: &mut Conn| conn.id).unwrap_err();
+    assert!(err.is_connect(), "{err}");
+    assert_eq!(err.bulkhead(), "flaky-db");
+    assert!(err.to_string().contains("too many connections"), "{err}");
+    let source = std::error::Error::source(&err).expect("the driver's error");
+    let driver = source
+        .downcast_ref::<bulkheads::DriverError>()
+        .expect("a DriverError")
+        .get_ref()
+        .downcast_ref::<std::io::Error>()
+        .expect("the io::Error");
+    assert_eq!(driver.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(db.stats().connect_failures, 1);
+    // Not a panic, and the worker lives: the next call connects.
+    assert_eq!(db.stats().panicked, 0);
+    assert_eq!(db.execute(|conn: &mut Conn| conn.id).unwrap(), 0);
+}
+
+#[test]
+fn a_broken_connection_is_replaced_before_reuse() {
+    let server = Arc::new(Server::default());
+    let db =
+        db("checked", PoolConfig::new(1), &server).health_check(|conn: &mut Conn| !conn.broken);
+    db.execute(|conn: &mut Conn| conn.broken = true).unwrap();
+    let id = db.execute(|conn: &mut Conn| conn.id).unwrap();
+    assert_eq!(id, 1, "the broken one was closed and a new one opened");
+    assert_eq!(server.closed.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        db.execute(|conn: &mut Conn| conn.id).unwrap(),
+        1,
+        "healthy: kept"
+    );
+}
+
+#[test]
+fn a_task_that_panics_gives_its_connection_up_and_the_worker_reconnects() {
+    let server = Arc::new(Server::default());
+    let db = db("panicky", PoolConfig::new(1), &server);
+    assert_eq!(db.execute(|conn: &mut Conn| conn.id).unwrap(), 0);
+    let err = db
+        .execute(|_: &mut Conn| -> usize { panic!("mid-transaction") })
+        .unwrap_err();
+    assert!(err.is_panicked(), "{err}");
+    // Closed (it may be mid-transaction), not reused.
+    assert_eq!(server.closed.load(Ordering::SeqCst), 1);
+    assert_eq!(db.execute(|conn: &mut Conn| conn.id).unwrap(), 1);
+}
+
+#[test]
+fn connections_need_not_be_send_and_tasks_see_their_deadline() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&opened);
+    // An Rc: a client library whose handle must stay on the thread that made it.
+    let db = ConnectionPoolBulkhead::new("thread-bound", PoolConfig::new(1), move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(Rc::new(7_u32))
+    })
+    .unwrap();
+    let left = db
+        .execute_timeout(LONG, |conn: &mut Rc<u32>| {
+            assert_eq!(**conn, 7);
+            Deadline::current().map(|d| d.remaining())
+        })
+        .unwrap();
+    let left = left.expect("a deadline inside the task");
+    assert!(left > Duration::ZERO && left <= LONG, "{left:?}");
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+}
