@@ -3,8 +3,9 @@
 //!
 //! `cargo run --release --example sqlite` — about ten seconds.
 //!
-//! Every worker thread of a bulkhead owns one SQLite connection (opened on first use, kept
-//! in a thread-local), so a pool of N threads is a connection pool of N connections. The
+//! Each compartment is a `ConnectionPoolBulkhead`: every worker thread owns one SQLite
+//! connection (opened on its first task, kept across tasks, closed when it retires), so a
+//! pool of N threads is a connection pool of N connections and the two cannot drift apart. The
 //! database is a temporary file in WAL mode: readers never block the writer. Transactional
 //! work is short write transactions offered at a steady rate; analytics is full-scan
 //! GROUP BY reports run back to back by several clients. The program measures
@@ -12,13 +13,12 @@
 //! bulkhead per workload (3 transactional connections, 1 analytics connection), then with
 //! one shared pool of the same 4 connections.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkheads::{BulkheadManager, PoolConfig, ThreadPoolBulkhead};
+use bulkheads::{BulkheadError, ConnectionPoolBulkhead, PoolConfig};
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Rows in the orders table: enough that one analytics report takes 100 ms or more.
@@ -38,10 +38,8 @@ const ANALYTICS_CLIENTS: usize = 4;
 /// The database file, set once before any connection opens.
 static DB_PATH: OnceLock<PathBuf> = OnceLock::new();
 
-thread_local! {
-    /// This thread's own connection: a bulkhead worker thread is one pooled connection.
-    static CONNECTION: RefCell<Option<Connection>> = const { RefCell::new(None) };
-}
+/// A compartment of SQLite connections: one per worker thread.
+type Db = Arc<ConnectionPoolBulkhead<Connection>>;
 
 fn open() -> rusqlite::Result<Connection> {
     let path = DB_PATH
@@ -61,25 +59,17 @@ fn open() -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Runs `f` with the calling thread's own connection, opening it on first use.
-fn with_connection<T>(
-    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    CONNECTION.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let mut conn = match slot.take() {
-            Some(conn) => conn,
-            None => open()?,
-        };
-        let result = f(&mut conn);
-        *slot = Some(conn);
-        result
-    })
+/// A bulkhead whose `threads` workers each own a connection.
+fn compartment(name: &str, threads: usize, queue: usize) -> Result<Db, bulkheads::ConfigError> {
+    let config = PoolConfig::new(threads)
+        .core_threads(threads)
+        .queue_capacity(queue);
+    Ok(Arc::new(ConnectionPoolBulkhead::new(name, config, open)?))
 }
 
 /// The transactional workload: take an order, debit the account, in one write transaction.
-fn place_order(order: i64) -> rusqlite::Result<()> {
-    with_connection(|conn| {
+fn place_order(conn: &mut Connection, order: i64) -> rusqlite::Result<()> {
+    {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let account = (order % ACCOUNTS) * 7_919 % ACCOUNTS;
         let amount = order % 90 + 10;
@@ -91,12 +81,12 @@ fn place_order(order: i64) -> rusqlite::Result<()> {
         tx.prepare_cached("INSERT INTO orders (account, amount, created) VALUES (?1, ?2, ?3)")?
             .execute((account, amount, order))?;
         tx.commit()
-    })
+    }
 }
 
 /// The analytics workload: a report that scans and groups the whole orders table.
-fn revenue_report() -> rusqlite::Result<i64> {
-    with_connection(|conn| {
+fn revenue_report(conn: &mut Connection) -> rusqlite::Result<i64> {
+    {
         conn.prepare_cached(
             "SELECT COUNT(*) FROM (
                  SELECT account % 64 AS segment, COUNT(*), SUM(amount) AS revenue,
@@ -104,7 +94,7 @@ fn revenue_report() -> rusqlite::Result<i64> {
                  FROM orders GROUP BY segment ORDER BY revenue DESC)",
         )?
         .query_row([], |row| row.get(0))
-    })
+    }
 }
 
 /// Creates the database with its accounts and orders.
@@ -141,11 +131,7 @@ struct Figures {
 
 /// Offers the transactional load for one phase, with `hammer` analytics clients running
 /// reports back to back beside it. Every loop is bounded by the phase's end.
-fn phase(
-    transactional: &Arc<ThreadPoolBulkhead>,
-    analytics: &Arc<ThreadPoolBulkhead>,
-    hammer: bool,
-) -> Result<Figures, String> {
+fn phase(transactional: &Db, analytics: &Db, hammer: bool) -> Result<Figures, String> {
     let start = Instant::now();
     let end = start + PHASE;
     let reporters: Vec<_> = (0..if hammer { ANALYTICS_CLIENTS } else { 0 })
@@ -158,7 +144,7 @@ fn phase(
                     // connection rather than being rejected.
                     analytics
                         .execute(revenue_report)
-                        .map_err(|err| err.to_string())?
+                        .map_err(|err: BulkheadError| err.to_string())?
                         .map_err(|err| format!("report failed: {err}"))?;
                     reports += 1;
                 }
@@ -190,7 +176,8 @@ fn phase(
                         timed_out += 1;
                         continue;
                     }
-                    match transactional.execute_timeout(left, move || place_order(order)) {
+                    match transactional.execute_timeout(left, move |conn| place_order(conn, order))
+                    {
                         Ok(Ok(())) => latencies.push(due.elapsed()),
                         Err(err) if err.is_timeout() => timed_out += 1,
                         Ok(Err(err)) => return Err(format!("transaction failed: {err}")),
@@ -244,7 +231,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // One report, timed on its own, to show what "heavy" means here.
     let begun = Instant::now();
-    revenue_report()?;
+    revenue_report(&mut open()?)?;
     println!(
         "database: {} (WAL), {ORDERS} orders; one analytics report alone takes {:.0} ms",
         path.display(),
@@ -259,30 +246,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Each worker thread is one connection. The queues hold every client, so nobody is
     // rejected: what changes between the layouts is who waits for a connection.
-    let manager = BulkheadManager::builder()
-        .pool(
-            "transactional",
-            PoolConfig::new(3).core_threads(3).queue_capacity(3),
-        )
-        .pool(
-            "analytics",
-            PoolConfig::new(1).core_threads(1).queue_capacity(4),
-        )
-        .pool(
-            "shared",
-            PoolConfig::new(4).core_threads(4).queue_capacity(7),
-        )
-        .build()?;
+    let transactional = compartment("transactional", 3, 3)?;
+    let analytics = compartment("analytics", 1, 4)?;
+    let shared = compartment("shared", 4, 7)?;
     let layouts = [
         (
             "bulkheads (3 + 1 connections)",
-            manager.pool("transactional"),
-            manager.pool("analytics"),
+            Arc::clone(&transactional),
+            Arc::clone(&analytics),
         ),
         (
             "one shared pool (4 connections)",
-            manager.pool("shared"),
-            manager.pool("shared"),
+            Arc::clone(&shared),
+            Arc::clone(&shared),
         ),
     ];
 
@@ -321,7 +297,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p99[0], p99[1], p99[2], p99[3]
     );
     println!();
-    manager.shutdown(Duration::from_secs(5));
-    println!("{}", manager.stats());
+    for db in [&transactional, &analytics, &shared] {
+        db.shutdown();
+        // Every worker has exited, so every connection is closed.
+        db.await_termination(Duration::from_secs(5));
+        let s = db.stats();
+        println!(
+            "{:<14} {} threads = {} connections; {} calls completed, {} timed out, {} connect failures",
+            s.name, s.max_threads, s.max_threads, s.completed, s.timed_out, s.connect_failures
+        );
+    }
     Ok(())
 }
