@@ -210,9 +210,7 @@ impl PoolConfig {
                 ),
             ));
         }
-        if let Some(core) = self.core_threads
-            && core > self.max_threads
-        {
+        if let Some(core) = self.core_threads.filter(|&core| core > self.max_threads) {
             return Err(ConfigError::new(
                 name,
                 "core_threads",
@@ -281,6 +279,7 @@ impl Default for PoolConfig {
 pub struct SemaphoreConfig {
     pub(crate) max_concurrent: usize,
     pub(crate) max_wait: Duration,
+    pub(crate) max_waiting: Option<usize>,
 }
 
 impl SemaphoreConfig {
@@ -294,7 +293,44 @@ impl SemaphoreConfig {
         Self {
             max_concurrent,
             max_wait: Duration::ZERO,
+            max_waiting: None,
         }
+    }
+
+    /// The most callers that may wait for a permit at once; past it a call is rejected at
+    /// once, as a pool's full queue rejects.
+    ///
+    /// Defaults to no bound (waits are bounded by [`max_wait`](Self::max_wait) only). Bound
+    /// it: 20 waiters that each get a permit too late to finish are worse than 8 fast
+    /// rejections. The rule is the pool's: a caller waits about `waiting × run time ÷
+    /// max_concurrent` for its permit, so a bound above `max_concurrent × deadline ÷ run
+    /// time` only admits calls that will time out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let db = std::sync::Arc::new(SemaphoreBulkhead::new(
+    ///     "db",
+    ///     SemaphoreConfig::new(1).max_wait(Duration::from_secs(10)).max_waiting(0),
+    /// )?);
+    /// let held = db.try_acquire()?;
+    /// // No place to wait: rejected at once although max_wait is 10 s.
+    /// assert!(db.call(|| ()).unwrap_err().is_rejected());
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn max_waiting(mut self, max_waiting: usize) -> Self {
+        self.max_waiting = Some(max_waiting);
+        self
+    }
+
+    /// The configured bound on waiting callers, if any.
+    pub fn max_waiting_value(&self) -> Option<usize> {
+        self.max_waiting
     }
 
     /// How long [`call`](crate::SemaphoreBulkhead::call) waits for a permit before it is

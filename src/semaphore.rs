@@ -106,7 +106,7 @@ pub struct SemaphoreBulkhead {
     /// The most callers that may wait at once; a caller past it is refused at once. Public
     /// semaphores have no cap (their wait is bounded by time only); the process bulkhead
     /// sets its `queue_capacity` here.
-    max_waiters: usize,
+    max_waiters: crate::sync::plain::AtomicUsize,
     counters: SemaphoreCounters,
     /// Waits of the callers that had to wait (the fast path is counted as zero, unrecorded).
     wait: Histogram,
@@ -241,7 +241,8 @@ impl SemaphoreBulkhead {
     /// A [`ConfigError`] naming `name` and the field if the configuration is invalid (see
     /// [`SemaphoreConfig::validate`]).
     pub fn new(name: impl Into<String>, config: SemaphoreConfig) -> Result<Self, ConfigError> {
-        Self::with_max_waiters(name, config, usize::MAX)
+        let max_waiters = config.max_waiting.unwrap_or(usize::MAX);
+        Self::with_max_waiters(name, config, max_waiters)
     }
 
     /// A semaphore that lets at most `max_waiters` callers wait at once: a bounded queue in
@@ -262,7 +263,7 @@ impl SemaphoreBulkhead {
             config: crate::sync::plain::Mutex::new(config),
             state: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
-            max_waiters,
+            max_waiters: crate::sync::plain::AtomicUsize::new(max_waiters),
             counters: SemaphoreCounters::default(),
             wait: Histogram::default(),
             listeners: Listeners::default(),
@@ -349,6 +350,14 @@ impl SemaphoreBulkhead {
             wait_nanos(next.max_wait),
             crate::sync::plain::Ordering::Relaxed,
         );
+        if let Some(n) = next.max_waiting {
+            // Waiters already queued keep their places; the bound applies to newcomers.
+            self.max_waiters
+                .store(n, crate::sync::plain::Ordering::Relaxed);
+        } else if config.max_waiting.is_some() {
+            self.max_waiters
+                .store(usize::MAX, crate::sync::plain::Ordering::Relaxed);
+        }
         *config = next;
         if raised {
             self.grant_waiters();
@@ -386,6 +395,10 @@ impl SemaphoreBulkhead {
 
     fn max(&self) -> usize {
         self.max.load(Ordering::Relaxed)
+    }
+
+    fn max_waiters(&self) -> usize {
+        self.max_waiters.load(crate::sync::plain::Ordering::Relaxed)
     }
 
     fn default_wait(&self) -> Duration {
@@ -592,7 +605,8 @@ impl SemaphoreBulkhead {
             self.granted();
             return Ok(false);
         }
-        if timeout.is_zero() || self.max_waiters == 0 {
+        let max_waiters = self.max_waiters();
+        if timeout.is_zero() || max_waiters == 0 {
             return Err(Refusal::Full);
         }
         let since = Instant::now();
@@ -609,7 +623,7 @@ impl SemaphoreBulkhead {
             let took = loop {
                 let (next, take) = if waiters(s) == 0 && in_use(s) < self.max() {
                     (s + 1, true)
-                } else if waiters(s) >= self.max_waiters {
+                } else if waiters(s) >= max_waiters {
                     // The queue is full: refused at once, as a pool's full queue.
                     return Err(Refusal::Full);
                 } else {

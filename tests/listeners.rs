@@ -37,8 +37,9 @@ fn a_listener_reading_the_manager_never_deadlocks_with_a_concurrent_on_event() {
         manager.on_event(move |_| {
             // A weak reference: the listener, held by the manager's bulkheads, must not keep
             // the manager alive.
-            if let Some(manager) = weak.upgrade()
-                && manager.stats().bulkheads.len() == 2
+            if weak
+                .upgrade()
+                .is_some_and(|manager| manager.stats().bulkheads.len() == 2)
             {
                 observed.fetch_add(1, Ordering::Relaxed);
             }

@@ -829,3 +829,44 @@ fn semaphore_bulkheads_and_permits_are_send_and_sync() {
     fn is_owned<T: Send + 'static>() {}
     is_owned::<OwnedPermit>();
 }
+
+/// The database issue's item 5: bounded waiting. Past `max_waiting` waiters a call fails at
+/// once, as a pool's full queue does, instead of waiting for a permit that comes too late.
+#[test]
+fn max_waiting_rejects_at_once_past_the_bound_and_waiters_within_it_are_served() {
+    let sem = Arc::new(
+        SemaphoreBulkhead::new(
+            "bounded-wait",
+            SemaphoreConfig::new(1)
+                .max_wait(Duration::from_secs(10))
+                .max_waiting(1),
+        )
+        .unwrap(),
+    );
+    let held = sem.try_acquire_owned().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let waiter = {
+        let sem = Arc::clone(&sem);
+        thread::spawn(move || {
+            let got = sem.call(|| 1);
+            tx.send(()).unwrap();
+            got
+        })
+    };
+    wait_until(Duration::from_secs(10), "the first caller waits", || {
+        sem.stats().waiting == 1
+    });
+    // The one place to wait is taken: the next caller is refused without waiting.
+    let start = Instant::now();
+    let err = sem.call(|| 2).unwrap_err();
+    assert!(err.is_rejected(), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5), "it waited");
+    assert!(rx.try_recv().is_err(), "the waiter is still waiting");
+    drop(held);
+    assert_eq!(
+        waiter.join().unwrap().unwrap(),
+        1,
+        "the waiter within the bound is served"
+    );
+    assert_eq!(sem.config().max_waiting_value(), Some(1));
+}

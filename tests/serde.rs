@@ -726,3 +726,29 @@ fn apply_toml_validates_every_entry_before_applying_any() {
         );
     }
 }
+
+#[test]
+fn a_bounded_wait_reads_from_toml_and_round_trips_and_an_unbounded_one_keeps_its_form() {
+    let manager = BulkheadManager::from_toml(
+        "[semaphores.db]\nmax_concurrent = 4\nmax_wait = \"50ms\"\nmax_waiting = 8",
+    )
+    .unwrap();
+    let config = manager.get_semaphore("db").unwrap().config();
+    assert_eq!(
+        config,
+        SemaphoreConfig::new(4).max_wait(MS(50)).max_waiting(8)
+    );
+    let json = serde_json::to_value(&config).unwrap();
+    assert_eq!(
+        json,
+        json!({"max_concurrent": 4, "max_wait": "50ms", "max_waiting": 8})
+    );
+    let back: SemaphoreConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, config);
+    assert_eq!(
+        serde_json::to_value(SemaphoreConfig::new(4)).unwrap(),
+        json!({"max_concurrent": 4, "max_wait": "0s"})
+    );
+    let err = toml_err("[semaphores.db]\nmax_concurrent = 4\nmax_waiting = -1");
+    assert_eq!((err.bulkhead(), err.field()), ("db", "max_waiting"));
+}

@@ -227,10 +227,8 @@ pub fn run(config: &RunConfig, label: &str) -> Result<RunResult, BoxError> {
             downstreams[Dep::Email.index()].set_latency(SICK_EMAIL);
             degraded_at = Some(now);
         }
-        if let Some(recover_at) = config.recover_at
-            && recovered_at.is_none()
-            && now >= recover_at
-        {
+        let due = config.recover_at.is_some_and(|at| now >= at);
+        if due && recovered_at.is_none() {
             downstreams[Dep::Email.index()].set_latency(Dep::Email.healthy_latency());
             recovered_at = Some(now);
         }

@@ -91,9 +91,7 @@ impl Backoff {
                 ),
             ));
         }
-        if let Some(max) = self.max
-            && max < self.initial
-        {
+        if let Some(max) = self.max.filter(|&max| max < self.initial) {
             return Err(ConfigError::new(
                 name,
                 "backoff",

@@ -324,9 +324,11 @@ impl Retry {
             ));
         }
         self.backoff.validate(name)?;
-        if let Jitter::Proportional(f) = self.jitter
-            && !(0.0..=1.0).contains(&f)
-        {
+        let proportional = match self.jitter {
+            Jitter::Proportional(f) => Some(f),
+            _ => None,
+        };
+        if let Some(f) = proportional.filter(|f| !(0.0..=1.0).contains(f)) {
             return Err(ConfigError::new(
                 name,
                 "jitter",

@@ -62,6 +62,7 @@ impl BulkheadManager {
     /// [semaphores.cache]
     /// max_concurrent = 25          # required
     /// max_wait = "20ms"            # default: no wait
+    /// max_waiting = 8              # most callers waiting at once; default: no bound
     /// ```
     ///
     /// Durations are strings of whole numbers with units — `ns`, `us` (or `µs`), `ms`, `s`,

@@ -249,17 +249,19 @@ impl Draft for PoolDraft {
 struct SemaphoreDraft {
     max_concurrent: Option<usize>,
     max_wait: Duration,
+    max_waiting: Option<usize>,
 }
 
 impl Draft for SemaphoreDraft {
     type Config = SemaphoreConfig;
     const NAME: &'static str = "SemaphoreConfig";
-    const FIELDS: &'static [&'static str] = &["max_concurrent", "max_wait"];
+    const FIELDS: &'static [&'static str] = &["max_concurrent", "max_wait", "max_waiting"];
 
     fn set(&mut self, field: &'static str, value: Value) -> Result<(), String> {
         match field {
             "max_concurrent" => self.max_concurrent = Some(count(value)?),
             "max_wait" => self.max_wait = duration(value)?,
+            "max_waiting" => self.max_waiting = Some(count(value)?),
             _ => unreachable!("{field} is not in FIELDS"),
         }
         Ok(())
@@ -269,7 +271,11 @@ impl Draft for SemaphoreDraft {
         let max_concurrent = self
             .max_concurrent
             .ok_or(("max_concurrent", "is required".to_owned()))?;
-        Ok(SemaphoreConfig::new(max_concurrent).max_wait(self.max_wait))
+        let config = SemaphoreConfig::new(max_concurrent).max_wait(self.max_wait);
+        Ok(match self.max_waiting {
+            Some(n) => config.max_waiting(n),
+            None => config,
+        })
     }
 }
 
@@ -432,9 +438,15 @@ impl Serialize for PoolConfig {
 /// `Deserialize` reads. Available with the feature `serde`.
 impl Serialize for SemaphoreConfig {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("SemaphoreConfig", 2)?;
+        // `max_waiting` only when bounded: unbounded configurations keep their old form.
+        let fields = 2 + usize::from(self.max_waiting.is_some());
+        let mut s = serializer.serialize_struct("SemaphoreConfig", fields)?;
         s.serialize_field("max_concurrent", &self.max_concurrent)?;
         s.serialize_field("max_wait", &format_duration(self.max_wait))?;
+        match self.max_waiting {
+            Some(n) => s.serialize_field("max_waiting", &n)?,
+            None => s.skip_field("max_waiting")?,
+        }
         s.end()
     }
 }
