@@ -373,6 +373,10 @@ impl LimitAlgorithm for Vegas {
         };
         let next = clamp_f64(next, self.min_limit, self.max_limit);
         let next = (1.0 - self.smoothing) * estimate + self.smoothing * next;
+        // Netflix clamps only before smoothing; a blend of two values within the bounds is
+        // within them too, except by rounding (0.9 × 1 + 0.1 × 1 may land a hair below 1,
+        // which truncates to 0), so clamp again.
+        let next = clamp_f64(next, self.min_limit, self.max_limit);
         // Only a NaN smoothing (rejected by `validate`) could make this non-finite.
         if next.is_finite() {
             self.estimate = next;
