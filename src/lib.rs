@@ -265,6 +265,7 @@ mod deadline;
 mod error;
 mod event;
 mod histogram;
+pub mod limit;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics_export;
