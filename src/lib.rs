@@ -273,6 +273,8 @@ mod pool;
 mod process;
 mod prometheus;
 mod recent;
+#[cfg(feature = "redis")]
+mod redis;
 mod retry;
 mod semaphore;
 #[cfg(feature = "serde")]
@@ -298,6 +300,8 @@ pub use policy::{Policy, PolicyBuilder, PolicyError};
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 #[cfg(unix)]
 pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
+#[cfg(feature = "redis")]
+pub use redis::{Lease, RedisSemaphore, RedisSemaphoreConfig};
 pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, Retryable};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};
