@@ -37,7 +37,7 @@ use redis::{Client, Connection, Script};
 
 use crate::config::validate_name;
 use crate::error::{BulkheadError, ConfigError};
-use crate::sync::plain::{Condvar, Mutex};
+use crate::sync::plain::{AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 
 /// The server's clock in milliseconds, and effect replication for Redis before 5 (where a
 /// script that reads `TIME` and then writes is refused without it; a no-op since 5).
@@ -211,10 +211,60 @@ struct Shared {
     connect_timeout: Duration,
     /// Idle connections, reused by acquire and release; a connection that erred is dropped.
     idle: Mutex<Vec<Connection>>,
+    counters: Counters,
     acquire: Script,
     renew: Script,
     release: Script,
     held: Script,
+}
+
+/// Counters of one process's use of a [`RedisSemaphore`]; they only go up, except `held`.
+#[derive(Default)]
+struct Counters {
+    held: AtomicUsize,
+    acquired: AtomicU64,
+    rejected: AtomicU64,
+    unavailable: AtomicU64,
+    renewals: AtomicU64,
+    lost: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A snapshot of one process's use of a [`RedisSemaphore`] (for the fleet-wide count, see
+/// [`RedisSemaphore::held_fleet_wide`]).
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{RedisSemaphore, RedisSemaphoreConfig};
+///
+/// let db = RedisSemaphore::new("db", RedisSemaphoreConfig::new("redis://127.0.0.1:1/", 5))?;
+/// let stats = db.stats();
+/// assert_eq!((stats.held, stats.acquired, stats.leases_lost), (0, 0, 0));
+/// # Ok::<(), bulkheads::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisSemaphoreStats {
+    /// The semaphore's name.
+    pub name: String,
+    /// The fleet-wide budget.
+    pub permits: usize,
+    /// Leases this process holds now.
+    pub held: usize,
+    /// Leases granted to this process.
+    pub acquired: u64,
+    /// Calls refused because no permit was free in time.
+    pub rejected: u64,
+    /// Calls refused because Redis could not be reached or answered with an error.
+    pub unavailable: u64,
+    /// Successful lease renewals.
+    pub renewals: u64,
+    /// Leases reported lost (a renewal refused, or none in time).
+    pub leases_lost: u64,
 }
 
 impl fmt::Debug for RedisSemaphore {
@@ -287,6 +337,7 @@ impl RedisSemaphore {
                 max_wait: config.max_wait,
                 connect_timeout: config.connect_timeout,
                 idle: Mutex::new(Vec::new()),
+                counters: Counters::default(),
                 acquire: script(ACQUIRE),
                 renew: script(RENEW),
                 release: script(RELEASE),
@@ -355,6 +406,7 @@ impl RedisSemaphore {
             let now = Instant::now();
             let left = match deadline {
                 Some(deadline) if now >= deadline => {
+                    bump(&self.shared.counters.rejected);
                     return Err(BulkheadError::Rejected {
                         name: self.shared.name.clone(),
                         capacity: self.shared.permits,
@@ -370,6 +422,21 @@ impl RedisSemaphore {
             let pause_now = half + Duration::from_micros(jitter.finish() % spread);
             thread::sleep(pause_now.min(left));
             pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    /// A snapshot of this process's counters for the semaphore.
+    pub fn stats(&self) -> RedisSemaphoreStats {
+        let c = &self.shared.counters;
+        RedisSemaphoreStats {
+            name: self.shared.name.to_string(),
+            permits: self.shared.permits,
+            held: c.held.load(Ordering::Relaxed),
+            acquired: c.acquired.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            unavailable: c.unavailable.load(Ordering::Relaxed),
+            renewals: c.renewals.load(Ordering::Relaxed),
+            leases_lost: c.lost.load(Ordering::Relaxed),
         }
     }
 
@@ -399,6 +466,7 @@ impl RedisSemaphore {
 
 impl Shared {
     fn unavailable(&self, error: &redis::RedisError) -> BulkheadError {
+        bump(&self.counters.unavailable);
         BulkheadError::Unavailable {
             name: self.name.clone(),
             message: error.to_string(),
@@ -534,11 +602,15 @@ impl Lease {
                 .spawn(move || renew_loop(&shared, &state, token))
         };
         match spawned {
-            Ok(_) => Ok(Self {
-                shared: Arc::clone(shared),
-                state,
-                token,
-            }),
+            Ok(_) => {
+                bump(&shared.counters.acquired);
+                shared.counters.held.fetch_add(1, Ordering::Relaxed);
+                Ok(Self {
+                    shared: Arc::clone(shared),
+                    state,
+                    token,
+                })
+            }
             Err(e) => {
                 shared.release(token);
                 Err(BulkheadError::Spawn {
@@ -581,6 +653,7 @@ impl Drop for Lease {
         // Released here, not by the renewal thread, so the permit is free when drop returns.
         // A renewal racing with this finds the token gone and does nothing.
         self.shared.release(self.token);
+        self.shared.counters.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -619,16 +692,19 @@ fn renew_loop(shared: &Shared, state: &LeaseState, token: u64) {
         let mut inner = state.inner.lock();
         match renewed {
             Ok(1) => {
+                bump(&shared.counters.renewals);
                 inner.valid_until = sent + shared.lease;
                 next = sent + period;
             }
             Ok(_) => {
                 // The server no longer has the token: it expired, and may be someone else's.
+                bump(&shared.counters.lost);
                 inner.lost = true;
                 return;
             }
             Err(_) => {
                 if Instant::now() >= inner.valid_until {
+                    bump(&shared.counters.lost);
                     inner.lost = true;
                     return;
                 }

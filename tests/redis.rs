@@ -304,6 +304,7 @@ fn a_lease_whose_renewal_fails_is_reported_lost() {
         );
         thread::sleep(Duration::from_millis(10));
     }
+    assert_eq!(sem.stats().leases_lost, 1);
     drop(lease); // the release fails quietly
 }
 
@@ -356,6 +357,7 @@ fn redis_down_fails_closed_within_the_connect_timeout() {
     let err = sem.acquire().unwrap_err();
     assert!(start.elapsed() <= timeout + Duration::from_millis(200));
     assert!(err.is_unavailable(), "{err}");
+    assert_eq!(sem.stats().unavailable, 1);
     assert_eq!(err.bulkhead(), "down");
     assert!(err.to_string().contains("'down'"), "{err}");
 }
