@@ -37,7 +37,12 @@ use redis::{Client, Connection, Script};
 
 use crate::config::validate_name;
 use crate::error::{BulkheadError, ConfigError};
-use crate::sync::plain::{AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::plain::{Condvar, Mutex, Ordering};
+
+mod stats;
+
+pub use stats::RedisSemaphoreStats;
+use stats::{Counters, bump};
 
 /// The server's clock in milliseconds, and effect replication for Redis before 5 (where a
 /// script that reads `TIME` and then writes is refused without it; a no-op since 5).
@@ -216,55 +221,6 @@ struct Shared {
     renew: Script,
     release: Script,
     held: Script,
-}
-
-/// Counters of one process's use of a [`RedisSemaphore`]; they only go up, except `held`.
-#[derive(Default)]
-struct Counters {
-    held: AtomicUsize,
-    acquired: AtomicU64,
-    rejected: AtomicU64,
-    unavailable: AtomicU64,
-    renewals: AtomicU64,
-    lost: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-/// A snapshot of one process's use of a [`RedisSemaphore`] (for the fleet-wide count, see
-/// [`RedisSemaphore::held_fleet_wide`]).
-///
-/// # Examples
-///
-/// ```
-/// use bulkheads::{RedisSemaphore, RedisSemaphoreConfig};
-///
-/// let db = RedisSemaphore::new("db", RedisSemaphoreConfig::new("redis://127.0.0.1:1/", 5))?;
-/// let stats = db.stats();
-/// assert_eq!((stats.held, stats.acquired, stats.leases_lost), (0, 0, 0));
-/// # Ok::<(), bulkheads::ConfigError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisSemaphoreStats {
-    /// The semaphore's name.
-    pub name: String,
-    /// The fleet-wide budget.
-    pub permits: usize,
-    /// Leases this process holds now.
-    pub held: usize,
-    /// Leases granted to this process.
-    pub acquired: u64,
-    /// Calls refused because no permit was free in time.
-    pub rejected: u64,
-    /// Calls refused because Redis could not be reached or answered with an error.
-    pub unavailable: u64,
-    /// Successful lease renewals.
-    pub renewals: u64,
-    /// Leases reported lost (a renewal refused, or none in time).
-    pub leases_lost: u64,
 }
 
 impl fmt::Debug for RedisSemaphore {
@@ -744,6 +700,17 @@ mod tests {
         );
         let err = RedisSemaphore::new("", RedisSemaphoreConfig::new("redis://h/", 1)).unwrap_err();
         assert_eq!(err.field(), "name");
+    }
+
+    #[test]
+    fn prometheus_names_are_escaped() {
+        let s = RedisSemaphore::new("a\"b", RedisSemaphoreConfig::new("redis://h/", 3)).unwrap();
+        let text = s.stats().to_prometheus();
+        assert!(
+            text.contains("bulkhead_global_held{bulkhead=\"a\\\"b\"} 0\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# TYPE ").count(), 6);
     }
 
     #[test]
