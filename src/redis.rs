@@ -646,6 +646,11 @@ fn renew_loop(shared: &Shared, state: &LeaseState, token: u64) {
             r
         });
         let mut inner = state.inner.lock();
+        if inner.released {
+            // Dropped while this renewal was out: its answer (the token may already be gone,
+            // released by the holder) says nothing about a lease that no longer exists.
+            return;
+        }
         match renewed {
             Ok(1) => {
                 bump(&shared.counters.renewals);
