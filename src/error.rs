@@ -171,6 +171,18 @@ pub enum BulkheadError {
         /// no time is known (forced open, or half-open with every probe out).
         retry_after: Option<Duration>,
     },
+    /// The coordinator that a fleet-wide bulkhead keeps its books in could not be reached or
+    /// answered with an error (a [`RedisSemaphore`](crate::RedisSemaphore) whose Redis is
+    /// down, refuses the connection or does not answer within the connect timeout). The call
+    /// was not admitted: a fleet-wide limit fails closed.
+    #[error("bulkhead '{name}' could not reach its coordinator: {message}")]
+    #[non_exhaustive]
+    Unavailable {
+        /// The bulkhead's name.
+        name: Arc<str>,
+        /// The client's error message.
+        message: String,
+    },
 }
 
 /// Formats an optional retry-after as " (retry after 4.5s)" or nothing.
@@ -198,7 +210,8 @@ impl BulkheadError {
             | Self::Start { name, .. }
             | Self::Connect { name, .. }
             | Self::Config { name, .. }
-            | Self::CircuitOpen { name, .. } => name,
+            | Self::CircuitOpen { name, .. }
+            | Self::Unavailable { name, .. } => name,
         }
     }
 
@@ -260,6 +273,12 @@ impl BulkheadError {
     /// True for [`BulkheadError::CircuitOpen`]: a circuit breaker refused the call.
     pub fn is_circuit_open(&self) -> bool {
         matches!(self, Self::CircuitOpen { .. })
+    }
+
+    /// True for [`BulkheadError::Unavailable`]: a fleet-wide bulkhead could not reach its
+    /// coordinator, and the call was not admitted.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 
     /// How long until the refusing breaker lets calls through again, for a

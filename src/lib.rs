@@ -275,6 +275,8 @@ mod pool;
 mod process;
 mod prometheus;
 mod recent;
+#[cfg(feature = "redis")]
+mod redis;
 mod retry;
 mod semaphore;
 #[cfg(feature = "serde")]
@@ -301,6 +303,8 @@ pub use policy::{Policy, PolicyBuilder, PolicyError};
 pub use pool::{TaskHandle, ThreadPoolBulkhead};
 #[cfg(unix)]
 pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
+#[cfg(feature = "redis")]
+pub use redis::{Lease, RedisSemaphore, RedisSemaphoreConfig, RedisSemaphoreStats};
 pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, RetryStats, Retryable};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};
