@@ -530,6 +530,7 @@ fn on_demand(config: PoolConfig) -> PoolConfig {
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct BulkheadManagerBuilder {
     max_bulkheads: Option<usize>,
+    strict_names: bool,
     default_pool: Option<PoolConfig>,
     default_semaphore: Option<SemaphoreConfig>,
     pools: Vec<(String, PoolConfig)>,
@@ -613,6 +614,34 @@ impl BulkheadManagerBuilder {
     /// ```
     pub fn max_bulkheads(mut self, max: usize) -> Self {
         self.max_bulkheads = Some(max);
+        self
+    }
+
+    /// With `true`, the manager serves only the names it was built with: a name that was
+    /// not configured is an error (`try_pool`, `try_semaphore`, `manager.execute`) instead
+    /// of a default-sized compartment created by a typo. `pool(name)` and `semaphore(name)`
+    /// panic for such a name, as they do for invalid ones; configured names never do.
+    ///
+    /// Defaults to `false` (bulkheads are created on first use).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, PoolConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .pool("inventory", PoolConfig::new(8))
+    ///     .strict_names(true)
+    ///     .build()?;
+    /// assert!(manager.try_pool("inventory").is_ok());
+    /// let err = manager.try_pool("inventroy").unwrap_err(); // the typo is caught
+    /// assert_eq!((err.bulkhead(), err.field()), ("inventroy", "name"));
+    /// assert!(manager.execute("inventroy", || 1).unwrap_err().is_config());
+    /// assert!(manager.get_pool("inventroy").is_none(), "nothing was created");
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn strict_names(mut self, strict: bool) -> Self {
+        self.strict_names = strict;
         self
     }
 
@@ -731,7 +760,7 @@ impl BulkheadManagerBuilder {
         }
         Ok(BulkheadManager {
             id: recent::next_manager_id(),
-            cap: Cap::new(max_bulkheads, registered),
+            cap: Cap::new(max_bulkheads, registered).strict(self.strict_names),
             pools: Registry::new(on_demand(default_pool), pools),
             semaphores: Registry::new(default_semaphore, semaphores),
             #[cfg(unix)]
@@ -983,6 +1012,9 @@ impl<T: Member> Registry<T> {
 struct Cap {
     max: usize,
     used: AtomicUsize,
+    /// [`strict_names`](BulkheadManagerBuilder::strict_names): no bulkhead is created on
+    /// first use.
+    strict: bool,
 }
 
 impl Cap {
@@ -990,7 +1022,13 @@ impl Cap {
         Self {
             max,
             used: AtomicUsize::new(used),
+            strict: false,
         }
+    }
+
+    fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
     }
 
     fn used(&self) -> usize {
@@ -1010,6 +1048,13 @@ impl Cap {
     /// An early refusal, before any work: the cap is full now. A pass is only a hint;
     /// [`reserve`](Cap::reserve) decides.
     fn check(&self, name: &str) -> Result<(), ConfigError> {
+        if self.strict {
+            return Err(ConfigError::new(
+                name,
+                "name",
+                "is not configured, and this manager creates no bulkhead on first use (strict names)",
+            ));
+        }
         let used = self.used();
         if used >= self.max {
             return Err(self.full(name, used));

@@ -1244,3 +1244,33 @@ fn a_bulkhead_created_during_on_event_hears_each_listener_exactly_once() {
     assert_eq!(heard.load(Ordering::Relaxed), 2 * POOLS * LISTENERS);
     assert!(manager.shutdown(LONG));
 }
+
+/// The database issue's item 4: under strict names a typo is an error, not a default-sized
+/// compartment created on first use; configured names work as before.
+#[test]
+fn strict_names_refuse_every_name_that_was_not_configured() {
+    let manager = BulkheadManager::builder()
+        .pool("inventory", PoolConfig::new(2))
+        .semaphore("cache", SemaphoreConfig::new(2))
+        .strict_names(true)
+        .build()
+        .unwrap();
+    assert_eq!(manager.pool("inventory").execute(|| 1).unwrap(), 1);
+    assert!(manager.semaphore("cache").try_acquire().is_ok());
+    for err in [
+        manager.try_pool("inventroy").unwrap_err(),
+        manager.try_semaphore("cahce").unwrap_err(),
+    ] {
+        assert_eq!(err.field(), "name", "{err}");
+        assert!(err.reason().contains("strict"), "{err}");
+    }
+    let err = manager.execute("payment", || 1).unwrap_err();
+    assert!(err.is_config(), "{err}");
+    // `pool(name)` panics for such a name, as for an invalid one (documented).
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = manager.pool("typo");
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(manager.len(), 2, "nothing was created");
+    assert!(manager.get_pool("payment").is_none());
+}
