@@ -746,6 +746,39 @@ impl SemaphoreBulkhead {
         Ok(f())
     }
 
+    /// Runs `f` on the caller's thread under a permit, waiting at most `timeout` for one,
+    /// with [`Deadline::current`](crate::Deadline::current) inside `f` set to the end of
+    /// `timeout` counted from this call (the wait for the permit included), so `f` can give
+    /// its driver the time that is left. `f` itself is not stopped at the deadline: it runs
+    /// on the caller's thread.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Rejected`] if no permit came free within `timeout`; `f` did not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{Deadline, SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let db = SemaphoreBulkhead::new("db", SemaphoreConfig::new(4))?;
+    /// let left = db.call_timeout(Duration::from_millis(500), || {
+    ///     Deadline::current().map(|d| d.remaining())
+    /// })?;
+    /// assert!(left.is_some_and(|d| d <= Duration::from_millis(500)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_timeout<F, T>(&self, timeout: Duration, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T,
+    {
+        let deadline = Instant::now().checked_add(timeout);
+        let _permit = self.acquire_timeout(timeout)?;
+        let _deadline = crate::deadline::enter(deadline);
+        Ok(f())
+    }
+
     fn wait_summary(&self) -> crate::histogram::LatencySummary {
         let permitted = self.counters.permitted.load(Ordering::Relaxed);
         let waited = self.counters.waited.load(Ordering::Relaxed);

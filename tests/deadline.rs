@@ -868,3 +868,58 @@ fn a_huge_timeout_has_no_deadline_rather_than_an_overflow() {
         None
     );
 }
+
+/// The database issue's item 3, in part: a caller holding an absolute deadline, and a
+/// semaphore call that tells its task how long is left.
+#[test]
+fn execute_until_and_call_timeout_carry_the_callers_deadline() {
+    use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    let pool = ThreadPoolBulkhead::new("until", PoolConfig::new(1)).unwrap();
+    let at = Instant::now() + Duration::from_secs(5);
+    let seen = pool
+        .execute_until(at, || Deadline::current().map(Deadline::instant))
+        .unwrap();
+    assert_eq!(seen, Some(at));
+    // A deadline already past: no time to wait. A task that blocks cannot be awaited, so
+    // the call times out at once, and the pool frees its slot when the task ends.
+    let gate = Gate::new();
+    let g = Arc::clone(&gate);
+    let start = Instant::now();
+    let err = pool
+        .execute_until(Instant::now() - Duration::from_millis(1), move || g.wait())
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5), "it waited");
+    gate.open();
+    wait_until(Duration::from_secs(10), "the detached task ends", || {
+        pool.stats().running == 0
+    });
+    assert_eq!(pool.execute(|| 2).unwrap(), 2);
+
+    let sem = SemaphoreBulkhead::new("sem-deadline", SemaphoreConfig::new(1)).unwrap();
+    let left = sem
+        .call_timeout(Duration::from_secs(5), || {
+            Deadline::current().map(Deadline::remaining)
+        })
+        .unwrap()
+        .expect("a deadline inside the call");
+    assert!(
+        left > Duration::ZERO && left <= Duration::from_secs(5),
+        "{left:?}"
+    );
+    assert!(
+        Deadline::current().is_none(),
+        "the deadline ends with the call"
+    );
+    let held = sem.try_acquire().unwrap();
+    let start = Instant::now();
+    let err = sem
+        .call_timeout(Duration::from_millis(20), || 3)
+        .unwrap_err();
+    assert!(err.is_rejected(), "{err}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(20),
+        "it waited its timeout"
+    );
+    drop(held);
+}

@@ -423,6 +423,39 @@ impl ThreadPoolBulkhead {
         self.shared.wait_deadline(&*task, deadline, timeout)
     }
 
+    /// As [`execute_timeout`](ThreadPoolBulkhead::execute_timeout), for a caller that holds
+    /// an absolute deadline (one computed once for a whole request): waits until
+    /// `deadline`, and [`Deadline::current`](crate::Deadline::current) inside `f` ends
+    /// there. A deadline already past is `execute_timeout` with no time at all: the call is
+    /// admitted, and unless its task is done the moment the caller looks, it is a `Timeout`
+    /// (a task not yet started is cancelled then and never runs).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`execute_timeout`](ThreadPoolBulkhead::execute_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use bulkheads::{Deadline, PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("search", PoolConfig::new(1))?;
+    /// let request_deadline = Instant::now() + Duration::from_secs(2);
+    /// let ends = pool.execute_until(request_deadline, || Deadline::current().map(|d| d.instant()))?;
+    /// assert_eq!(ends, Some(request_deadline));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_until<F, T>(&self, deadline: Instant, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let task = self.start(f, Some(deadline))?;
+        self.shared.wait_deadline(&*task, Some(deadline), timeout)
+    }
+
     /// Submits `f` and returns a [`TaskHandle`] to join, join with a timeout, or cancel.
     ///
     /// # Errors
