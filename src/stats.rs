@@ -482,13 +482,23 @@ impl BulkheadStats {
 }
 
 fn write_table(f: &mut fmt::Formatter<'_>, rows: &[[String; 8]]) -> fmt::Result {
-    let mut widths = HEADERS.map(str::len);
+    write_aligned(f, HEADERS, rows)
+}
+
+/// A table of `headers` and `rows`: the first column left-aligned, the others right-aligned,
+/// each as wide as its widest cell. Shared by the bulkheads', breakers' and retries' tables.
+pub(crate) fn write_aligned<const N: usize>(
+    f: &mut fmt::Formatter<'_>,
+    headers: [&str; N],
+    rows: &[[String; N]],
+) -> fmt::Result {
+    let mut widths = headers.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let header = HEADERS.map(str::to_owned);
+    let header = headers.map(str::to_owned);
     for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (i, (cell, w)) in row.iter().zip(widths).enumerate() {

@@ -295,24 +295,6 @@ pub(crate) fn write_table(f: &mut fmt::Formatter<'_>, breakers: &[CircuitMetrics
             ]
         })
         .collect();
-    let mut widths = HEADERS.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     writeln!(f)?;
-    let header = HEADERS.map(str::to_owned);
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if i == 0 {
-                line.push_str(&format!("{cell:<w$}"));
-            } else {
-                line.push_str(&format!("  {cell:>w$}"));
-            }
-        }
-        writeln!(f, "{}", line.trim_end())?;
-    }
-    Ok(())
+    crate::stats::write_aligned(f, HEADERS, &rows)
 }
