@@ -82,6 +82,8 @@ pub struct ConnectionPoolBulkhead<C> {
 
 struct Inner<C> {
     id: u64,
+    /// The bulkhead's name, for errors (made once, not per call).
+    name: Arc<str>,
     connect: Box<Connect<C>>,
     health_check: Option<Box<HealthCheck<C>>>,
     connect_failures: AtomicU64,
@@ -113,6 +115,7 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
         E: std::error::Error + Send + Sync + 'static,
     {
         let pool = ThreadPoolBulkhead::new(name, config)?;
+        let name: Arc<str> = Arc::from(pool.name());
         let connect: Box<Connect<C>> = Box::new(move || {
             connect().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         });
@@ -120,6 +123,7 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
             pool,
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                name,
                 connect,
                 health_check: None,
                 connect_failures: AtomicU64::new(0),
@@ -194,9 +198,8 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
         T: Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        let name: Arc<str> = Arc::from(self.pool.name());
         move || {
-            let mut conn = inner.take_connection(&name)?;
+            let mut conn = inner.take_connection()?;
             // Given back only if `f` returns: a task that panics leaves its connection to
             // be dropped (it may be mid-transaction), and the next task opens a new one.
             let value = f(&mut conn);
@@ -243,36 +246,37 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
 
 impl<C: 'static> Inner<C> {
     /// This thread's connection for this bulkhead, taken out of its slot (checked if
-    /// reused), or a new one.
-    fn take_connection(&self, name: &Arc<str>) -> Result<C, BulkheadError> {
+    /// reused), or a new one. Boxed once, when it is opened: reuse moves the box in and out
+    /// of the slot, with no allocation per call.
+    fn take_connection(&self) -> Result<Box<C>, BulkheadError> {
         let kept = CONNECTIONS.with(|slots| slots.borrow_mut().remove(&self.id));
-        if let Some(boxed) = kept {
-            if let Ok(conn) = boxed.downcast::<C>() {
-                let mut conn = *conn;
-                let healthy = self
-                    .health_check
-                    .as_ref()
-                    .is_none_or(|check| check(&mut conn));
-                if healthy {
-                    return Ok(conn);
-                }
-                // Broken: close it here, then open a new one.
-                drop(conn);
+        if let Some(Ok(mut conn)) = kept.map(|boxed| boxed.downcast::<C>()) {
+            let healthy = self
+                .health_check
+                .as_ref()
+                .is_none_or(|check| check(&mut conn));
+            if healthy {
+                return Ok(conn);
+            }
+            // Broken: close it here, then open a new one.
+            drop(conn);
+        }
+        match (self.connect)() {
+            Ok(conn) => Ok(Box::new(conn)),
+            Err(source) => {
+                self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                Err(BulkheadError::Connect {
+                    name: Arc::clone(&self.name),
+                    message: source.to_string(),
+                    source: crate::error::DriverError::new(source),
+                })
             }
         }
-        (self.connect)().map_err(|source| {
-            self.connect_failures.fetch_add(1, Ordering::Relaxed);
-            BulkheadError::Connect {
-                name: Arc::clone(name),
-                message: source.to_string(),
-                source: crate::error::DriverError::new(source),
-            }
-        })
     }
 
-    fn put_back(&self, conn: C) {
+    fn put_back(&self, conn: Box<C>) {
         CONNECTIONS.with(|slots| {
-            slots.borrow_mut().insert(self.id, Box::new(conn));
+            slots.borrow_mut().insert(self.id, conn);
         });
     }
 }
