@@ -367,7 +367,8 @@ fn table(
                 (
                     "pool",
                     p.running,
-                    p.max_threads,
+                    // What is in force: an adaptive pool's limit, else max_threads.
+                    p.limit,
                     format!("{}/{}", p.queued, p.queue_capacity),
                     p.completed - before.map_or(0, |b| b.completed),
                     p.rejected - before.map_or(0, |b| b.rejected),
@@ -379,7 +380,7 @@ fn table(
                 (
                     "semaphore",
                     s.running,
-                    s.max_concurrent,
+                    s.limit,
                     format!("{} waiting", s.waiting),
                     s.permitted - before.map_or(0, |b| b.permitted),
                     s.rejected - before.map_or(0, |b| b.rejected),

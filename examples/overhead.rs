@@ -602,6 +602,129 @@ fn idle_pools(rows: &mut Vec<Row>) {
     drop(manager);
 }
 
+/// An adaptive pool against a fixed one of the same size: the cost of one sample per task.
+/// The algorithm's range is pinned to the pool's size, so the limit never moves and the
+/// rows measure the bookkeeping alone.
+fn adaptive(rows: &mut Vec<Row>) {
+    let pinned = |n: usize| {
+        bulkheads::limit::Aimd::new()
+            .initial_limit(n)
+            .min_limit(n)
+            .max_limit(n)
+    };
+    let fixed = ThreadPoolBulkhead::new("fixed", PoolConfig::new(1)).expect("valid");
+    let adaptive =
+        ThreadPoolBulkhead::new("adaptive", PoolConfig::new(1).adaptive(pinned(1))).expect("valid");
+    let (mut a, mut f) = (vec![], vec![]);
+    for _ in 0..31 {
+        a.push(ns_per_call(2000, || {
+            black_box(adaptive.execute(|| black_box(1_u64)).expect("admitted"));
+        }));
+        f.push(ns_per_call(2000, || {
+            black_box(fixed.execute(|| black_box(1_u64)).expect("admitted"));
+        }));
+    }
+    let (a, f) = (median(a), median(f));
+    rows.push(Row {
+        figure: "execute() no-op, hot, adaptive pool vs fixed".into(),
+        measured: format!("{a:.0} ns vs {f:.0} ns = {:.2}x", a / f),
+        pass: Some(a <= 1.2 * f),
+        target: "<= 1.2x",
+    });
+
+    let fixed =
+        ThreadPoolBulkhead::new("fixed4", PoolConfig::new(2).queue_capacity(4)).expect("valid");
+    let adaptive = ThreadPoolBulkhead::new(
+        "adaptive4",
+        PoolConfig::new(2).queue_capacity(4).adaptive(pinned(2)),
+    )
+    .expect("valid");
+    let contenders: [Arc<dyn Fn() + Send + Sync>; 2] = [
+        Arc::new(move || {
+            black_box(adaptive.execute(|| black_box(1_u64)).expect("admitted"));
+        }),
+        Arc::new(move || {
+            black_box(fixed.execute(|| black_box(1_u64)).expect("admitted"));
+        }),
+    ];
+    let per_round = paired_rounds(7, 5000, &contenders);
+    let (mid, low, high) = quartiles(per_round.iter().map(|r| r[0] / r[1]).collect());
+    rows.push(Row {
+        figure: "tiny tasks, 4 callers, 2 threads, adaptive vs fixed".into(),
+        measured: format!("{mid:.2}x, quartiles {low:.2}-{high:.2}x of 7 paired rounds"),
+        pass: Some(mid >= 0.9),
+        target: ">= 0.9x",
+    });
+
+    // `reconfigure` under load: 4 callers call a pool whose size a fifth thread moves
+    // between 2 and 8 threads every 200 us; every call must get its one outcome, and the
+    // calls' p99 is set beside that of the same load with no changes.
+    let run = |changing: bool| {
+        let pool = Arc::new(
+            ThreadPoolBulkhead::new("resized", PoolConfig::new(4).queue_capacity(64))
+                .expect("valid"),
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let changer = changing.then(|| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let threads = if n % 2 == 0 { 2 } else { 8 };
+                    pool.reconfigure(PoolConfig::new(threads).queue_capacity(64))
+                        .expect("valid");
+                    thread::sleep(Duration::from_micros(200));
+                }
+                n
+            })
+        });
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                thread::spawn(move || {
+                    let mut latencies = Vec::with_capacity(5000);
+                    let mut outcomes = 0_u64;
+                    for _ in 0..5000 {
+                        let start = Instant::now();
+                        // Each call ends in exactly one of these: a value or a rejection.
+                        match pool.execute(|| black_box(1_u64)) {
+                            Ok(_) => latencies.push(start.elapsed().as_nanos() as f64),
+                            Err(e) => assert!(e.is_rejected(), "{e}"),
+                        }
+                        outcomes += 1;
+                    }
+                    (latencies, outcomes)
+                })
+            })
+            .collect();
+        let (mut latencies, mut outcomes) = (vec![], 0);
+        for c in callers {
+            let (l, o) = c.join().expect("caller");
+            latencies.extend(l);
+            outcomes += o;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let changes = changer.map_or(0, |c| c.join().expect("changer"));
+        let s = pool.stats();
+        let lost = outcomes.abs_diff(s.completed + s.rejected);
+        (p99(latencies), lost, changes)
+    };
+    let (quiet_p99, quiet_lost, _) = run(false);
+    let (p99_changing, lost, changes) = run(true);
+    rows.push(Row {
+        figure: "reconfigure under load (4 callers, 2 <-> 8 threads)".into(),
+        measured: format!(
+            "{changes} changes, {} calls lost; p99 {:.1} us vs {:.1} us unchanged",
+            lost + quiet_lost,
+            p99_changing / 1e3,
+            quiet_p99 / 1e3
+        ),
+        pass: Some(lost + quiet_lost == 0),
+        target: "0 lost",
+    });
+}
+
 /// A section of the report: measures and appends its rows.
 type Section = fn(&mut Vec<Row>);
 
@@ -617,7 +740,7 @@ fn main() {
     );
     // `-- manager trickle` runs only the sections whose names contain one of the words.
     let only: Vec<String> = std::env::args().skip(1).collect();
-    let sections: [(&str, Section); 12] = [
+    let sections: [(&str, Section); 13] = [
         ("idle_pools", idle_pools),
         ("hot", hot),
         ("cold", cold),
@@ -630,6 +753,7 @@ fn main() {
         ("contended", contended),
         ("async_bridge", async_bridge),
         ("breaker", breaker),
+        ("adaptive", adaptive),
     ];
     let mut rows = Vec::new();
     for (name, section) in sections {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::limit::{LimitAlgorithm, SharedLimit};
 
 /// How a [`ThreadPoolBulkhead`](crate::ThreadPoolBulkhead) is sized.
 ///
@@ -39,6 +40,7 @@ pub struct PoolConfig {
     pub(crate) thread_name_prefix: Option<String>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) prestart: bool,
+    pub(crate) adaptive: Option<SharedLimit>,
 }
 
 impl PoolConfig {
@@ -66,6 +68,7 @@ impl PoolConfig {
             thread_name_prefix: None,
             stack_size: None,
             prestart: false,
+            adaptive: None,
         }
     }
 
@@ -151,6 +154,60 @@ impl PoolConfig {
     pub fn prestart(mut self, prestart: bool) -> Self {
         self.prestart = prestart;
         self
+    }
+
+    /// Makes the pool adaptive: it runs at most `algorithm`'s limit of calls at once (never
+    /// more than `max_threads`, never fewer than one), and feeds the algorithm one
+    /// [`Sample`](crate::limit::Sample) per finished task: its run time, the tasks running
+    /// when it ended (itself included), and whether it was dropped — it overran its caller's
+    /// deadline (the caller timed out), or it called [`limit::report_overload`].
+    ///
+    /// The limit acts as `max_threads` does after [`reconfigure`](crate::ThreadPoolBulkhead::reconfigure):
+    /// the pool admits `limit + queue_capacity` calls; lowering it takes nothing back (a
+    /// worker above the limit leaves when it is between tasks, and no task starts while
+    /// `limit` run); raising it starts queued tasks on new workers at once.
+    /// [`PoolStats::limit`](crate::PoolStats::limit) shows the limit in force, and each
+    /// change is an [`EventKind::LimitChanged`](crate::EventKind::LimitChanged) event.
+    /// Wrap the algorithm in [`Windowed`](crate::limit::Windowed) to update it once per
+    /// window instead of once per task.
+    ///
+    /// Clones of this configuration share the one algorithm: `pool.config()` hands back the
+    /// algorithm in force, so `reconfigure(pool.config().queue_capacity(8))` keeps what it
+    /// has learnt. Defaults to none: a fixed pool.
+    ///
+    /// [`limit::report_overload`]: crate::limit::report_overload
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::limit::Aimd;
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let config = PoolConfig::new(16).adaptive(Aimd::new().initial_limit(4).min_limit(2));
+    /// let db = ThreadPoolBulkhead::new("db", config)?;
+    /// assert_eq!(db.stats().limit, 4);
+    /// assert_eq!(db.stats().max_threads, 16);
+    /// // A call that overran its deadline is a drop: Aimd cuts 4 → 3 (ratio 0.9, rounded down).
+    /// let _ = db.execute_timeout(Duration::from_millis(1), || {
+    ///     std::thread::sleep(Duration::from_millis(20))
+    /// });
+    /// // The worker feeds the sample when the task ends, after the caller gave up.
+    /// while db.stats().completed == 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(db.stats().limit, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn adaptive(mut self, algorithm: impl LimitAlgorithm) -> Self {
+        self.adaptive = Some(SharedLimit::new(algorithm));
+        self
+    }
+
+    /// True if the pool's limit is set by an adaptive algorithm ([`adaptive`](Self::adaptive)).
+    pub fn is_adaptive(&self) -> bool {
+        self.adaptive.is_some()
     }
 
     /// The configured maximum number of worker threads.
@@ -249,6 +306,9 @@ impl PoolConfig {
         if self.stack_size == Some(0) {
             return Err(ConfigError::new(name, "stack_size", "must not be zero"));
         }
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.validate(name)?;
+        }
         Ok(())
     }
 }
@@ -280,6 +340,7 @@ pub struct SemaphoreConfig {
     pub(crate) max_concurrent: usize,
     pub(crate) max_wait: Duration,
     pub(crate) max_waiting: Option<usize>,
+    pub(crate) adaptive: Option<SharedLimit>,
 }
 
 impl SemaphoreConfig {
@@ -294,6 +355,7 @@ impl SemaphoreConfig {
             max_concurrent,
             max_wait: Duration::ZERO,
             max_waiting: None,
+            adaptive: None,
         }
     }
 
@@ -343,6 +405,46 @@ impl SemaphoreConfig {
         self
     }
 
+    /// Makes the semaphore adaptive: it grants at most `algorithm`'s limit of permits at
+    /// once (never more than `max_concurrent`, never fewer than one), and feeds the
+    /// algorithm one [`Sample`](crate::limit::Sample) per released permit: how long it was
+    /// held, the permits held when it was released (itself included), and whether the call
+    /// was dropped — a [`call_timeout`](crate::SemaphoreBulkhead::call_timeout) that overran
+    /// its deadline, or a [`limit::report_overload`](crate::limit::report_overload) on the
+    /// thread that held the permit.
+    ///
+    /// The limit acts as `max_concurrent` does after
+    /// [`set_max_concurrent`](crate::SemaphoreBulkhead::set_max_concurrent): lowering it takes
+    /// no permit back, raising it grants waiters at once.
+    /// [`SemaphoreStats::limit`](crate::SemaphoreStats::limit) shows it. Clones of this
+    /// configuration share the one algorithm. Defaults to none: a fixed semaphore.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::limit::{self, Aimd};
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let api = SemaphoreBulkhead::new(
+    ///     "partner",
+    ///     SemaphoreConfig::new(20).adaptive(Aimd::new().initial_limit(10).min_limit(1)),
+    /// )?;
+    /// assert_eq!(api.stats().limit, 10);
+    /// api.call(limit::report_overload)?; // the partner answered 429
+    /// assert_eq!(api.stats().limit, 9);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn adaptive(mut self, algorithm: impl LimitAlgorithm) -> Self {
+        self.adaptive = Some(SharedLimit::new(algorithm));
+        self
+    }
+
+    /// True if the semaphore's limit is set by an adaptive algorithm.
+    pub fn is_adaptive(&self) -> bool {
+        self.adaptive.is_some()
+    }
+
     /// The configured number of permits.
     pub fn max_concurrent_value(&self) -> usize {
         self.max_concurrent
@@ -378,6 +480,9 @@ impl SemaphoreConfig {
                     self.max_concurrent
                 ),
             ));
+        }
+        if let Some(adaptive) = &self.adaptive {
+            adaptive.validate(name)?;
         }
         Ok(())
     }

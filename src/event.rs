@@ -72,6 +72,15 @@ pub enum EventKind {
         /// Time the task ran.
         run_time: Duration,
     },
+    /// An adaptive bulkhead's limit changed (see
+    /// [`PoolConfig::adaptive`](crate::PoolConfig::adaptive)): it now runs at most `to`
+    /// calls at once.
+    LimitChanged {
+        /// The limit before.
+        from: usize,
+        /// The limit now in force.
+        to: usize,
+    },
     /// A task panicked after running `run_time`.
     Panicked {
         /// Time the task ran before it panicked.
@@ -132,6 +141,7 @@ impl fmt::Display for Event<'_> {
             EventKind::Started { queue_wait } => write!(f, "started after {queue_wait:?} queued"),
             EventKind::Finished { run_time } => write!(f, "finished after {run_time:?}"),
             EventKind::Panicked { run_time } => write!(f, "panicked after {run_time:?}"),
+            EventKind::LimitChanged { from, to } => write!(f, "limit {from} -> {to}"),
             EventKind::TimedOut { waited } => write!(f, "timed out after {waited:?}"),
             EventKind::Expired => write!(f, "expired in the queue"),
             EventKind::Cancelled => write!(f, "cancelled"),

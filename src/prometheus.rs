@@ -241,6 +241,17 @@ pub(crate) const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        name: "bulkhead_limit",
+        help: "The most calls a pool or semaphore runs at once now: its max_threads or \
+               max_concurrent, or the limit in force when it is adaptive.",
+        kind: GAUGE,
+        samples: |s| match s {
+            Snapshot::Pool(p) => vec![(None, Value::size(p.limit))],
+            Snapshot::Semaphore(s) => vec![(None, Value::size(s.limit))],
+            Snapshot::Process(_) => Vec::new(),
+        },
+    },
+    Family {
         name: "bulkhead_shutdown",
         help: "1 once a pool has been shut down, else 0.",
         kind: GAUGE,
@@ -404,6 +415,7 @@ impl ManagerStats {
     /// | `bulkhead_live_threads`, `bulkhead_core_threads`, `bulkhead_max_threads` | gauge | pools |
     /// | `bulkhead_queue_capacity` | gauge | pools (`+Inf` when unbounded), processes |
     /// | `bulkhead_max_concurrent` | gauge | semaphores, processes |
+    /// | `bulkhead_limit` | gauge | pools, semaphores: the limit in force (the adaptive one, or `max_threads` / `max_concurrent`) |
     /// | `bulkhead_shutdown` | gauge | pools: 1 once shut down |
     /// | `bulkhead_queue_wait_seconds` | histogram | pools: submission to start; processes: wait for a slot |
     /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished or panicked); processes: time programs ran |
@@ -711,11 +723,14 @@ mod tests {
         assert_eq!(value(&text, &sem("bulkhead_running")), "0");
         assert_eq!(value(&text, &sem("bulkhead_waiting")), "0");
         assert_eq!(value(&text, &sem("bulkhead_max_concurrent")), "1");
-        // 7 pool outcomes + 2 semaphore outcomes + 9 other pool series + 3 other semaphore
+        // Neither is adaptive: the limit in force is the maximum.
+        assert_eq!(value(&text, &pool("bulkhead_limit")), "3");
+        assert_eq!(value(&text, &sem("bulkhead_limit")), "1");
+        // 7 pool outcomes + 2 semaphore outcomes + 10 other pool series + 4 other semaphore
         // series + 3 latency histograms of their buckets, +Inf, a sum and a count: nothing
         // else.
         let histogram = crate::histogram::BOUNDS + 3;
-        assert_eq!(samples(&text).len(), 7 + 2 + 9 + 3 + 3 * histogram);
+        assert_eq!(samples(&text).len(), 7 + 2 + 10 + 4 + 3 * histogram);
     }
 
     #[test]

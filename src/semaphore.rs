@@ -111,6 +111,8 @@ pub struct SemaphoreBulkhead {
     /// Waits of the callers that had to wait (the fast path is counted as zero, unrecorded).
     wait: Histogram,
     listeners: Listeners,
+    /// Whether the configuration in force is adaptive: read once per `call`.
+    adaptive_on: crate::sync::plain::AtomicBool,
 }
 
 impl fmt::Debug for SemaphoreBulkhead {
@@ -258,7 +260,8 @@ impl SemaphoreBulkhead {
         config.validate(&name)?;
         Ok(Self {
             name: Arc::from(name),
-            max: AtomicUsize::new(config.max_concurrent),
+            max: AtomicUsize::new(limit_of(&config)),
+            adaptive_on: crate::sync::plain::AtomicBool::new(config.adaptive.is_some()),
             max_wait: crate::sync::plain::AtomicU64::new(wait_nanos(config.max_wait)),
             config: crate::sync::plain::Mutex::new(config),
             state: AtomicU64::new(0),
@@ -344,8 +347,13 @@ impl SemaphoreBulkhead {
         let mut next = config.clone();
         edit(&mut next);
         next.validate(&self.name)?;
-        let raised = next.max_concurrent > self.max();
-        self.max.store(next.max_concurrent, Ordering::SeqCst);
+        let (from, to) = (self.max(), limit_of(&next));
+        let raised = to > from;
+        self.max.store(to, Ordering::SeqCst);
+        self.adaptive_on.store(
+            next.adaptive.is_some(),
+            crate::sync::plain::Ordering::Relaxed,
+        );
         self.max_wait.store(
             wait_nanos(next.max_wait),
             crate::sync::plain::Ordering::Relaxed,
@@ -358,11 +366,58 @@ impl SemaphoreBulkhead {
             self.max_waiters
                 .store(usize::MAX, crate::sync::plain::Ordering::Relaxed);
         }
+        let adaptive = next.adaptive.is_some();
         *config = next;
         if raised {
             self.grant_waiters();
         }
+        drop(config);
+        if adaptive && from != to {
+            self.listeners
+                .emit(&self.name, EventKind::LimitChanged { from, to });
+        }
         Ok(())
+    }
+
+    /// Runs `f` under a permit already held, feeding the adaptive algorithm its sample
+    /// (`deadline`: the call's, for a drop when it overran).
+    fn run_adaptive<F, T>(&self, deadline: Option<Instant>, f: F) -> T
+    where
+        F: FnOnce() -> T,
+    {
+        let started = Instant::now();
+        let call = crate::limit::enter_call();
+        // A panic unwinds past the sample: it says nothing about the dependency's load.
+        let value = f();
+        let overloaded = call.finish();
+        let rtt = started.elapsed();
+        let held = in_use(self.state.load(Ordering::Relaxed));
+        let sample = crate::limit::sample(started, rtt, held, deadline, overloaded);
+        let (from, to) = {
+            let config = self.config.lock();
+            let Some(adaptive) = &config.adaptive else {
+                return value;
+            };
+            let to = adaptive.update(sample, config.max_concurrent);
+            let from = self.max();
+            if to == from {
+                return value;
+            }
+            // As `set_max_concurrent`: lowering takes no permit back; raising grants
+            // waiters at once.
+            self.max.store(to, Ordering::SeqCst);
+            if to > from {
+                self.grant_waiters();
+            }
+            (from, to)
+        };
+        self.listeners
+            .emit(&self.name, EventKind::LimitChanged { from, to });
+        value
+    }
+
+    fn is_adaptive(&self) -> bool {
+        self.adaptive_on.load(crate::sync::plain::Ordering::Relaxed)
     }
 
     /// Hands permits the limit now allows to the oldest waiters.
@@ -743,6 +798,9 @@ impl SemaphoreBulkhead {
         F: FnOnce() -> T,
     {
         let _permit = self.acquire()?;
+        if self.is_adaptive() {
+            return Ok(self.run_adaptive(None, f));
+        }
         Ok(f())
     }
 
@@ -776,6 +834,9 @@ impl SemaphoreBulkhead {
         let deadline = Instant::now().checked_add(timeout);
         let _permit = self.acquire_timeout(timeout)?;
         let _deadline = crate::deadline::enter(deadline);
+        if self.is_adaptive() {
+            return Ok(self.run_adaptive(deadline, f));
+        }
         Ok(f())
     }
 
@@ -788,19 +849,30 @@ impl SemaphoreBulkhead {
 
     /// A snapshot of the semaphore's gauges and counters.
     pub fn stats(&self) -> SemaphoreStats {
+        let max_concurrent = self.config.lock().max_concurrent;
         let s = self.state.load(Ordering::Relaxed);
-        SemaphoreStats::new(
+        let mut stats = SemaphoreStats::new(
             &self.name,
-            self.max(),
+            max_concurrent,
             in_use(s),
             waiters(s),
             &self.counters,
             self.wait_summary(),
-        )
+        );
+        stats.limit = self.max();
+        stats
     }
 }
 
 /// A wait as nanoseconds in an atomic (585 years at most).
+/// The permits a configuration grants at once: `max_concurrent`, or an adaptive one's limit.
+fn limit_of(config: &SemaphoreConfig) -> usize {
+    config
+        .adaptive
+        .as_ref()
+        .map_or(config.max_concurrent, |a| a.limit(config.max_concurrent))
+}
+
 fn wait_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -76,6 +76,9 @@ pub struct PoolStats {
     pub name: String,
     /// Most workers the pool starts.
     pub max_threads: usize,
+    /// Most tasks that run at once now: `max_threads`, or the adaptive limit in force for a
+    /// pool made [`adaptive`](crate::PoolConfig::adaptive) (within `1..=max_threads`).
+    pub limit: usize,
     /// Workers that stay once started.
     pub core_threads: usize,
     /// Most tasks that wait while every worker is busy.
@@ -140,6 +143,7 @@ impl PoolStats {
         Self {
             name: name.to_owned(),
             max_threads,
+            limit: max_threads,
             core_threads,
             queue_capacity,
             live_threads,
@@ -195,6 +199,9 @@ pub struct SemaphoreStats {
     pub name: String,
     /// Permits in all.
     pub max_concurrent: usize,
+    /// Permits granted at once now: `max_concurrent`, or the adaptive limit in force for a
+    /// semaphore made [`adaptive`](crate::SemaphoreConfig::adaptive).
+    pub limit: usize,
     /// Permits held now.
     pub running: usize,
     /// Callers waiting for a permit now.
@@ -219,6 +226,7 @@ impl SemaphoreStats {
         Self {
             name: name.to_owned(),
             max_concurrent,
+            limit: max_concurrent,
             running,
             waiting,
             permitted: read(&c.permitted),
@@ -448,7 +456,7 @@ impl BulkheadStats {
             Self::Pool(p) => [
                 p.name.clone(),
                 "pool".to_owned(),
-                format!("{}/{}", p.running, p.max_threads),
+                in_force(p.running, p.limit, p.max_threads),
                 format!("{}/{}", p.queued, limit(p.queue_capacity)),
                 p.submitted.to_string(),
                 p.rejected.to_string(),
@@ -458,7 +466,7 @@ impl BulkheadStats {
             Self::Semaphore(s) => [
                 s.name.clone(),
                 "semaphore".to_owned(),
-                format!("{}/{}", s.running, s.max_concurrent),
+                in_force(s.running, s.limit, s.max_concurrent),
                 format!("{} waiting", s.waiting),
                 s.permitted.to_string(),
                 s.rejected.to_string(),
@@ -483,6 +491,15 @@ impl BulkheadStats {
 
 fn write_table(f: &mut fmt::Formatter<'_>, rows: &[[String; 8]]) -> fmt::Result {
     write_aligned(f, HEADERS, rows)
+}
+
+/// `running/max`, or `running/limit of max` while an adaptive limit is below the maximum.
+fn in_force(running: usize, limit: usize, max: usize) -> String {
+    if limit == max {
+        format!("{running}/{max}")
+    } else {
+        format!("{running}/{limit} of {max}")
+    }
 }
 
 /// A table of `headers` and `rows`: the first column left-aligned, the others right-aligned,

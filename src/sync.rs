@@ -221,7 +221,7 @@ mod loom_imp {
 /// Counters and bookkeeping locks outside the protocol; never modelled.
 pub(crate) mod plain {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-    pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
     /// A reader-writer lock whose readers touch only their own shard: the manager's registry
     /// is read on every `manager.pool(name)` from every thread and written once per new

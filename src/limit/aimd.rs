@@ -188,6 +188,10 @@ impl Default for Aimd {
 }
 
 impl LimitAlgorithm for Aimd {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        Aimd::validate(self, name)
+    }
+
     fn limit(&self) -> usize {
         self.limit
     }

@@ -277,6 +277,10 @@ impl Default for Gradient2 {
 }
 
 impl LimitAlgorithm for Gradient2 {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        Gradient2::validate(self, name)
+    }
+
     fn limit(&self) -> usize {
         self.estimate as usize
     }

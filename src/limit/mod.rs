@@ -18,9 +18,11 @@
 //!   aggregated per time window — the average or a percentile of the window's times — and the
 //!   inner algorithm updates once per window rather than once per call.
 //!
-//! These are pure algorithms: they hold no lock and start no thread, and nothing here yet
-//! drives a bulkhead. Every algorithm is `Send + 'static`; share one between threads behind a
-//! mutex.
+//! The algorithms are pure: they hold no lock and start no thread. A bulkhead drives one
+//! when it is made adaptive ([`PoolConfig::adaptive`](crate::PoolConfig::adaptive),
+//! [`SemaphoreConfig::adaptive`](crate::SemaphoreConfig::adaptive)): it feeds a sample per
+//! finished call and runs at most the algorithm's limit of calls at once. Inside a call,
+//! [`report_overload`] tells it the dependency pushed back (an HTTP 429 or 503).
 //!
 //! # Examples
 //!
@@ -42,14 +44,18 @@ use std::time::Duration;
 use crate::error::ConfigError;
 
 mod aimd;
+mod control;
 mod gradient2;
 mod vegas;
 mod window;
 
 pub use aimd::Aimd;
+pub use control::report_overload;
 pub use gradient2::Gradient2;
 pub use vegas::Vegas;
 pub use window::{Aggregate, Windowed};
+
+pub(crate) use control::{SharedLimit, enter_call, sample};
 
 /// An algorithm that revises a concurrency limit from the outcome of each finished call.
 ///
@@ -88,6 +94,19 @@ pub trait LimitAlgorithm: Send + 'static {
 
     /// Takes one finished call into account and returns the limit now in force.
     fn update(&mut self, sample: Sample) -> usize;
+
+    /// Checks the algorithm's settings for a bulkhead called `name`; a bulkhead made
+    /// adaptive with it calls this when its configuration is validated.
+    ///
+    /// Defaults to accepting any settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` and the invalid field.
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let _ = name;
+        Ok(())
+    }
 }
 
 impl<L: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<L> {
@@ -97,6 +116,10 @@ impl<L: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<L> {
 
     fn update(&mut self, sample: Sample) -> usize {
         (**self).update(sample)
+    }
+
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        (**self).validate(name)
     }
 }
 

@@ -325,6 +325,10 @@ impl Default for Vegas {
 }
 
 impl LimitAlgorithm for Vegas {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        Vegas::validate(self, name)
+    }
+
     fn limit(&self) -> usize {
         // Netflix truncates its fractional estimate the same way.
         self.estimate as usize

@@ -336,11 +336,17 @@ impl<L: LimitAlgorithm> Windowed<L> {
                 ));
             }
         }
-        Ok(())
+        // The wrapped algorithm's own settings too (through the trait: an `Aimd` inside is
+        // checked by `Aimd::validate`).
+        LimitAlgorithm::validate(&self.inner, name)
     }
 }
 
 impl<L: LimitAlgorithm> LimitAlgorithm for Windowed<L> {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        Windowed::validate(self, name)
+    }
+
     fn limit(&self) -> usize {
         self.inner.limit()
     }

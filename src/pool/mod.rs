@@ -1,5 +1,6 @@
 //! [`ThreadPoolBulkhead`]: a dedicated, bounded pool of OS threads for one dependency.
 
+pub(crate) mod adaptive;
 pub(crate) mod admission;
 pub(crate) mod handle;
 pub(crate) mod queue;
@@ -19,7 +20,7 @@ use crate::event::{Event, EventKind, Listeners};
 use crate::histogram::Histogram;
 use crate::stats::{PoolCounters, PoolStats};
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::plain::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 use admission::{Admission, Admit, State};
 pub use handle::TaskHandle;
@@ -60,6 +61,10 @@ pub(crate) struct Shared {
     pub(crate) failing_spawns: AtomicUsize,
     /// When the pool was built: its stats' `uptime` counts from here.
     created: Instant,
+    /// Whether the configuration in force is adaptive: read once per finished task.
+    pub(crate) adaptive_on: AtomicBool,
+    /// The pool's own `Arc`, for the workers that start others when an adaptive limit rises.
+    pub(crate) this: std::sync::Weak<Shared>,
 }
 
 /// How new worker threads are made: `<prefix>-<n>`, with this stack size.
@@ -217,12 +222,11 @@ impl ThreadPoolBulkhead {
     pub fn new(name: impl Into<String>, config: PoolConfig) -> Result<Self, ConfigError> {
         let name: String = name.into();
         config.validate(&name)?;
-        let core = config.core_threads_value();
-        let capacity = config.capacity();
+        let (max, core, capacity) = adaptive::limits(&config);
         let spawn_settings = SpawnSettings::of(&name, &config);
-        let shared = Shared {
+        let shared = Arc::new_cyclic(|this| Shared {
             name: Arc::from(name),
-            admission: Admission::new(config.max_threads, core, capacity),
+            admission: Admission::new(max, core, capacity),
             counters: PoolCounters::default(),
             queue_wait: Histogram::default(),
             run_time: Histogram::default(),
@@ -238,10 +242,12 @@ impl ThreadPoolBulkhead {
             termination: Termination::default(),
             failing_spawns: AtomicUsize::new(0),
             created: Instant::now(),
+            adaptive_on: AtomicBool::new(config.adaptive.is_some()),
+            this: this.clone(),
             config: Mutex::new(config),
-        };
+        });
         let pool = Self {
-            shared: CachePadded::new(Arc::new(shared)),
+            shared: CachePadded::new(shared),
         };
         if pool.shared.config.lock().prestart {
             pool.prestart();
@@ -305,26 +311,26 @@ impl ThreadPoolBulkhead {
         config.validate(&shared.name)?;
         let mut current = shared.config.lock();
         let old_keep_alive = current.keep_alive;
-        shared.admission.set_limits(
-            config.max_threads,
-            config.core_threads_value(),
-            config.capacity(),
-        );
         shared.apply_settings(&config);
         let prestart = config.prestart;
         let keep_alive_changed = config.keep_alive != old_keep_alive;
         *current = config;
         // Still under the lock, so that a concurrent change cannot interleave its workers
-        // with these: start what queued tasks now lack.
-        shared.grow();
+        // with these: put the limits in force and start what queued tasks now lack.
+        let (from, to) = shared.apply_limits(&current);
+        let adaptive = current.adaptive.is_some();
         drop(current);
-        let s = shared.admission.load();
         if keep_alive_changed {
             // Idle workers re-read it: wake them all.
-            shared.queue.wake(s.live());
-        } else if s.live() > shared.admission.max_threads() {
+            shared.queue.wake(shared.admission.load().live());
+        } else {
             // Idle workers above the new limit: wake them to leave.
-            shared.queue.wake(s.live() - shared.admission.max_threads());
+            shared.wake_surplus();
+        }
+        if adaptive && from != to {
+            shared
+                .listeners
+                .emit(&shared.name, EventKind::LimitChanged { from, to });
         }
         if prestart {
             self.prestart();
@@ -553,11 +559,18 @@ impl ThreadPoolBulkhead {
     pub fn stats(&self) -> PoolStats {
         let shared = &self.shared;
         let state = shared.admission.load();
-        let queue_capacity = shared.config.lock().queue_capacity;
-        PoolStats::new(
+        let (max_threads, core_threads, queue_capacity) = {
+            let config = shared.config.lock();
+            (
+                config.max_threads,
+                config.core_threads_value(),
+                config.queue_capacity,
+            )
+        };
+        let mut stats = PoolStats::new(
             &shared.name,
-            shared.admission.max_threads(),
-            shared.admission.core_threads(),
+            max_threads,
+            core_threads,
             queue_capacity,
             state.live(),
             shared.admission.gauges(state),
@@ -565,7 +578,9 @@ impl ThreadPoolBulkhead {
             &shared.counters,
             (shared.queue_wait.summary(), shared.run_time.summary()),
             shared.created.elapsed(),
-        )
+        );
+        stats.limit = shared.admission.max_threads();
+        stats
     }
 
     /// Calls `listener` for every [`Event`] of this pool from now on: admitted, rejected,

@@ -210,10 +210,12 @@ where
         in_span(&self.span, || {
             let started = shared.task_started(self.submitted);
             let deadline = crate::deadline::enter(self.deadline);
+            let call = crate::limit::enter_call();
             let outcome = catch_unwind(AssertUnwindSafe(f));
+            let overloaded = call.finish();
             drop(deadline);
             // TASK END: the one spot where it has stopped.
-            shared.task_stopped(started, outcome.is_err());
+            shared.task_stopped(started, outcome.is_err(), self.deadline, overloaded);
             outcome
         })
     }
@@ -508,10 +510,19 @@ impl Shared {
     }
 
     /// A task started at `started` has returned or panicked: record its run time.
-    pub(crate) fn task_stopped(&self, started: Instant, panicked: bool) {
+    /// `deadline` and `overloaded` (a [`crate::limit::report_overload`] inside) decide
+    /// whether an adaptive pool counts it as a drop.
+    pub(crate) fn task_stopped(
+        &self,
+        started: Instant,
+        panicked: bool,
+        deadline: Option<Instant>,
+        overloaded: bool,
+    ) {
         let run_time = started.elapsed();
         self.run_time.record(run_time);
         self.spin.observe_run(run_time);
+        self.adapt(started, run_time, deadline, overloaded);
         let kind = if panicked {
             EventKind::Panicked { run_time }
         } else {

@@ -258,10 +258,15 @@ impl BulkheadManager {
         }
         // Everything is valid: apply. Each was validated against its own name, as
         // `reconfigure` validates, so none of these can fail.
-        for (pool, config) in pools {
+        // The file format has no adaptive algorithm (it is code, not data): an adaptive
+        // bulkhead keeps the one in force, so an operator's edit of its ceiling does not
+        // silently make it fixed.
+        for (pool, mut config) in pools {
+            config.adaptive = pool.config().adaptive;
             pool.reconfigure(config)?;
         }
-        for (semaphore, config) in semaphores {
+        for (semaphore, mut config) in semaphores {
+            config.adaptive = semaphore.config().adaptive;
             semaphore.reconfigure(config)?;
         }
         Ok(())
