@@ -41,6 +41,8 @@ pub struct PoolConfig {
     pub(crate) stack_size: Option<usize>,
     pub(crate) prestart: bool,
     pub(crate) adaptive: Option<SharedLimit>,
+    #[cfg(feature = "redis")]
+    pub(crate) global: Option<crate::redis::GlobalLimit>,
 }
 
 impl PoolConfig {
@@ -69,6 +71,8 @@ impl PoolConfig {
             stack_size: None,
             prestart: false,
             adaptive: None,
+            #[cfg(feature = "redis")]
+            global: None,
         }
     }
 
@@ -202,6 +206,54 @@ impl PoolConfig {
     #[must_use]
     pub fn adaptive(mut self, algorithm: impl LimitAlgorithm) -> Self {
         self.adaptive = Some(SharedLimit::new(algorithm));
+        self
+    }
+
+    /// Each task also takes a lease of `semaphore`, a budget shared by every process that
+    /// names it (feature `redis`), before it runs, inside the pool's own limits: the worker
+    /// waits for the lease at most the semaphore's
+    /// [`max_wait`](crate::RedisSemaphoreConfig::max_wait) and never past the task's
+    /// deadline, holds it while the task runs and releases it when the task ends. A task
+    /// that gets no lease does not run: its caller gets [`BulkheadError::Rejected`] (no
+    /// permit in time) or, with Redis unavailable and the semaphore failing closed (the
+    /// default, see [`Outage`](crate::Outage)), [`BulkheadError::Unavailable`] — both naming
+    /// the pool — and [`PoolStats::global_refused`](crate::PoolStats::global_refused) counts
+    /// it. A fail-open semaphore runs the task without a lease instead.
+    ///
+    /// The wait for a lease holds a worker, as a wait for a database connection would:
+    /// the pool's `max_threads` bounds how many calls of this process wait on the fleet.
+    /// Defaults to none.
+    ///
+    /// [`BulkheadError::Rejected`]: crate::BulkheadError::Rejected
+    /// [`BulkheadError::Unavailable`]: crate::BulkheadError::Unavailable
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use bulkheads::{PoolConfig, RedisSemaphore, RedisSemaphoreConfig, ThreadPoolBulkhead};
+    ///
+    /// // Port 1: nothing listens, so Redis is "down" and the pool fails closed.
+    /// let budget = RedisSemaphore::new(
+    ///     "partner-db",
+    ///     RedisSemaphoreConfig::new("redis://127.0.0.1:1/", 100)
+    ///         .connect_timeout(Duration::from_millis(100)),
+    /// )?;
+    /// let pool = ThreadPoolBulkhead::new(
+    ///     "reports",
+    ///     PoolConfig::new(4).global_limit(Arc::new(budget)),
+    /// )?;
+    /// let err = pool.execute(|| "ran").unwrap_err();
+    /// assert!(err.is_unavailable());
+    /// assert_eq!(err.bulkhead(), "reports");
+    /// assert_eq!(pool.stats().global_refused, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn global_limit(mut self, semaphore: crate::sync::Arc<crate::RedisSemaphore>) -> Self {
+        self.global = Some(crate::redis::GlobalLimit(semaphore));
         self
     }
 
@@ -341,6 +393,8 @@ pub struct SemaphoreConfig {
     pub(crate) max_wait: Duration,
     pub(crate) max_waiting: Option<usize>,
     pub(crate) adaptive: Option<SharedLimit>,
+    #[cfg(feature = "redis")]
+    pub(crate) global: Option<crate::redis::GlobalLimit>,
 }
 
 impl SemaphoreConfig {
@@ -356,6 +410,8 @@ impl SemaphoreConfig {
             max_wait: Duration::ZERO,
             max_waiting: None,
             adaptive: None,
+            #[cfg(feature = "redis")]
+            global: None,
         }
     }
 
@@ -437,6 +493,20 @@ impl SemaphoreConfig {
     #[must_use]
     pub fn adaptive(mut self, algorithm: impl LimitAlgorithm) -> Self {
         self.adaptive = Some(SharedLimit::new(algorithm));
+        self
+    }
+
+    /// Each [`call`](crate::SemaphoreBulkhead::call) and
+    /// [`call_timeout`](crate::SemaphoreBulkhead::call_timeout) also takes a lease of
+    /// `semaphore` (feature `redis`) after its local permit, waiting at most the Redis
+    /// semaphore's `max_wait` and never past the call's deadline, and holds it while `f`
+    /// runs; without one `f` does not run and the caller gets `Rejected` or `Unavailable`
+    /// naming this semaphore, as [`PoolConfig::global_limit`] describes. Permits taken with
+    /// `try_acquire` / `acquire` are local only. Defaults to none.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn global_limit(mut self, semaphore: crate::sync::Arc<crate::RedisSemaphore>) -> Self {
+        self.global = Some(crate::redis::GlobalLimit(semaphore));
         self
     }
 

@@ -304,7 +304,7 @@ pub use pool::{TaskHandle, ThreadPoolBulkhead};
 #[cfg(unix)]
 pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
 #[cfg(feature = "redis")]
-pub use redis::{Lease, RedisSemaphore, RedisSemaphoreConfig, RedisSemaphoreStats};
+pub use redis::{Lease, Outage, RedisSemaphore, RedisSemaphoreConfig, RedisSemaphoreStats};
 pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, RetryStats, Retryable};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};

@@ -100,7 +100,8 @@ pub(crate) const FAMILIES: &[Family] = &[
     Family {
         name: "bulkhead_calls_total",
         help: "Calls through a bulkhead by outcome. Pools: tasks completed, panicked, expired \
-               (queued when their caller timed out) or cancelled, calls rejected (the pool was \
+               (queued when their caller timed out), cancelled or global_refused (no lease from the \
+               pool's fleet-wide semaphore), calls rejected (the pool was \
                full), calls shutdown_refused (the pool was shut down), and callers timed_out \
                (their tasks are also counted as completed, panicked or expired). Semaphores: \
                calls permitted and rejected. Processes: programs completed (ended by themselves, \
@@ -118,6 +119,7 @@ pub(crate) const FAMILIES: &[Family] = &[
                 (Some("timed_out"), Value::Count(p.timed_out)),
                 (Some("expired"), Value::Count(p.expired)),
                 (Some("cancelled"), Value::Count(p.cancelled)),
+                (Some("global_refused"), Value::Count(p.global_refused)),
             ],
             Snapshot::Semaphore(s) => vec![
                 (Some("permitted"), Value::Count(s.permitted)),
@@ -406,7 +408,7 @@ impl ManagerStats {
     ///
     /// | family | type | series |
     /// | --- | --- | --- |
-    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`; semaphores `permitted`, `rejected`; processes `completed`, `exit_failure`, `timed_out`, `killed`, `rejected`, `expired`, `start_failed` |
+    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`, `global_refused`; semaphores `permitted`, `rejected`; processes `completed`, `exit_failure`, `timed_out`, `killed`, `rejected`, `expired`, `start_failed` |
     /// | `bulkhead_submitted_total` | counter | pools; processes: calls that got a slot |
     /// | `bulkhead_running` | gauge | every kind |
     /// | `bulkhead_peak_running` | gauge | pools |
@@ -703,6 +705,7 @@ mod tests {
             ("timed_out", "0"),
             ("expired", "0"),
             ("cancelled", "0"),
+            ("global_refused", "0"),
         ] {
             assert_eq!(value(&text, &call("inventory", "pool", outcome)), expected);
         }
@@ -726,11 +729,11 @@ mod tests {
         // Neither is adaptive: the limit in force is the maximum.
         assert_eq!(value(&text, &pool("bulkhead_limit")), "3");
         assert_eq!(value(&text, &sem("bulkhead_limit")), "1");
-        // 7 pool outcomes + 2 semaphore outcomes + 10 other pool series + 4 other semaphore
+        // 8 pool outcomes + 2 semaphore outcomes + 10 other pool series + 4 other semaphore
         // series + 3 latency histograms of their buckets, +Inf, a sum and a count: nothing
         // else.
         let histogram = crate::histogram::BOUNDS + 3;
-        assert_eq!(samples(&text).len(), 7 + 2 + 10 + 4 + 3 * histogram);
+        assert_eq!(samples(&text).len(), 8 + 2 + 10 + 4 + 3 * histogram);
     }
 
     #[test]

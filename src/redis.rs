@@ -116,6 +116,46 @@ pub struct RedisSemaphoreConfig {
     lease: Duration,
     max_wait: Duration,
     connect_timeout: Duration,
+    on_outage: Outage,
+}
+
+/// A bulkhead configuration's fleet-wide semaphore: equal when it is the same semaphore.
+#[derive(Clone)]
+pub(crate) struct GlobalLimit(pub(crate) Arc<RedisSemaphore>);
+
+impl PartialEq for GlobalLimit {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for GlobalLimit {}
+
+impl fmt::Debug for GlobalLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisSemaphore({:?})", &*self.0.shared.name)
+    }
+}
+
+/// What a bulkhead with a [`global_limit`](crate::PoolConfig::global_limit) does with a call
+/// when Redis cannot be reached (or answers with an error).
+///
+/// A budget that spans the fleet protects the downstream only while the coordinator is up;
+/// which failure is worse depends on the downstream. Either way the call waits at most the
+/// connect timeout for Redis, and the local compartment's limits still hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Outage {
+    /// Refuse the call with [`BulkheadError::Unavailable`] naming the bulkhead: the
+    /// downstream's fleet-wide budget is never exceeded, at the price of refusing calls
+    /// while Redis is down. The default.
+    #[default]
+    FailClosed,
+    /// Run the call without a lease, held by the local compartment's limits alone (counted
+    /// in [`RedisSemaphoreStats::ran_without_lease`]): the service keeps working while
+    /// Redis is down, and the fleet may exceed the budget by up to every replica's local
+    /// limit meanwhile.
+    FailOpen,
 }
 
 impl RedisSemaphoreConfig {
@@ -129,7 +169,17 @@ impl RedisSemaphoreConfig {
             lease: Duration::from_secs(10),
             max_wait: Duration::ZERO,
             connect_timeout: Duration::from_secs(1),
+            on_outage: Outage::FailClosed,
         }
+    }
+
+    /// What a bulkhead using this semaphore as its
+    /// [`global_limit`](crate::PoolConfig::global_limit) does with a call when Redis is
+    /// unreachable. Direct calls of [`RedisSemaphore::acquire_timeout`] always fail closed.
+    /// Defaults to [`Outage::FailClosed`].
+    pub fn on_outage(mut self, outage: Outage) -> Self {
+        self.on_outage = outage;
+        self
     }
 
     /// How long a lease lasts without renewal: the longest a crashed holder keeps its
@@ -214,6 +264,7 @@ struct Shared {
     lease: Duration,
     max_wait: Duration,
     connect_timeout: Duration,
+    on_outage: Outage,
     /// Idle connections, reused by acquire and release; a connection that erred is dropped.
     idle: Mutex<Vec<Connection>>,
     counters: Counters,
@@ -292,6 +343,7 @@ impl RedisSemaphore {
                 lease: config.lease,
                 max_wait: config.max_wait,
                 connect_timeout: config.connect_timeout,
+                on_outage: config.on_outage,
                 idle: Mutex::new(Vec::new()),
                 counters: Counters::default(),
                 acquire: script(ACQUIRE),
@@ -311,6 +363,40 @@ impl RedisSemaphore {
     /// The number of permits shared fleet-wide.
     pub fn permits(&self) -> usize {
         self.shared.permits
+    }
+
+    /// The lease for one call of the bulkhead `bulkhead` (its
+    /// [`global_limit`](crate::PoolConfig::global_limit)), waiting at most `max_wait` and
+    /// never past `deadline`. `Ok(None)`: Redis is down and the semaphore fails open. Errors
+    /// name the bulkhead, with the semaphore in the message.
+    pub(crate) fn lease_for(
+        &self,
+        bulkhead: &Arc<str>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Lease>, BulkheadError> {
+        let wait = deadline.map_or(self.shared.max_wait, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(self.shared.max_wait)
+        });
+        match self.acquire_timeout(wait) {
+            Ok(lease) => Ok(Some(lease)),
+            Err(BulkheadError::Unavailable { .. }) if self.shared.on_outage == Outage::FailOpen => {
+                bump(&self.shared.counters.ran_without_lease);
+                Ok(None)
+            }
+            Err(BulkheadError::Unavailable { message, .. }) => Err(BulkheadError::Unavailable {
+                name: bulkhead.clone(),
+                message: format!(
+                    "its fleet-wide semaphore '{}' is unavailable: {message}",
+                    self.shared.name
+                ),
+            }),
+            Err(BulkheadError::Rejected { capacity, .. }) => Err(BulkheadError::Rejected {
+                name: bulkhead.clone(),
+                capacity,
+            }),
+            Err(other) => Err(other),
+        }
     }
 
     /// Takes a lease, waiting up to the configured
@@ -393,6 +479,7 @@ impl RedisSemaphore {
             unavailable: c.unavailable.load(Ordering::Relaxed),
             renewals: c.renewals.load(Ordering::Relaxed),
             leases_lost: c.lost.load(Ordering::Relaxed),
+            ran_without_lease: c.ran_without_lease.load(Ordering::Relaxed),
         }
     }
 

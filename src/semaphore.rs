@@ -113,6 +113,9 @@ pub struct SemaphoreBulkhead {
     listeners: Listeners,
     /// Whether the configuration in force is adaptive: read once per `call`.
     adaptive_on: crate::sync::plain::AtomicBool,
+    /// The fleet-wide semaphore each `call` takes a lease of, if any (feature `redis`).
+    #[cfg(feature = "redis")]
+    global: crate::sync::plain::Mutex<Option<Arc<crate::RedisSemaphore>>>,
 }
 
 impl fmt::Debug for SemaphoreBulkhead {
@@ -262,6 +265,8 @@ impl SemaphoreBulkhead {
             name: Arc::from(name),
             max: AtomicUsize::new(limit_of(&config)),
             adaptive_on: crate::sync::plain::AtomicBool::new(config.adaptive.is_some()),
+            #[cfg(feature = "redis")]
+            global: crate::sync::plain::Mutex::new(config.global.as_ref().map(|g| g.0.clone())),
             max_wait: crate::sync::plain::AtomicU64::new(wait_nanos(config.max_wait)),
             config: crate::sync::plain::Mutex::new(config),
             state: AtomicU64::new(0),
@@ -367,6 +372,10 @@ impl SemaphoreBulkhead {
                 .store(usize::MAX, crate::sync::plain::Ordering::Relaxed);
         }
         let adaptive = next.adaptive.is_some();
+        #[cfg(feature = "redis")]
+        {
+            *self.global.lock() = next.global.as_ref().map(|g| g.0.clone());
+        }
         *config = next;
         if raised {
             self.grant_waiters();
@@ -414,6 +423,28 @@ impl SemaphoreBulkhead {
         self.listeners
             .emit(&self.name, EventKind::LimitChanged { from, to });
         value
+    }
+
+    /// The fleet-wide lease a `call` needs after its local permit (see
+    /// [`SemaphoreConfig::global_limit`]), waiting never past `deadline`.
+    fn global_lease(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<crate::pool::global::Held, BulkheadError> {
+        #[cfg(feature = "redis")]
+        {
+            let Some(semaphore) = self.global.lock().clone() else {
+                return Ok(crate::pool::global::Held(None));
+            };
+            semaphore
+                .lease_for(&self.name, deadline)
+                .map(crate::pool::global::Held)
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = deadline;
+            Ok(crate::pool::global::Held())
+        }
     }
 
     fn is_adaptive(&self) -> bool {
@@ -798,6 +829,7 @@ impl SemaphoreBulkhead {
         F: FnOnce() -> T,
     {
         let _permit = self.acquire()?;
+        let _lease = self.global_lease(None)?;
         if self.is_adaptive() {
             return Ok(self.run_adaptive(None, f));
         }
@@ -833,6 +865,7 @@ impl SemaphoreBulkhead {
     {
         let deadline = Instant::now().checked_add(timeout);
         let _permit = self.acquire_timeout(timeout)?;
+        let _lease = self.global_lease(deadline)?;
         let _deadline = crate::deadline::enter(deadline);
         if self.is_adaptive() {
             return Ok(self.run_adaptive(deadline, f));

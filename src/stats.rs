@@ -25,6 +25,8 @@ pub(crate) struct PoolCounters {
     pub(crate) timed_out: AtomicU64,
     pub(crate) expired: AtomicU64,
     pub(crate) cancelled: AtomicU64,
+    /// Tasks refused at their start by the pool's fleet-wide semaphore (feature `redis`).
+    pub(crate) global_refused: AtomicU64,
     pub(crate) peak_running: AtomicUsize,
 }
 
@@ -115,6 +117,13 @@ pub struct PoolStats {
     /// Tasks that never ran because they were cancelled through their handle, discarded by
     /// `shutdown_now`, or left without a worker when the OS refused a thread.
     pub cancelled: u64,
+    /// Tasks that never ran because the pool's fleet-wide semaphore
+    /// ([`PoolConfig::global_limit`](crate::PoolConfig::global_limit), feature `redis`)
+    /// gave no lease in time, or Redis was unavailable and the semaphore fails closed; their
+    /// callers got [`BulkheadError::Rejected`](crate::BulkheadError::Rejected) or
+    /// [`BulkheadError::Unavailable`](crate::BulkheadError::Unavailable). Always 0 without
+    /// a global limit.
+    pub global_refused: u64,
     /// `shutdown` or `shutdown_now` was called.
     pub is_shutdown: bool,
     /// Time from submission to start, over every task started.
@@ -159,6 +168,7 @@ impl PoolStats {
             timed_out: read(&c.timed_out),
             expired: read(&c.expired),
             cancelled: read(&c.cancelled),
+            global_refused: read(&c.global_refused),
             is_shutdown,
             queue_wait,
             run_time,

@@ -304,6 +304,16 @@ fn a_lease_whose_renewal_fails_is_reported_lost() {
         );
         thread::sleep(Duration::from_millis(10));
     }
+    // `is_valid` turns false once the lease's time is up, which can come a moment before
+    // the renewal thread (still waiting on its connect timeout) counts it lost: wait for
+    // the count too (once seen failing here without this wait).
+    while sem.stats().leases_lost == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the lost lease was never counted"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(sem.stats().leases_lost, 1);
     drop(lease); // the release fails quietly
 }
@@ -387,4 +397,186 @@ fn a_malformed_url_is_a_config_error() {
         let err = RedisSemaphore::new("db", RedisSemaphoreConfig::new(url, 5)).unwrap_err();
         assert_eq!((err.bulkhead(), err.field()), ("db", "url"), "{url:?}");
     }
+}
+
+// --- PoolConfig::global_limit / SemaphoreConfig::global_limit -------------------------------
+
+fn global(server: &Server, name: &str, permits: usize, max_wait: Duration) -> Arc<RedisSemaphore> {
+    Arc::new(
+        RedisSemaphore::new(
+            name,
+            RedisSemaphoreConfig::new(server.url.as_str(), permits)
+                .lease(Duration::from_secs(5))
+                .max_wait(max_wait),
+        )
+        .unwrap(),
+    )
+}
+
+#[test]
+fn pools_sharing_a_global_limit_never_run_more_than_the_budget() {
+    use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(server) = server() else { return };
+    // Two pools of 3 threads each (two "replicas"), one fleet budget of 2.
+    let budget = global(&server, "pools-budget", 2, Duration::from_secs(20));
+    let pools: Vec<Arc<ThreadPoolBulkhead>> = (0..2)
+        .map(|i| {
+            Arc::new(
+                ThreadPoolBulkhead::new(
+                    format!("replica-{i}"),
+                    PoolConfig::new(3)
+                        .queue_capacity(64)
+                        .global_limit(budget.clone()),
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..6)
+        .map(|i| {
+            let pool = pools[i % 2].clone();
+            let (running, peak) = (running.clone(), peak.clone());
+            thread::spawn(move || {
+                for _ in 0..5 {
+                    let (running, peak) = (running.clone(), peak.clone());
+                    pool.execute(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        thread::sleep(Duration::from_millis(5));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().unwrap();
+    }
+    assert!(peak.load(Ordering::SeqCst) <= 2, "the fleet budget is 2");
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "and both permits were used");
+    let completed: u64 = pools.iter().map(|p| p.stats().completed).sum();
+    assert_eq!(completed, 30);
+    assert_eq!(budget.stats().acquired, 30);
+    assert_eq!(budget.stats().held, 0, "every lease released");
+}
+
+#[test]
+fn a_pool_without_a_lease_in_time_rejects_naming_the_pool() {
+    use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    let Some(server) = server() else { return };
+    let budget = global(&server, "held-budget", 1, Duration::ZERO);
+    let held = budget.acquire().unwrap();
+    let pool = ThreadPoolBulkhead::new("reports", PoolConfig::new(2).global_limit(budget.clone()))
+        .unwrap();
+    let err = pool.execute(|| unreachable!("must not run")).unwrap_err();
+    assert!(err.is_rejected(), "{err}");
+    assert_eq!(err.bulkhead(), "reports");
+    let s = pool.stats();
+    assert_eq!(
+        (s.global_refused, s.completed, s.running),
+        (1, 0, 0),
+        "{s:?}"
+    );
+    drop(held);
+    assert_eq!(pool.execute(|| 7).unwrap(), 7, "the lease is free again");
+    assert_eq!(pool.stats().submitted, 2);
+}
+
+#[test]
+fn a_lease_wait_never_outlasts_the_tasks_deadline() {
+    use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    let Some(server) = server() else { return };
+    // The semaphore would wait 30 s for a permit; the task's deadline is 200 ms.
+    let budget = global(&server, "deadline-budget", 1, Duration::from_secs(30));
+    let held = budget.acquire().unwrap();
+    let pool = ThreadPoolBulkhead::new("deadline", PoolConfig::new(1).global_limit(budget.clone()))
+        .unwrap();
+    let start = Instant::now();
+    let err = pool
+        .execute_timeout(Duration::from_millis(200), || unreachable!("must not run"))
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The worker gave up on the lease at the deadline too (not after 30 s): the pool is
+    // free, and the refusal is counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.stats().global_refused == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker is still waiting for a lease"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    drop(held);
+    assert_eq!(pool.execute(|| 1).unwrap(), 1);
+}
+
+#[test]
+fn redis_down_fails_closed_or_open_as_configured() {
+    use bulkheads::{Outage, PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead};
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let down = |name: &str, outage: Outage| {
+        Arc::new(
+            RedisSemaphore::new(
+                name,
+                RedisSemaphoreConfig::new(url.as_str(), 5)
+                    .connect_timeout(Duration::from_millis(200))
+                    .on_outage(outage),
+            )
+            .unwrap(),
+        )
+    };
+    let closed = ThreadPoolBulkhead::new(
+        "closed",
+        PoolConfig::new(1).global_limit(down("closed-budget", Outage::FailClosed)),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let err = closed.execute(|| unreachable!("fail closed")).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(err.is_unavailable(), "{err}");
+    assert_eq!(err.bulkhead(), "closed");
+    assert!(err.to_string().contains("closed-budget"), "{err}");
+    assert_eq!(closed.stats().global_refused, 1);
+
+    let budget = down("open-budget", Outage::FailOpen);
+    let open =
+        ThreadPoolBulkhead::new("open", PoolConfig::new(1).global_limit(budget.clone())).unwrap();
+    assert_eq!(open.execute(|| "ran").unwrap(), "ran");
+    assert_eq!(open.stats().global_refused, 0);
+    assert_eq!(budget.stats().ran_without_lease, 1);
+
+    let sem = SemaphoreBulkhead::new(
+        "sem-closed",
+        SemaphoreConfig::new(2).global_limit(down("sem-budget", Outage::FailClosed)),
+    )
+    .unwrap();
+    let err = sem.call(|| unreachable!("fail closed")).unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert_eq!(err.bulkhead(), "sem-closed");
+    assert_eq!(sem.stats().running, 0, "the local permit is given back");
+}
+
+#[test]
+fn semaphore_calls_take_a_lease_inside_their_permit() {
+    use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    let Some(server) = server() else { return };
+    let budget = global(&server, "sem-lease", 1, Duration::ZERO);
+    let sem = SemaphoreBulkhead::new(
+        "partner",
+        SemaphoreConfig::new(4).global_limit(budget.clone()),
+    )
+    .unwrap();
+    let held_inside = sem.call(|| budget.stats().held).unwrap();
+    assert_eq!(held_inside, 1, "the call held the fleet's lease");
+    assert_eq!(budget.stats().held, 0, "released after the call");
+    let other = budget.acquire().unwrap();
+    let err = sem.call(|| unreachable!("budget taken")).unwrap_err();
+    assert!(err.is_rejected(), "{err}");
+    assert_eq!(err.bulkhead(), "partner");
+    drop(other);
 }

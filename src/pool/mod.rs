@@ -2,6 +2,7 @@
 
 pub(crate) mod adaptive;
 pub(crate) mod admission;
+pub(crate) mod global;
 pub(crate) mod handle;
 pub(crate) mod queue;
 pub(crate) mod spin;
@@ -65,6 +66,9 @@ pub(crate) struct Shared {
     pub(crate) adaptive_on: AtomicBool,
     /// The pool's own `Arc`, for the workers that start others when an adaptive limit rises.
     pub(crate) this: std::sync::Weak<Shared>,
+    /// The fleet-wide semaphore each task takes a lease of, if any (`global.rs`).
+    #[cfg(feature = "redis")]
+    pub(crate) global: Mutex<Option<Arc<crate::RedisSemaphore>>>,
 }
 
 /// How new worker threads are made: `<prefix>-<n>`, with this stack size.
@@ -244,6 +248,8 @@ impl ThreadPoolBulkhead {
             created: Instant::now(),
             adaptive_on: AtomicBool::new(config.adaptive.is_some()),
             this: this.clone(),
+            #[cfg(feature = "redis")]
+            global: Mutex::new(config.global.as_ref().map(|g| g.0.clone())),
             config: Mutex::new(config),
         });
         let pool = Self {
@@ -312,6 +318,7 @@ impl ThreadPoolBulkhead {
         let mut current = shared.config.lock();
         let old_keep_alive = current.keep_alive;
         shared.apply_settings(&config);
+        shared.set_global(&config);
         let prestart = config.prestart;
         let keep_alive_changed = config.keep_alive != old_keep_alive;
         *current = config;

@@ -274,6 +274,16 @@ where
             self.finish_discarded(shared, shared.shutdown_error());
             return;
         }
+        // A fleet-wide budget (feature `redis`): its lease, held while the task runs.
+        let lease = match shared.global_lease(self.deadline) {
+            Ok(lease) => lease,
+            Err(error) => {
+                drop_quietly(Some(f));
+                shared.task_refused_globally();
+                self.finish_discarded(shared, error);
+                return;
+            }
+        };
         // TASK START. The closure's own panic is caught inside `run_claimed`; the guard is
         // for anything else that unwinds between the claim and the outcome (a tracing
         // subscriber panicking as the span is entered, say). Without it the task stayed
@@ -287,6 +297,9 @@ where
         };
         let outcome = self.run_claimed(shared, f);
         std::mem::forget(guard);
+        // Given back before the outcome is published: a caller that has its result can count
+        // on the lease being free for its next call.
+        lease.release();
         self.finish(shared, outcome);
     }
 

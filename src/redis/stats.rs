@@ -18,6 +18,7 @@ pub(super) struct Counters {
     pub(super) unavailable: AtomicU64,
     pub(super) renewals: AtomicU64,
     pub(super) lost: AtomicU64,
+    pub(super) ran_without_lease: AtomicU64,
 }
 
 pub(super) fn bump(counter: &AtomicU64) {
@@ -56,6 +57,9 @@ pub struct RedisSemaphoreStats {
     pub renewals: u64,
     /// Leases reported lost (a renewal refused, or none in time).
     pub leases_lost: u64,
+    /// Calls of a fail-open bulkhead ([`Outage::FailOpen`](crate::Outage::FailOpen)) that
+    /// ran without a lease while Redis was unavailable (each also counted in `unavailable`).
+    pub ran_without_lease: u64,
 }
 
 impl RedisSemaphoreStats {
@@ -106,10 +110,12 @@ impl RedisSemaphoreStats {
             (
                 "bulkhead_global_calls_total",
                 "counter",
-                "Calls refused by a Redis semaphore, by outcome.",
+                "Calls refused by a Redis semaphore, by outcome; ran_without_lease: calls of a \
+                 fail-open bulkhead that ran without a lease while Redis was unavailable.",
                 &[
                     (Some("rejected"), self.rejected),
                     (Some("unavailable"), self.unavailable),
+                    (Some("ran_without_lease"), self.ran_without_lease),
                 ],
             ),
             (
