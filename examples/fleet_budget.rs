@@ -7,7 +7,8 @@
 //!
 //! Uses the Redis at `REDIS_URL`, or starts a `redis-server` of its own on a free loopback
 //! port. The parent runs the database (a TCP listener) and starts three copies of itself,
-//! each with 4 threads making 25 calls; every call holds a lease for the connection's whole
+//! each with a pool of 4 threads (`PoolConfig::global_limit`) and 4 callers making 25 calls;
+//! every call holds a lease for the connection's whole
 //! life. The database's peak of concurrent connections never exceeds the budget, though 12
 //! threads in 3 processes want in.
 
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bulkheads::{RedisSemaphore, RedisSemaphoreConfig};
+use bulkheads::{PoolConfig, RedisSemaphore, RedisSemaphoreConfig, ThreadPoolBulkhead};
 
 const BUDGET: usize = 5;
 const PROCESSES: usize = 3;
@@ -87,7 +88,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// One process of the fleet: `THREADS` threads, each making `CALLS` calls.
+/// One process of the fleet: a local pool of `THREADS` workers whose calls each take a
+/// lease of the fleet's budget (`PoolConfig::global_limit`), and `THREADS` callers making
+/// `CALLS` calls each.
 fn worker(redis: &str, db: &str) -> Result<(), Box<dyn std::error::Error>> {
     let budget = Arc::new(RedisSemaphore::new(
         "fake-db",
@@ -95,22 +98,30 @@ fn worker(redis: &str, db: &str) -> Result<(), Box<dyn std::error::Error>> {
             .lease(Duration::from_secs(5))
             .max_wait(Duration::from_secs(30)),
     )?);
+    let pool = Arc::new(ThreadPoolBulkhead::new(
+        "fake-db",
+        PoolConfig::new(THREADS).global_limit(budget),
+    )?);
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
-            let budget = Arc::clone(&budget);
+            let pool = Arc::clone(&pool);
             let db = db.to_owned();
             thread::spawn(move || -> Result<(), String> {
                 for _ in 0..CALLS {
-                    let lease = budget.acquire().map_err(|e| e.to_string())?;
-                    let mut conn = TcpStream::connect(&db).map_err(|e| e.to_string())?;
-                    thread::sleep(Duration::from_millis(5)); // the query
-                    conn.write_all(b"Q\n").map_err(|e| e.to_string())?;
-                    let mut reply = String::new();
-                    BufReader::new(&conn)
-                        .read_line(&mut reply)
-                        .map_err(|e| e.to_string())?;
-                    drop(conn);
-                    drop(lease);
+                    let db = db.clone();
+                    // The lease is taken on the pool's worker before this runs, and given
+                    // back when it returns.
+                    pool.execute(move || -> Result<(), String> {
+                        let mut conn = TcpStream::connect(&db).map_err(|e| e.to_string())?;
+                        thread::sleep(Duration::from_millis(5)); // the query
+                        conn.write_all(b"Q\n").map_err(|e| e.to_string())?;
+                        let mut reply = String::new();
+                        BufReader::new(&conn)
+                            .read_line(&mut reply)
+                            .map_err(|e| e.to_string())?;
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string())??;
                 }
                 Ok(())
             })
