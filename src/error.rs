@@ -172,7 +172,7 @@ pub enum BulkheadError {
         retry_after: Option<Duration>,
     },
     /// The coordinator that a fleet-wide bulkhead keeps its books in could not be reached or
-    /// answered with an error (a [`RedisSemaphore`](crate::RedisSemaphore) whose Redis is
+    /// answered with an error (a `RedisSemaphore`, feature `redis`, whose Redis is
     /// down, refuses the connection or does not answer within the connect timeout). The call
     /// was not admitted: a fleet-wide limit fails closed.
     #[error("bulkhead '{name}' could not reach its coordinator: {message}")]

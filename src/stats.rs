@@ -118,7 +118,7 @@ pub struct PoolStats {
     /// `shutdown_now`, or left without a worker when the OS refused a thread.
     pub cancelled: u64,
     /// Tasks that never ran because the pool's fleet-wide semaphore
-    /// ([`PoolConfig::global_limit`](crate::PoolConfig::global_limit), feature `redis`)
+    /// (`PoolConfig::global_limit`, feature `redis`)
     /// gave no lease in time, or Redis was unavailable and the semaphore fails closed; their
     /// callers got [`BulkheadError::Rejected`](crate::BulkheadError::Rejected) or
     /// [`BulkheadError::Unavailable`](crate::BulkheadError::Unavailable). Always 0 without
