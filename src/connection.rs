@@ -8,9 +8,10 @@
 //! retires: N threads are exactly N connections, and the bulkhead's limit is the database's.
 //!
 //! The connection lives in a thread-local slot of the worker (keyed by the bulkhead, as a
-//! worker serves one pool); its destructor runs when the worker thread exits, which
-//! `await_termination` waits for (it joins the threads), so after it returns true every
-//! connection is closed.
+//! worker serves one pool). The worker closes it as it retires, before it counts as gone and
+//! while its other thread-locals still live (a driver may need its own to close: the
+//! blocking `postgres::Client` uses its tokio runtime's), so after `await_termination`
+//! returns true every connection is closed.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -35,6 +36,19 @@ thread_local! {
     /// The connections this thread holds, by bulkhead (a worker serves one bulkhead, so one
     /// entry; a map so that nothing breaks if a thread ever served two).
     static CONNECTIONS: RefCell<HashMap<u64, Box<dyn Any>>> = RefCell::new(HashMap::new());
+}
+
+/// Closes the connections the calling thread holds: a worker calls it as it retires, while
+/// every thread-local of the thread is still alive (see `worker.rs`). A connection whose
+/// `Drop` panics takes nothing else with it.
+pub(crate) fn close_this_threads_connections() {
+    let connections = CONNECTIONS
+        .try_with(|c| std::mem::take(&mut *c.borrow_mut()))
+        .unwrap_or_default();
+    for (_, connection) in connections {
+        // Outside the slot's borrow: a `Drop` that runs a task's code cannot re-enter it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(connection)));
+    }
 }
 
 /// A thread-pool bulkhead whose every worker owns one connection (to a database, a

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::Duration;
 
 use bulkheads::{ConnectionPoolBulkhead, Deadline, PoolConfig};
@@ -189,4 +190,68 @@ fn connections_need_not_be_send_and_tasks_see_their_deadline() {
     let left = left.expect("a deadline inside the task");
     assert!(left > Duration::ZERO && left <= LONG, "{left:?}");
     assert_eq!(opened.load(Ordering::SeqCst), 1);
+}
+
+/// A driver whose connection closes through a thread-local of its own, touched first when it
+/// connects — as the blocking `postgres::Client` closes through its tokio runtime's context.
+mod runtime_backed {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    thread_local! {
+        // A value with a destructor (as a runtime context is): registered on first use,
+        // so destroyed before the earlier-used connection slot at thread exit.
+        static RUNTIME: RefCell<Vec<u32>> = RefCell::new(Vec::new());
+    }
+
+    pub struct Client {
+        pub closed: Arc<AtomicUsize>,
+    }
+
+    pub fn connect(closed: Arc<AtomicUsize>) -> Client {
+        RUNTIME.with(|r| r.borrow_mut().push(1));
+        Client { closed }
+    }
+
+    impl Drop for Client {
+        fn drop(&mut self) {
+            // `with`, not `try_with`: like tokio's `Handle::enter`, it panics once the
+            // thread-local is gone, and a panic in a thread-local's destructor aborts.
+            RUNTIME.with(|r| r.borrow_mut().pop());
+            self.closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_connection_that_closes_through_its_own_thread_local_closes_cleanly_on_retire() {
+    // Regression: the connection was dropped by its slot's thread-local destructor at thread
+    // exit, after the driver's own thread-local (first used later, so destroyed earlier):
+    // `ConnectionPoolBulkhead<postgres::Client>` aborted the whole process on `shutdown`
+    // (found by tests/postgres.rs). Workers now close their connections as they retire.
+    let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (opens, counter) = (opened.clone(), closed.clone());
+    let db = ConnectionPoolBulkhead::new("runtime-backed", PoolConfig::new(2), move || {
+        opens.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, std::io::Error>(runtime_backed::connect(counter.clone()))
+    })
+    .unwrap();
+    // Both workers busy at once, each with its connection.
+    let barrier = Arc::new(Barrier::new(2));
+    thread::scope(|s| {
+        for _ in 0..2 {
+            let barrier = barrier.clone();
+            let db = &db;
+            s.spawn(move || db.execute(move |_conn| barrier.wait()).unwrap());
+        }
+    });
+    assert_eq!(opened.load(Ordering::SeqCst), 2);
+    db.shutdown();
+    assert!(db.await_termination(Duration::from_secs(10)));
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        2,
+        "each closed, the process alive"
+    );
 }

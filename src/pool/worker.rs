@@ -72,6 +72,12 @@ fn run(shared: &Shared) {
         if let Some(after) = shared.admission.try_retire(why) {
             // EXITING: uncounted already; nothing of the pool's is touched after this.
             sentinel.armed = false;
+            // Close this worker's connections (a `ConnectionPoolBulkhead`'s) now, while the
+            // thread's other thread-locals are alive: a driver's `Drop` may need its own
+            // (the blocking `postgres::Client` closes through its tokio runtime's), and
+            // from the slot's destructor at thread exit it found them destroyed and aborted
+            // the process. Before `worker_exited`, so termination still means "all closed".
+            crate::connection::close_this_threads_connections();
             shared.worker_exited(after);
             return;
         }
