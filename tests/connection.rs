@@ -202,7 +202,7 @@ mod runtime_backed {
     thread_local! {
         // A value with a destructor (as a runtime context is): registered on first use,
         // so destroyed before the earlier-used connection slot at thread exit.
-        static RUNTIME: RefCell<Vec<u32>> = RefCell::new(Vec::new());
+        static RUNTIME: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
     }
 
     pub struct Client {
