@@ -5,6 +5,17 @@ use std::time::{Duration, Instant};
 
 use super::CircuitBreaker;
 
+/// When a call started, on whichever clock the breaker times calls with.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start {
+    /// Not timed: nothing is recorded (disabled).
+    Untimed,
+    /// On the breaker's clock.
+    Clock(Instant),
+    /// On the coarse clock ([`crate::clock::coarse`]), in its nanoseconds.
+    Coarse(u64),
+}
+
 /// Permission for one call through a [`CircuitBreaker`], measuring it on the breaker's clock.
 ///
 /// Tell it how the call went with [`success`](Self::success), [`failure`](Self::failure) or
@@ -37,8 +48,8 @@ pub struct CallPermit<'a> {
     pub(super) generation: u32,
     /// Whether it holds a half-open place.
     pub(super) holds_place: bool,
-    /// When the call started; `None` when nothing is recorded (disabled).
-    pub(super) start: Option<Instant>,
+    /// When the call started.
+    pub(super) start: Start,
     pub(super) done: bool,
 }
 
@@ -59,24 +70,35 @@ impl CallPermit<'_> {
         self.finish(None);
     }
 
-    /// How long the call has taken so far, on the breaker's clock (zero when disabled).
+    /// How long the call has taken so far, on the breaker's clock (zero when disabled; to
+    /// within a tick when the breaker times calls on the coarse clock, see
+    /// [`slow_call_duration`](crate::CircuitBreakerConfig::slow_call_duration)).
     pub fn elapsed(&self) -> Duration {
-        self.start.map_or(Duration::ZERO, |start| {
-            self.breaker
+        match self.start {
+            Start::Untimed => Duration::ZERO,
+            Start::Clock(start) => self
+                .breaker
                 .config
                 .clock
                 .now()
-                .saturating_duration_since(start)
-        })
+                .saturating_duration_since(start),
+            Start::Coarse(start) => {
+                Duration::from_nanos(crate::clock::coarse::now_nanos().saturating_sub(start))
+            }
+        }
     }
 
     fn finish(&mut self, failed: Option<bool>) {
         self.done = true;
-        match (failed, self.start) {
-            (Some(failed), Some(start)) => self.breaker.record(self.generation, start, failed),
-            (Some(_), None) => {}
-            (None, _) => {
-                if self.start.is_some() {
+        let timed = !matches!(self.start, Start::Untimed);
+        match failed {
+            Some(failed) => {
+                if timed {
+                    self.breaker.record(self.generation, self.start, failed);
+                }
+            }
+            None => {
+                if timed {
                     self.breaker.ignored();
                 }
                 if self.holds_place {
