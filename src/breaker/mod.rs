@@ -138,8 +138,7 @@ const COARSE_TICKS: u32 = 1000;
 /// count window in the closed state records a call without reading it.
 struct Now<'a> {
     breaker: &'a CircuitBreaker,
-    /// The call's end on the breaker's clock, when it was timed on that clock.
-    end: Option<Instant>,
+    /// Known already when the call was timed on the breaker's clock: its end.
     nanos: Option<u64>,
 }
 
@@ -151,10 +150,10 @@ impl Now<'_> {
     }
 
     fn get(&mut self) -> u64 {
-        let (breaker, end) = (self.breaker, self.end);
+        let breaker = self.breaker;
         *self
             .nanos
-            .get_or_insert_with(|| breaker.nanos(end.unwrap_or_else(|| breaker.config.clock.now())))
+            .get_or_insert_with(|| breaker.nanos(breaker.config.clock.now()))
     }
 }
 
@@ -259,7 +258,19 @@ impl CircuitBreaker {
     /// # let _ = stock;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<CallPermit<'_>, BulkheadError> {
+        // The closed state inline, so the permit is built in the caller's registers; the
+        // rest out of line.
+        let word = self.word.load(Ordering::Acquire);
+        if state_of(word) == CircuitState::Closed {
+            return Ok(self.permit(word, false, self.start()));
+        }
+        self.try_acquire_slow()
+    }
+
+    /// [`try_acquire`](Self::try_acquire) in any state.
+    fn try_acquire_slow(&self) -> Result<CallPermit<'_>, BulkheadError> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             match state_of(word) {
@@ -499,21 +510,22 @@ impl CircuitBreaker {
     }
 
     /// The start of a call, on the clock calls are timed with.
+    #[inline]
     fn start(&self) -> Start {
         if self.coarse {
             Start::Coarse(coarse::now_nanos())
         } else {
-            Start::Clock(self.config.clock.now())
+            Start::Clock(self.nanos(self.config.clock.now()))
         }
     }
 
+    #[inline]
     fn permit(&self, word: u64, holds_place: bool, start: Start) -> CallPermit<'_> {
         CallPermit {
             breaker: self,
             generation: generation_of(word),
             holds_place,
             start,
-            done: false,
         }
     }
 
@@ -531,7 +543,7 @@ impl CircuitBreaker {
     }
 
     /// Nanoseconds from the breaker's origin to `t` (0 before it, saturating after 584 years).
-    fn nanos(&self, t: Instant) -> u64 {
+    pub(super) fn nanos(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
@@ -611,16 +623,16 @@ impl CircuitBreaker {
                 None,
             ),
             Start::Clock(start) => {
-                let end = self.config.clock.now();
-                let slow = end.saturating_duration_since(start) > self.config.slow_call_duration;
-                (slow, Some(end))
+                // Both since the origin, which no reading of a clock that never goes back
+                // precedes: the difference is the call's duration on the clock, exactly.
+                let end = self.nanos(self.config.clock.now());
+                (end.saturating_sub(start) > self.slow_nanos, Some(end))
             }
             Start::Untimed => return,
         };
         let mut now = Now {
             breaker: self,
-            end,
-            nanos: None,
+            nanos: end,
         };
         if matches!(self.config.sliding_window, SlidingWindow::Time(_)) {
             // A time window files the call by when it ended: read the clock before taking

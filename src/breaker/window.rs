@@ -94,6 +94,7 @@ impl Verdict {
     }
 
     /// Whether either rate of `totals` reaches its threshold; `totals.calls` must not be 0.
+    #[inline]
     pub(crate) fn exceeded(&mut self, totals: Totals) -> bool {
         if totals.calls != self.calls {
             self.calls = totals.calls;
@@ -141,6 +142,7 @@ impl Window {
     }
 
     /// Records one call at `now` and returns the totals with it.
+    #[inline]
     pub(crate) fn record(&mut self, now: u64, outcome: Outcome) -> Totals {
         match self {
             Self::Count(w) => w.record(outcome),
@@ -186,6 +188,7 @@ impl CountWindow {
         }
     }
 
+    #[inline]
     fn record(&mut self, outcome: Outcome) -> Totals {
         if self.ring.len() < self.capacity {
             self.ring.push(outcome.bits());
