@@ -3,9 +3,10 @@
 //!
 //! The design note is `README.md` beside this file. In short: the state, its generation
 //! and the free half-open places share one atomic word ([`state`]), so `try_acquire` in the
-//! closed state is one atomic load and a clock reading; an outcome takes the breaker's one
-//! lock for as long as it takes to add it to the window ([`window`]) and compare two rates;
-//! and every transition happens under that lock, storing a word of a new generation.
+//! closed state is one atomic load and a clock reading (a coarse one, where it cannot matter:
+//! [`coarse`]); an outcome takes the breaker's one lock for as long as it takes to add it to
+//! the window ([`window`]) and compare two counts; and every transition happens under that
+//! lock, storing a word of a new generation.
 
 mod config;
 #[cfg(all(test, bulkheads_loom))]
