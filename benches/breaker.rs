@@ -1,6 +1,7 @@
 //! The cost of a circuit breaker on the hot path: `try_acquire` + `success()` on a closed
 //! breaker (target: at most 50 ns), beside what it cannot avoid — the two clock readings
-//! that measure the call — and the cost of a refusal when open.
+//! that time the call, on the coarse clock the default breaker uses (Linux) and on the
+//! precise one a short slow-call threshold needs — and the cost of a refusal when open.
 //!
 //! `cargo bench --bench breaker`. Compare within one run, on a quiet machine.
 
@@ -34,6 +35,15 @@ fn closed(c: &mut Criterion) {
                 .expect("closed")
         });
     });
+    // A slow-call threshold too short for the coarse clock: timed on `Instant::now`.
+    let exact = CircuitBreaker::new(
+        "bench-exact",
+        CircuitBreakerConfig::new().slow_call_duration(Duration::from_millis(100)),
+    )
+    .expect("valid");
+    group.bench_function("try_acquire_success_exact_clock", |b| {
+        b.iter(|| exact.try_acquire().expect("closed").success());
+    });
     let manual = CircuitBreaker::new(
         "bench-manual",
         CircuitBreakerConfig::new().clock(Arc::new(ManualClock::new())),
@@ -42,7 +52,19 @@ fn closed(c: &mut Criterion) {
     group.bench_function("try_acquire_success_manual_clock", |b| {
         b.iter(|| manual.try_acquire().expect("closed").success());
     });
-    // The floor: the two readings of the system clock every measured call needs.
+    // The floors: two readings of the clock that times the call.
+    #[cfg(target_os = "linux")]
+    group.bench_function("baseline_two_coarse_readings", |b| {
+        use rustix::time::{ClockId, clock_gettime};
+        let nanos = || {
+            let t = clock_gettime(ClockId::MonotonicCoarse);
+            t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+        };
+        b.iter(|| {
+            let start = black_box(nanos());
+            black_box(nanos().saturating_sub(start))
+        });
+    });
     group.bench_function("baseline_two_instant_now", |b| {
         b.iter(|| {
             let start = black_box(Instant::now());

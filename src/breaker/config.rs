@@ -85,6 +85,9 @@ pub struct CircuitBreakerConfig {
     pub(crate) half_open_calls: usize,
     pub(crate) max_wait_in_half_open: Option<Duration>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Whether `clock` is the default [`SystemClock`] rather than one set by
+    /// [`clock`](Self::clock): only then may the breaker time calls on the coarse clock.
+    pub(crate) default_clock: bool,
 }
 
 impl CircuitBreakerConfig {
@@ -121,6 +124,7 @@ impl CircuitBreakerConfig {
             half_open_calls: 10,
             max_wait_in_half_open: None,
             clock: Arc::new(SystemClock),
+            default_clock: true,
         }
     }
 
@@ -148,6 +152,13 @@ impl CircuitBreakerConfig {
     /// outcome on the breaker's clock, is slow.
     ///
     /// Defaults to 60 seconds. Must not be zero.
+    ///
+    /// With the default clock, on Linux, a threshold at least a thousand kernel ticks long
+    /// (4 s at the common 250 Hz) is timed on `CLOCK_MONOTONIC_COARSE`, which is read for a
+    /// fraction of what [`Instant::now`](std::time::Instant::now) costs and steps once a
+    /// tick: a call is then judged slow to within a tick, a thousandth of the threshold.
+    /// Shorter thresholds, other systems and any clock set by [`clock`](Self::clock) are
+    /// timed exactly.
     #[must_use]
     pub fn slow_call_duration(mut self, d: Duration) -> Self {
         self.slow_call_duration = d;
@@ -231,10 +242,13 @@ impl CircuitBreakerConfig {
 
     /// The clock the breaker measures calls and waits on.
     ///
-    /// Defaults to [`SystemClock`]; tests pass a [`ManualClock`](crate::ManualClock).
+    /// Defaults to [`SystemClock`]; tests pass a [`ManualClock`](crate::ManualClock). A
+    /// clock set here is read for every measurement; only the default may time calls on the
+    /// system's coarse clock (see [`slow_call_duration`](Self::slow_call_duration)).
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self.default_clock = false;
         self
     }
 

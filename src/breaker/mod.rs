@@ -3,9 +3,10 @@
 //!
 //! The design note is `README.md` beside this file. In short: the state, its generation
 //! and the free half-open places share one atomic word ([`state`]), so `try_acquire` in the
-//! closed state is one atomic load and a clock reading; an outcome takes the breaker's one
-//! lock for as long as it takes to add it to the window ([`window`]) and compare two rates;
-//! and every transition happens under that lock, storing a word of a new generation.
+//! closed state is one atomic load and a clock reading (a coarse one, where it cannot matter:
+//! [`coarse`]); an outcome takes the breaker's one lock for as long as it takes to add it to
+//! the window ([`window`]) and compare two counts; and every transition happens under that
+//! lock, storing a word of a new generation.
 
 mod config;
 #[cfg(all(test, bulkheads_loom))]
@@ -18,6 +19,7 @@ mod window;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::clock::coarse;
 use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, EventKind, Listener, Listeners};
 use crate::policy::PolicyError;
@@ -33,8 +35,9 @@ pub use state::CircuitState;
 pub(crate) use metrics::state_label;
 pub(crate) use metrics::{append_prometheus, write_table};
 
+use permit::Start;
 use state::{PLACE, generation_of, pack, places_of, state_of};
-use window::{Outcome, Totals, Window};
+use window::{Outcome, Verdict, Window};
 
 /// A circuit breaker: counts recent outcomes of calls to one dependency and, when too many
 /// fail or are slow, refuses calls for a while instead of letting them pile up.
@@ -86,6 +89,13 @@ pub struct CircuitBreaker {
     /// The instant that nanosecond offsets count from (the clock's `now` at creation): the
     /// deadlines below are atomics, and an `Instant` is not.
     origin: Instant,
+    /// Whether calls are timed on the coarse clock ([`coarse`]) rather than on the
+    /// configured one: with the default clock and a slow-call threshold of at least
+    /// [`COARSE_TICKS`] of its ticks, where being a tick out cannot change a verdict that
+    /// matters, and reading it costs under a quarter of what `Instant::now` does.
+    coarse: bool,
+    /// `slow_call_duration` in nanoseconds, for the coarse clock's readings.
+    slow_nanos: u64,
     /// State, free half-open places and generation ([`state`] has the layout). Acquire and
     /// release: a reader that sees a word also sees the deadlines stored before it.
     word: AtomicU64,
@@ -115,7 +125,37 @@ struct Core {
     minimum: u64,
     /// Openings in a row since the breaker last closed: the growing wait's exponent.
     attempts: u32,
+    /// The thresholds as counts for the window's current number of calls.
+    verdict: Verdict,
     lifetime: Lifetime,
+}
+
+/// How many ticks of the coarse clock the slow-call threshold must span before calls are
+/// timed on it: a tick out is then a thousandth of the threshold.
+const COARSE_TICKS: u32 = 1000;
+
+/// The instant an outcome is recorded at, in nanoseconds since the breaker's origin, read
+/// from the breaker's clock only if something needs it (a time window, a transition): a
+/// count window in the closed state records a call without reading it.
+struct Now<'a> {
+    breaker: &'a CircuitBreaker,
+    /// Known already when the call was timed on the breaker's clock: its end.
+    nanos: Option<u64>,
+}
+
+impl Now<'_> {
+    /// What `window` files the call at: the instant for a time window, nothing (0) for a
+    /// count window, which never reads it.
+    fn for_window(&mut self, window: &Window) -> u64 {
+        if window.is_timed() { self.get() } else { 0 }
+    }
+
+    fn get(&mut self) -> u64 {
+        let breaker = self.breaker;
+        *self
+            .nanos
+            .get_or_insert_with(|| breaker.nanos(breaker.config.clock.now()))
+    }
 }
 
 /// Counters since the breaker was made; they only grow.
@@ -147,9 +187,15 @@ impl CircuitBreaker {
     pub fn new(name: &str, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
         config.validate(name)?;
         let origin = config.clock.now();
+        let coarse = config.default_clock
+            && coarse::resolution()
+                .and_then(|tick| tick.checked_mul(COARSE_TICKS))
+                .is_some_and(|span| config.slow_call_duration >= span);
         Ok(Self {
             name: Arc::from(name),
             origin,
+            coarse,
+            slow_nanos: u64::try_from(config.slow_call_duration.as_nanos()).unwrap_or(u64::MAX),
             word: AtomicU64::new(pack(CircuitState::Closed, 0, 0)),
             open_until: Counter::new(0),
             half_open_until: Counter::new(u64::MAX),
@@ -159,6 +205,10 @@ impl CircuitBreaker {
                 window: Window::new(config.sliding_window, 0),
                 minimum: config.effective_minimum() as u64,
                 attempts: 0,
+                verdict: Verdict::new(
+                    config.failure_rate_threshold,
+                    config.slow_call_rate_threshold,
+                ),
                 lifetime: Lifetime::default(),
             }),
             listeners: Listeners::default(),
@@ -209,16 +259,28 @@ impl CircuitBreaker {
     /// # let _ = stock;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<CallPermit<'_>, BulkheadError> {
+        // The closed state inline, so the permit is built in the caller's registers; the
+        // rest out of line.
+        let word = self.word.load(Ordering::Acquire);
+        if state_of(word) == CircuitState::Closed {
+            return Ok(self.permit(word, false, self.start()));
+        }
+        self.try_acquire_slow()
+    }
+
+    /// [`try_acquire`](Self::try_acquire) in any state.
+    fn try_acquire_slow(&self) -> Result<CallPermit<'_>, BulkheadError> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             match state_of(word) {
                 // CLOSED / METRICS_ONLY: admit, measure.
                 CircuitState::Closed | CircuitState::MetricsOnly => {
-                    return Ok(self.permit(word, false, Some(self.config.clock.now())));
+                    return Ok(self.permit(word, false, self.start()));
                 }
                 // DISABLED: admit; nothing is recorded, so nothing is measured.
-                CircuitState::Disabled => return Ok(self.permit(word, false, None)),
+                CircuitState::Disabled => return Ok(self.permit(word, false, Start::Untimed)),
                 // FORCED_OPEN: refuse, with no end in sight.
                 CircuitState::ForcedOpen => return Err(self.refuse(CircuitState::ForcedOpen, None)),
                 // OPEN: refuse until the wait has passed, then the first caller moves the
@@ -256,7 +318,7 @@ impl CircuitBreaker {
                         )
                         .is_ok()
                     {
-                        return Ok(self.permit(word, true, Some(self.config.clock.now())));
+                        return Ok(self.permit(word, true, self.start()));
                     }
                 }
             }
@@ -448,13 +510,23 @@ impl CircuitBreaker {
         }
     }
 
-    fn permit(&self, word: u64, holds_place: bool, start: Option<Instant>) -> CallPermit<'_> {
+    /// The start of a call, on the clock calls are timed with.
+    #[inline]
+    fn start(&self) -> Start {
+        if self.coarse {
+            Start::Coarse(coarse::now_nanos())
+        } else {
+            Start::Clock(self.nanos(self.config.clock.now()))
+        }
+    }
+
+    #[inline]
+    fn permit(&self, word: u64, holds_place: bool, start: Start) -> CallPermit<'_> {
         CallPermit {
             breaker: self,
             generation: generation_of(word),
             holds_place,
             start,
-            done: false,
         }
     }
 
@@ -472,7 +544,7 @@ impl CircuitBreaker {
     }
 
     /// Nanoseconds from the breaker's origin to `t` (0 before it, saturating after 584 years).
-    fn nanos(&self, t: Instant) -> u64 {
+    pub(super) fn nanos(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
@@ -545,17 +617,42 @@ impl CircuitBreaker {
     }
 
     /// Records an outcome of a permit of `generation` started at `start`.
-    fn record(&self, generation: u32, start: Instant, failed: bool) {
-        let end = self.config.clock.now();
-        let slow = end.saturating_duration_since(start) > self.config.slow_call_duration;
-        let now = self.nanos(end);
+    fn record(&self, generation: u32, start: Start, failed: bool) {
+        let (slow, end) = match start {
+            Start::Coarse(start) => (
+                coarse::now_nanos().saturating_sub(start) > self.slow_nanos,
+                None,
+            ),
+            Start::Clock(start) => {
+                // Both since the origin, which no reading of a clock that never goes back
+                // precedes: the difference is the call's duration on the clock, exactly.
+                let end = self.nanos(self.config.clock.now());
+                (end.saturating_sub(start) > self.slow_nanos, Some(end))
+            }
+            Start::Untimed => return,
+        };
+        let mut now = Now {
+            breaker: self,
+            nanos: end,
+        };
+        if matches!(self.config.sliding_window, SlidingWindow::Time(_)) {
+            // A time window files the call by when it ended: read the clock before taking
+            // the lock rather than under it.
+            now.get();
+        }
         let mut core = self.core.lock();
-        let moved = self.record_locked(&mut core, generation, now, Outcome { failed, slow });
+        let moved = self.record_locked(&mut core, generation, &mut now, Outcome { failed, slow });
         drop(core);
         self.announce(moved);
     }
 
-    fn record_locked(&self, core: &mut Core, generation: u32, now: u64, outcome: Outcome) -> Moved {
+    fn record_locked(
+        &self,
+        core: &mut Core,
+        generation: u32,
+        now: &mut Now<'_>,
+        outcome: Outcome,
+    ) -> Moved {
         let Outcome { failed, slow } = outcome;
         if failed {
             core.lifetime.failures += 1;
@@ -571,25 +668,28 @@ impl CircuitBreaker {
         }
         match state_of(word) {
             CircuitState::Closed => {
-                let totals = core.window.record(now, outcome);
-                if totals.calls >= core.minimum && self.exceeded(totals) {
-                    return self.transition_locked(core, CircuitState::Open, now);
+                let at = now.for_window(&core.window);
+                let totals = core.window.record(at, outcome);
+                if totals.calls >= core.minimum && core.verdict.exceeded(totals) {
+                    return self.transition_locked(core, CircuitState::Open, now.get());
                 }
                 None
             }
             CircuitState::MetricsOnly => {
-                core.window.record(now, outcome);
+                let at = now.for_window(&core.window);
+                core.window.record(at, outcome);
                 None
             }
             CircuitState::HalfOpen => {
-                let totals = core.window.record(now, outcome);
+                let at = now.for_window(&core.window);
+                let totals = core.window.record(at, outcome);
                 if totals.calls >= core.minimum {
-                    let to = if self.exceeded(totals) {
+                    let to = if core.verdict.exceeded(totals) {
                         CircuitState::Open
                     } else {
                         CircuitState::Closed
                     };
-                    return self.transition_locked(core, to, now);
+                    return self.transition_locked(core, to, now.get());
                 }
                 None
             }
@@ -597,11 +697,6 @@ impl CircuitBreaker {
             // handed out by this very state.
             CircuitState::Open | CircuitState::ForcedOpen | CircuitState::Disabled => None,
         }
-    }
-
-    fn exceeded(&self, totals: Totals) -> bool {
-        totals.failure_rate() >= self.config.failure_rate_threshold
-            || totals.slow_call_rate() >= self.config.slow_call_rate_threshold
     }
 
     /// Gives a half-open place back to the generation that lent it, if it is still current.
@@ -682,5 +777,47 @@ mod tests {
         assert_eq!(p.elapsed(), Duration::ZERO);
         p.failure();
         assert_eq!(b.metrics().failures_total, 0);
+    }
+
+    #[test]
+    fn only_the_default_clock_with_a_long_threshold_times_calls_coarsely() {
+        let long = CircuitBreakerConfig::new().slow_call_duration(Duration::from_secs(60));
+        let tick = coarse::resolution();
+        let on_coarse =
+            |config: CircuitBreakerConfig| CircuitBreaker::new("t", config).unwrap().coarse;
+        // The default clock and a minute: coarse wherever there is a coarse clock.
+        assert_eq!(on_coarse(long.clone()), tick.is_some());
+        // A threshold of a few ticks: exact.
+        let short = tick.map_or(Duration::from_millis(1), |t| t * 10);
+        assert!(!on_coarse(long.clone().slow_call_duration(short)));
+        // Any configured clock, even the system's own: exact.
+        assert!(!on_coarse(
+            long.clone().clock(Arc::new(crate::clock::SystemClock))
+        ));
+        let (manual, _clock) = breaker(long);
+        assert!(!manual.coarse);
+    }
+
+    #[test]
+    fn a_coarsely_timed_breaker_still_counts_and_opens() {
+        let b = CircuitBreaker::new(
+            "t",
+            CircuitBreakerConfig::new()
+                .sliding_window(SlidingWindow::Count(4))
+                .minimum_calls(4),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            b.try_acquire().unwrap().success();
+        }
+        let p = b.try_acquire().unwrap();
+        assert!(p.elapsed() < Duration::from_secs(60));
+        p.failure();
+        let m = b.metrics();
+        assert_eq!((m.buffered_calls, m.failed_calls, m.slow_calls), (4, 1, 0));
+        assert_eq!(b.state(), CircuitState::Closed);
+        b.try_acquire().unwrap().failure(); // evicts a success: 2 of 4 failed, 50 %
+        assert_eq!(b.state(), CircuitState::Open);
+        assert_eq!(b.metrics().failure_rate, Some(50.0));
     }
 }

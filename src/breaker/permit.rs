@@ -1,9 +1,21 @@
 //! [`CallPermit`]: one admitted call, measured on the breaker's clock, that cannot leak.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::mem::ManuallyDrop;
+use std::time::Duration;
 
 use super::CircuitBreaker;
+
+/// When a call started, on whichever clock the breaker times calls with.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start {
+    /// Not timed: nothing is recorded (disabled).
+    Untimed,
+    /// On the breaker's clock, in nanoseconds since the breaker's origin.
+    Clock(u64),
+    /// On the coarse clock ([`crate::clock::coarse`]), in its nanoseconds.
+    Coarse(u64),
+}
 
 /// Permission for one call through a [`CircuitBreaker`], measuring it on the breaker's clock.
 ///
@@ -37,46 +49,62 @@ pub struct CallPermit<'a> {
     pub(super) generation: u32,
     /// Whether it holds a half-open place.
     pub(super) holds_place: bool,
-    /// When the call started; `None` when nothing is recorded (disabled).
-    pub(super) start: Option<Instant>,
-    pub(super) done: bool,
+    /// When the call started.
+    pub(super) start: Start,
 }
 
 impl CallPermit<'_> {
     /// The call succeeded (slow if it took longer than `slow_call_duration`).
-    pub fn success(mut self) {
-        self.finish(Some(false));
+    #[inline]
+    pub fn success(self) {
+        // Consumed without running `Drop` (the outcome is this one, not a dropped permit's):
+        // the permit owns nothing that needs dropping.
+        ManuallyDrop::new(self).finish(Some(false));
     }
 
     /// The call failed (and was slow, too, if it took longer than `slow_call_duration`).
-    pub fn failure(mut self) {
-        self.finish(Some(true));
+    #[inline]
+    pub fn failure(self) {
+        ManuallyDrop::new(self).finish(Some(true));
     }
 
     /// The call's outcome is not to be counted: nothing enters the window, and a half-open
     /// probe gives its place back.
-    pub fn ignore(mut self) {
-        self.finish(None);
+    #[inline]
+    pub fn ignore(self) {
+        ManuallyDrop::new(self).finish(None);
     }
 
-    /// How long the call has taken so far, on the breaker's clock (zero when disabled).
+    /// How long the call has taken so far, on the breaker's clock (zero when disabled; to
+    /// within a tick when the breaker times calls on the coarse clock, see
+    /// [`slow_call_duration`](crate::CircuitBreakerConfig::slow_call_duration)).
     pub fn elapsed(&self) -> Duration {
-        self.start.map_or(Duration::ZERO, |start| {
-            self.breaker
-                .config
-                .clock
-                .now()
-                .saturating_duration_since(start)
-        })
+        match self.start {
+            Start::Untimed => Duration::ZERO,
+            Start::Clock(start) => Duration::from_nanos(
+                self.breaker
+                    .nanos(self.breaker.config.clock.now())
+                    .saturating_sub(start),
+            ),
+            Start::Coarse(start) => {
+                Duration::from_nanos(crate::clock::coarse::now_nanos().saturating_sub(start))
+            }
+        }
     }
 
-    fn finish(&mut self, failed: Option<bool>) {
-        self.done = true;
-        match (failed, self.start) {
-            (Some(failed), Some(start)) => self.breaker.record(self.generation, start, failed),
-            (Some(_), None) => {}
-            (None, _) => {
-                if self.start.is_some() {
+    /// Records the outcome; called once, by `success`, `failure`, `ignore` (which do not
+    /// run `Drop`) or by `Drop`.
+    #[inline]
+    fn finish(&self, failed: Option<bool>) {
+        let timed = !matches!(self.start, Start::Untimed);
+        match failed {
+            Some(failed) => {
+                if timed {
+                    self.breaker.record(self.generation, self.start, failed);
+                }
+            }
+            None => {
+                if timed {
                     self.breaker.ignored();
                 }
                 if self.holds_place {
@@ -89,10 +117,8 @@ impl CallPermit<'_> {
 
 impl Drop for CallPermit<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            let failed = std::thread::panicking().then_some(true);
-            self.finish(failed);
-        }
+        let failed = std::thread::panicking().then_some(true);
+        self.finish(failed);
     }
 }
 

@@ -52,13 +52,76 @@ impl Totals {
 
     /// Percent of the calls that failed; `calls` must not be zero.
     pub(crate) fn failure_rate(&self) -> f64 {
-        self.failed as f64 * 100.0 / self.calls as f64
+        percent(self.failed, self.calls)
     }
 
     /// Percent of the calls that were slow; `calls` must not be zero.
     pub(crate) fn slow_call_rate(&self) -> f64 {
-        self.slow as f64 * 100.0 / self.calls as f64
+        percent(self.slow, self.calls)
     }
+}
+
+/// `part` in percent of `calls`: the one formula every rate, and every verdict, uses.
+fn percent(part: u64, calls: u64) -> f64 {
+    part as f64 * 100.0 / calls as f64
+}
+
+/// Whether a window's rates reach the thresholds, decided by counts: for a number of calls
+/// it finds once the fewest failed (and slow) calls whose rate reaches its threshold, and
+/// then compares counts. Exactly `failure_rate() >= threshold || slow_call_rate() >= ..`,
+/// since a rate only grows with its count, without two divisions per recorded call (a full
+/// count window judges the same number of calls every time).
+#[derive(Debug)]
+pub(crate) struct Verdict {
+    failure_threshold: f64,
+    slow_threshold: f64,
+    /// The number of calls the counts below are for; 0 before the first verdict.
+    calls: u64,
+    failed: u64,
+    slow: u64,
+}
+
+impl Verdict {
+    /// Thresholds in percent, in (0, 100] (validated by the configuration).
+    pub(crate) fn new(failure_threshold: f64, slow_threshold: f64) -> Self {
+        Self {
+            failure_threshold,
+            slow_threshold,
+            calls: 0,
+            failed: 0,
+            slow: 0,
+        }
+    }
+
+    /// Whether either rate of `totals` reaches its threshold; `totals.calls` must not be 0.
+    #[inline]
+    pub(crate) fn exceeded(&mut self, totals: Totals) -> bool {
+        if totals.calls != self.calls {
+            self.calls = totals.calls;
+            self.failed = fewest(totals.calls, self.failure_threshold);
+            self.slow = fewest(totals.calls, self.slow_threshold);
+        }
+        totals.failed >= self.failed || totals.slow >= self.slow
+    }
+}
+
+/// The fewest of `calls` whose [`percent`] reaches `threshold` (`calls + 1` if none does).
+fn fewest(calls: u64, threshold: f64) -> u64 {
+    // The exact answer is within a step or two of the real-number one; the loops settle it
+    // by the very formula the rates use.
+    let guess = (threshold * calls as f64 / 100.0).ceil();
+    let mut k = if guess >= 0.0 {
+        (guess as u64).min(calls + 1)
+    } else {
+        0
+    };
+    while k > 0 && percent(k - 1, calls) >= threshold {
+        k -= 1;
+    }
+    while k <= calls && percent(k, calls) < threshold {
+        k += 1;
+    }
+    k
 }
 
 /// A count window or a time window.
@@ -79,11 +142,17 @@ impl Window {
     }
 
     /// Records one call at `now` and returns the totals with it.
+    #[inline]
     pub(crate) fn record(&mut self, now: u64, outcome: Outcome) -> Totals {
         match self {
             Self::Count(w) => w.record(outcome),
             Self::Time(w) => w.record(now, outcome),
         }
+    }
+
+    /// Whether it files calls by time (so [`record`](Self::record) needs `now`).
+    pub(crate) fn is_timed(&self) -> bool {
+        matches!(self, Self::Time(_))
     }
 
     /// The totals at `now` (a time window drops what has slid out).
@@ -119,6 +188,7 @@ impl CountWindow {
         }
     }
 
+    #[inline]
     fn record(&mut self, outcome: Outcome) -> Totals {
         if self.ring.len() < self.capacity {
             self.ring.push(outcome.bits());
@@ -281,6 +351,50 @@ mod tests {
         w.record(3_700 * MS, ERR);
         assert_eq!(w.totals(5_999 * MS), t(1, 1, 0));
         assert_eq!(w.totals(6 * S), t(0, 0, 0));
+    }
+
+    #[test]
+    fn a_verdict_by_counts_is_the_verdict_by_rates() {
+        let thresholds = [
+            100.0,
+            50.0,
+            1.0 / 3.0 * 100.0,
+            2.0 / 3.0 * 100.0,
+            66.67,
+            12.5,
+            0.1,
+            1e-9,
+            99.999,
+            f64::MIN_POSITIVE,
+        ];
+        for &failure in &thresholds {
+            for &slow in &thresholds {
+                let mut verdict = Verdict::new(failure, slow);
+                for calls in (1..=300).chain([1 << 20]) {
+                    for failed in [0, 1, calls / 3, calls / 2, calls * 2 / 3, calls - 1, calls] {
+                        for slow_calls in [0, calls / 2, calls] {
+                            let totals = t(calls, failed, slow_calls);
+                            let by_rates =
+                                totals.failure_rate() >= failure || totals.slow_call_rate() >= slow;
+                            assert_eq!(
+                                verdict.exceeded(totals),
+                                by_rates,
+                                "{totals:?} {failure} {slow}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Every count of a small window, on both sides of each threshold.
+        for &threshold in &thresholds {
+            for calls in 1..=100_u64 {
+                let k = fewest(calls, threshold);
+                assert!(k <= calls, "a rate of 100 % reaches every threshold");
+                assert!(percent(k, calls) >= threshold);
+                assert!(k == 0 || percent(k - 1, calls) < threshold);
+            }
+        }
     }
 
     #[test]
