@@ -164,3 +164,44 @@ fn an_expired_deadline_is_the_shortest_timeout_not_none() {
     assert_eq!(limit, 1);
     assert_eq!(code, Some(SqlState::QUERY_CANCELED));
 }
+
+/// Threads are connections, on the server's side too: N started workers hold N backends, and
+/// after `shutdown` + `await_termination` none is left.
+#[test]
+fn each_worker_holds_one_server_connection_until_it_retires() {
+    let Some(cluster) = Cluster::start_or_skip() else {
+        return;
+    };
+    let mut config = cluster.config();
+    config.application_name("bh-count");
+    let db = pg::compartment("count", &config, 3, 0).unwrap();
+    pg::warm(&db, 3);
+    let mut observer = cluster.config().connect(postgres::NoTls).unwrap();
+    let mut backends = || -> i64 {
+        observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bh-count'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(backends(), 3);
+    for _ in 0..20 {
+        db.execute(|client: &mut Pg| client.simple_query("SELECT 1").map(drop))
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(backends(), 3, "reused, not reopened");
+    db.shutdown();
+    assert!(db.await_termination(Duration::from_secs(10)));
+    // The server sees each close a moment after the client sends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while backends() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections left open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

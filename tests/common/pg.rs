@@ -477,7 +477,7 @@ fn report(client: &mut Client) -> Result<(), postgres::Error> {
 
 /// Starts every worker (so every connection is open) before the measured run: `threads`
 /// tasks that wait for each other can only run on `threads` different workers.
-fn warm(db: &Db, threads: usize) {
+pub fn warm(db: &Db, threads: usize) {
     let barrier = Arc::new(Barrier::new(threads));
     let callers: Vec<_> = (0..threads)
         .map(|_| {
