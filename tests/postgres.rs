@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bulkheads::{ConnectionPoolBulkhead, Deadline, PoolConfig};
 use pg::{Cluster, Layout, Pg};
+use postgres::NoTls;
 use postgres::error::SqlState;
 
 /// The session's `statement_timeout` in ms, as the server holds it (0 = none).
@@ -204,4 +205,44 @@ fn each_worker_holds_one_server_connection_until_it_retires() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Cancel on expiry: the task hands the driver's cancel token to `Deadline::on_expire`, so
+/// when its caller gives up, PostgreSQL stops the query (57014, "canceling statement due to
+/// user request") and the single worker is free at the deadline — not 30 s later, when the
+/// query would have ended. Without the cancel, the second call (5 s) would time out waiting
+/// for the worker.
+#[test]
+fn cancel_on_expiry_frees_the_worker_at_the_deadline() {
+    let Some(cluster) = Cluster::start_or_skip() else {
+        return;
+    };
+    // One worker and a queue of one: the next call waits for that worker, up to its timeout.
+    let db = one_connection(&cluster, 1);
+    db.execute(|client: &mut Pg| client.simple_query("SELECT 1").map(drop))
+        .unwrap()
+        .unwrap(); // the worker and its connection are up, so the task starts at once
+    let (tx, rx) = mpsc::channel();
+    let first = db.execute_timeout(Duration::from_millis(200), move |client: &mut Pg| {
+        let token = client.cancel_token();
+        Deadline::current()
+            .expect("called with a timeout")
+            .on_expire(move || {
+                let _ = token.cancel_query(NoTls);
+            });
+        let slow = client.batch_execute("SELECT pg_sleep(30)");
+        let _ = tx.send(slow.err().and_then(|e| e.code().cloned()));
+    });
+    assert!(first.unwrap_err().is_timeout());
+
+    let next = db.execute_timeout(Duration::from_secs(5), |client: &mut Pg| {
+        client
+            .query_one("SELECT 41 + 1", &[])
+            .map(|row| row.get::<_, i32>(0))
+    });
+    assert_eq!(next.unwrap().unwrap(), 42, "the worker is free again");
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(1)).unwrap(),
+        Some(SqlState::QUERY_CANCELED)
+    );
 }

@@ -301,12 +301,11 @@ fn text(out: &Output) -> String {
 // ---------------------------------------------------------------------------------------
 // Deadlines that reach the server.
 
-/// The `statement_timeout` (ms) for the time `deadline` has left: at least 1, because 0
-/// would switch the timeout off in PostgreSQL — an expired deadline must not mean "no limit".
+/// The `statement_timeout` (ms) for the time `deadline` has left, rounded up; 1 once it
+/// has passed, because 0 would switch the timeout off in PostgreSQL — an expired deadline
+/// must mean "cancel at once", never "no limit".
 pub fn statement_timeout_ms(deadline: Deadline) -> u64 {
-    u64::try_from(deadline.remaining().as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
+    deadline.remaining_millis_checked().unwrap_or(1)
 }
 
 /// Opens a transaction whose statements the server cancels (SQLSTATE 57014) once the
