@@ -29,6 +29,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use crate::deadline::{Expiry, HasExpiry};
 use crate::error::{BulkheadError, PanicPayload, panic_message};
 use crate::event::EventKind;
 use crate::pool::Shared;
@@ -51,6 +52,10 @@ const ABANDONED: u8 = 4;
 // ORPHANED (a flag on PENDING or RUNNING): nobody will take the outcome — the caller timed
 // out or dropped its handle. The worker drops the outcome before it frees the slot.
 const ORPHANED: u8 = 8;
+// TIMED_OUT (a flag beside ORPHANED on RUNNING): the caller gave up at its deadline, not by
+// dropping its handle, so the task's `on_expire` callbacks fire — by the caller, or by the
+// worker if it gets there first — before the slot is freed.
+const TIMED_OUT: u8 = 16;
 
 /// The worker's view of a task.
 pub(crate) trait Job: Send + Sync {
@@ -86,6 +91,10 @@ pub(crate) trait Awaited<T>: Send + Sync {
     /// outcome is already being delivered (COMPLETING or DONE): the caller takes it instead.
     fn orphan(&self) -> bool;
 
+    /// [`orphan`](Awaited::orphan) because the caller's deadline passed: on success the
+    /// task's `on_expire` callbacks fire (here, unless the worker already took them).
+    fn give_up(&self) -> bool;
+
     /// The async form of [`wait`](Awaited::wait): true if the task is done or abandoned;
     /// otherwise `waker` is kept (replacing an earlier one that would wake another task)
     /// and woken once the outcome is published.
@@ -110,6 +119,18 @@ pub(crate) struct Task<F, T> {
     func: Mutex<Option<F>>,
     outcome: Mutex<Outcome<T>>,
     done: Condvar,
+    /// What `Deadline::on_expire` registered, fired if the caller gives up.
+    expiry: Expiry,
+}
+
+impl<F, T> HasExpiry for Task<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn expiry(&self) -> &Expiry {
+        &self.expiry
+    }
 }
 
 /// The outcome cell, and beside it the waker of an async caller (no allocation of its own:
@@ -136,6 +157,7 @@ where
                 waker: None,
             }),
             done: Condvar::new(),
+            expiry: Expiry::new(),
         }
     }
 
@@ -170,19 +192,30 @@ where
     /// before the outcome is published (promise 5). ORPHANED: the caller is gone; the outcome
     /// is dropped first, while the task still holds its slot, so a slow `Drop` counts
     /// against the compartment — then the slot is freed.
+    ///
+    /// EXPIRY: a caller that gave up at its deadline (TIMED_OUT) gets its `on_expire`
+    /// callbacks fired before the slot is freed — by the worker here if the caller has not
+    /// taken them yet, else the worker waits for the caller's firing to end — so a cancel
+    /// never reaches the worker's next task. Delivered outcomes and dropped handles disarm
+    /// them: they never fire.
     fn finish(&self, shared: &Shared, outcome: std::thread::Result<T>) {
-        let delivering = self
-            .state
-            .compare_exchange(RUNNING, COMPLETING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if !delivering {
-            // RUNNING|ORPHANED.
+        let delivered =
+            self.state
+                .compare_exchange(RUNNING, COMPLETING, Ordering::AcqRel, Ordering::Acquire);
+        if let Err(state) = delivered {
+            // RUNNING|ORPHANED (|TIMED_OUT).
+            if state & TIMED_OUT != 0 {
+                self.expiry.fire_or_wait();
+            } else {
+                self.expiry.disarm();
+            }
             let panicked = outcome.is_err();
             drop_quietly(Some(outcome));
             shared.task_finished_detached(panicked);
             self.state.store(DONE, Ordering::Release);
             return;
         }
+        self.expiry.disarm();
         let outcome = shared.task_finished(outcome);
         self.publish(outcome);
     }
@@ -206,10 +239,11 @@ where
 
     /// Runs the claimed closure with the task's instrumentation around it: span, queue
     /// wait, [`crate::Deadline`], run time, events.
-    fn run_claimed(&self, shared: &Shared, f: F) -> std::thread::Result<T> {
+    fn run_claimed(self: &Arc<Self>, shared: &Shared, f: F) -> std::thread::Result<T> {
         in_span(&self.span, || {
             let started = shared.task_started(self.submitted);
-            let deadline = crate::deadline::enter(self.deadline);
+            let deadline =
+                crate::deadline::enter_task(self.deadline, Arc::clone(self) as Arc<dyn HasExpiry>);
             let call = crate::limit::enter_call();
             let outcome = catch_unwind(AssertUnwindSafe(f));
             let overloaded = call.finish();
@@ -323,6 +357,28 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    /// PENDING or RUNNING gains `flags` (ORPHANED, and TIMED_OUT for a caller that gave up
+    /// at its deadline); see [`Awaited::orphan`].
+    fn orphan_with(&self, flags: u8) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            match s {
+                PENDING | RUNNING => {}
+                // Already orphaned, or abandoned: nothing will be delivered to anyone.
+                _ if s & ORPHANED != 0 || s == ABANDONED => return true,
+                // COMPLETING or DONE: the outcome is (about to be) in the cell.
+                _ => return false,
+            }
+            match self
+                .state
+                .compare_exchange(s, s | flags, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
     /// A claimed task that never ran ends with `error`; its slot was freed by
     /// [`Shared::task_discarded`].
     fn finish_discarded(&self, _shared: &Shared, error: BulkheadError) {
@@ -397,23 +453,15 @@ where
     }
 
     fn orphan(&self) -> bool {
-        let mut s = self.state.load(Ordering::Acquire);
-        loop {
-            match s {
-                PENDING | RUNNING => {}
-                // Already orphaned, or abandoned: nothing will be delivered to anyone.
-                _ if s & ORPHANED != 0 || s == ABANDONED => return true,
-                // COMPLETING or DONE: the outcome is (about to be) in the cell.
-                _ => return false,
-            }
-            match self
-                .state
-                .compare_exchange(s, s | ORPHANED, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(actual) => s = actual,
-            }
+        self.orphan_with(ORPHANED)
+    }
+
+    fn give_up(&self) -> bool {
+        if !self.orphan_with(ORPHANED | TIMED_OUT) {
+            return false;
         }
+        self.expiry.fire();
+        true
     }
 
     fn detach(&self) {
@@ -569,7 +617,7 @@ impl Shared {
             self.admission.release();
             self.listeners.emit(&self.name, EventKind::Expired);
             self.queue.cancelled();
-        } else if !task.orphan() {
+        } else if !task.give_up() {
             // It finished in the instant between the deadline and the give-up: the value is
             // here (or a few instructions away), so hand it over rather than report a timeout.
             task.wait(None, None);

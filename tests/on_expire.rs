@@ -1,0 +1,289 @@
+//! `Deadline::on_expire`: a task registers what ends its work when its caller gives up
+//! (a driver's cancel token), so the worker is free at the deadline, not when the work
+//! would have ended. Also the checked `remaining` forms.
+//!
+//! The "query" here is a channel receive that only the callback unblocks (bounded at a
+//! minute so that a failing test cannot hang): if the callback did not fire at the caller's
+//! timeout, the worker would stay busy and the second call would be rejected.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use bulkheads::{
+    ConnectionPoolBulkhead, Deadline, PoolConfig, SemaphoreBulkhead, SemaphoreConfig,
+    ThreadPoolBulkhead,
+};
+
+mod common;
+use common::{assert_books_balance, wait_until};
+
+const BOUND: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A blocking "query" and its cancel token: the token's `cancel` unblocks `run`.
+fn query() -> (
+    impl FnOnce() + Send + 'static,
+    impl FnOnce() -> bool + Send + 'static,
+) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let cancel = move || {
+        let _ = tx.send(());
+    };
+    let run = move || rx.recv_timeout(BOUND).is_ok();
+    (cancel, run)
+}
+
+#[test]
+fn the_callback_frees_the_worker_at_the_callers_timeout() {
+    let pool = ThreadPoolBulkhead::new("oe-free", PoolConfig::new(1)).unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let fired_on = Arc::new(std::sync::Mutex::new(None));
+    let (counter, on) = (Arc::clone(&fired), Arc::clone(&fired_on));
+    let (cancel_seen_tx, cancel_seen) = mpsc::channel();
+    let err = pool
+        .execute_timeout(Duration::from_millis(30), move || {
+            let (cancel, run) = query();
+            Deadline::current().unwrap().on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                *on.lock().unwrap() = Some(thread::current().id());
+                cancel();
+            });
+            cancel_seen_tx.send(run()).unwrap();
+        })
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The task blocks until the callback runs, so the caller fired it before returning.
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    assert_eq!(*fired_on.lock().unwrap(), Some(thread::current().id()));
+    // The query saw its cancel (not the minute-long safety bound).
+    assert!(cancel_seen.recv_timeout(WAIT).unwrap());
+    wait_until(WAIT, "the worker is free", || pool.stats().running == 0);
+    // A second call runs instead of being rejected by the first one's leftover.
+    assert_eq!(pool.execute(|| 7).unwrap(), 7);
+    assert_books_balance(&pool);
+    let s = pool.stats();
+    assert_eq!((s.timed_out, s.completed), (1, 2), "{s:?}");
+    // Fired once, however the worker ended.
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn execute_until_fires_it_too() {
+    let pool = ThreadPoolBulkhead::new("oe-until", PoolConfig::new(1)).unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fired);
+    let until = std::time::Instant::now() + Duration::from_millis(30);
+    let err = pool
+        .execute_until(until, move || {
+            let (cancel, run) = query();
+            Deadline::current().unwrap().on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                cancel();
+            });
+            run()
+        })
+        .unwrap_err();
+    assert!(err.is_timeout());
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    wait_until(WAIT, "the worker is free", || pool.stats().running == 0);
+    assert_books_balance(&pool);
+}
+
+#[test]
+fn join_timeout_fires_a_submitted_tasks_callback() {
+    // A submitted task has no deadline of its own; it registers through one it was given
+    // (`on_expire` registers with the task running on this thread).
+    let sem = SemaphoreBulkhead::new("oe-give", SemaphoreConfig::new(1)).unwrap();
+    let given = sem
+        .call_timeout(Duration::from_secs(3600), || Deadline::current().unwrap())
+        .unwrap();
+    let pool = ThreadPoolBulkhead::new("oe-join", PoolConfig::new(1)).unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fired);
+    let (registered_tx, registered) = mpsc::channel();
+    let handle = pool
+        .submit(move || {
+            let (cancel, run) = query();
+            given.on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                cancel();
+            });
+            registered_tx.send(()).unwrap();
+            run()
+        })
+        .unwrap();
+    registered.recv_timeout(WAIT).unwrap();
+    let err = handle.join_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(err.is_timeout());
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    wait_until(WAIT, "the worker is free", || pool.stats().running == 0);
+    assert_books_balance(&pool);
+}
+
+#[test]
+fn never_fired_when_the_task_finishes_in_time() {
+    let pool = ThreadPoolBulkhead::new("oe-ok", PoolConfig::new(2)).unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let register = |fired: &Arc<AtomicUsize>| {
+        let counter = Arc::clone(fired);
+        move || {
+            let counter = Arc::clone(&counter);
+            if let Some(d) = Deadline::current() {
+                d.on_expire(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            5
+        }
+    };
+    for _ in 0..50 {
+        assert_eq!(
+            pool.execute_timeout(Duration::from_secs(60), register(&fired))
+                .unwrap(),
+            5
+        );
+    }
+    // A handle joined in time, and one dropped: neither fires.
+    let sem = SemaphoreBulkhead::new("oe-ok-d", SemaphoreConfig::new(1)).unwrap();
+    let given = sem
+        .call_timeout(Duration::from_secs(3600), || Deadline::current().unwrap())
+        .unwrap();
+    let counter = Arc::clone(&fired);
+    let joined = pool
+        .submit(move || {
+            given.on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .unwrap();
+    joined.join_timeout(Duration::from_secs(60)).unwrap();
+    let counter = Arc::clone(&fired);
+    let (ran_tx, ran) = mpsc::channel();
+    drop(
+        pool.submit(move || {
+            given.on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            ran_tx.send(()).unwrap();
+        })
+        .unwrap(),
+    );
+    ran.recv_timeout(WAIT).unwrap();
+    wait_until(WAIT, "the pool is quiet", || pool.stats().running == 0);
+    assert_eq!(fired.load(Ordering::SeqCst), 0);
+    assert_books_balance(&pool);
+}
+
+#[test]
+fn a_panicking_callback_does_not_break_the_books() {
+    let pool = ThreadPoolBulkhead::new("oe-panic", PoolConfig::new(1)).unwrap();
+    let err = pool
+        .execute_timeout(Duration::from_millis(20), || {
+            let (cancel, run) = query();
+            Deadline::current().unwrap().on_expire(move || {
+                cancel();
+                panic!("the cancel token panicked");
+            });
+            run()
+        })
+        .unwrap_err();
+    assert!(
+        err.is_timeout(),
+        "the caller gets its Timeout, not the panic: {err}"
+    );
+    wait_until(WAIT, "the worker is free", || pool.stats().running == 0);
+    assert_eq!(pool.execute(|| 1).unwrap(), 1);
+    assert_books_balance(&pool);
+    let s = pool.stats();
+    assert_eq!((s.panicked, s.timed_out), (0, 1), "{s:?}");
+}
+
+#[test]
+fn an_expired_deadline_fires_at_once() {
+    let sem = SemaphoreBulkhead::new("oe-late", SemaphoreConfig::new(1)).unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fired);
+    let seen = sem
+        .call_timeout(Duration::ZERO, move || {
+            Deadline::current().unwrap().on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            // Already run, before on_expire returned.
+            fired.load(Ordering::SeqCst)
+        })
+        .unwrap();
+    assert_eq!(seen, 1);
+}
+
+#[test]
+fn on_a_semaphore_it_never_fires_later() {
+    let sem = SemaphoreBulkhead::new("oe-sem", SemaphoreConfig::new(1)).unwrap();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fired);
+    let given = sem
+        .call_timeout(Duration::from_secs(3600), move || {
+            let d = Deadline::current().unwrap();
+            d.on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            d
+        })
+        .unwrap();
+    assert!(!given.is_expired());
+    assert_eq!(fired.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        Arc::strong_count(&fired),
+        1,
+        "the callback was dropped unrun"
+    );
+}
+
+#[test]
+fn a_connection_task_cancelled_at_the_deadline_keeps_its_connection() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&opened);
+    let db = ConnectionPoolBulkhead::new("oe-conn", PoolConfig::new(1), move || {
+        Ok::<_, std::io::Error>(counter.fetch_add(1, Ordering::SeqCst))
+    })
+    .unwrap();
+    let err = db
+        .execute_timeout(Duration::from_millis(20), |_conn: &mut usize| {
+            let (cancel, run) = query();
+            Deadline::current().unwrap().on_expire(cancel);
+            run()
+        })
+        .unwrap_err();
+    assert!(err.is_timeout());
+    wait_until(WAIT, "the worker is free", || db.stats().running == 0);
+    // The cancelled query returned normally, so the worker kept its connection.
+    assert_eq!(db.execute(|conn: &mut usize| *conn).unwrap(), 0);
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn remaining_checked_is_never_zero() {
+    let sem = SemaphoreBulkhead::new("oe-rem", SemaphoreConfig::new(1)).unwrap();
+    let (left, ms) = sem
+        .call_timeout(Duration::ZERO, || {
+            let d = Deadline::current().unwrap();
+            (d.remaining_checked(), d.remaining_millis_checked())
+        })
+        .unwrap();
+    assert_eq!((left, ms), (None, None));
+    // Half a millisecond left rounds up to 1, never down to "no timeout".
+    let ms = sem
+        .call_timeout(Duration::from_micros(500), || {
+            Deadline::current().unwrap().remaining_millis_checked()
+        })
+        .unwrap();
+    assert!(ms.is_none() || ms == Some(1), "{ms:?}");
+    let ms = sem
+        .call_timeout(Duration::from_secs(2), || {
+            Deadline::current().unwrap().remaining_millis_checked()
+        })
+        .unwrap();
+    assert!(ms.is_some_and(|ms| (1..=2000).contains(&ms)), "{ms:?}");
+}
