@@ -31,7 +31,7 @@ fn statement_timeout(client: &mut impl postgres::GenericClient) -> i64 {
 fn one_connection(cluster: &Cluster, queue: usize) -> ConnectionPoolBulkhead<Pg> {
     let config = cluster.config();
     ConnectionPoolBulkhead::new("db", PoolConfig::new(1).queue_capacity(queue), move || {
-        Pg::connect(&config)
+        pg::connect(&config)
     })
     .unwrap()
 }

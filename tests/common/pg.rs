@@ -376,55 +376,15 @@ pub struct Outcome {
 
 type Db = Arc<ConnectionPoolBulkhead<Pg>>;
 
-/// A `postgres::Client` that can be closed from a thread-local destructor.
-///
-/// `ConnectionPoolBulkhead` keeps each worker's connection in a thread-local slot and drops
-/// it when the worker thread exits. The blocking `postgres::Client` closes itself through
-/// the tokio runtime it owns, which needs tokio's own thread-local, and that one can be gone
-/// by then ("The Tokio context thread-local variable has been destroyed", then an abort:
-/// a panic in a thread-local destructor). So when tokio's thread-local is already
-/// destroyed, the client is closed on a short-lived thread of its own instead.
-pub struct Pg(Option<Client>);
+/// The driver's own client, as a user would hold it: `ConnectionPoolBulkhead` closes each
+/// worker's connection as the worker retires, while the thread-locals the blocking client
+/// closes through (its tokio runtime's) are still alive. (Before that fix, closing it from
+/// the slot's destructor at thread exit aborted the process.)
+pub type Pg = Client;
 
-impl std::fmt::Debug for Pg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pg(..)")
-    }
-}
-
-impl Pg {
-    pub fn connect(config: &postgres::Config) -> Result<Pg, postgres::Error> {
-        config.connect(NoTls).map(|c| Pg(Some(c)))
-    }
-}
-
-impl std::ops::Deref for Pg {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        self.0.as_ref().expect("present until drop")
-    }
-}
-
-impl std::ops::DerefMut for Pg {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.0.as_mut().expect("present until drop")
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let Some(client) = self.0.take() else { return };
-        let gone = tokio::runtime::Handle::try_current()
-            .err()
-            .is_some_and(|e| e.is_thread_local_destroyed());
-        if gone {
-            if let Ok(closer) = thread::Builder::new().spawn(move || drop(client)) {
-                let _ = closer.join();
-            }
-        } else {
-            drop(client);
-        }
-    }
+/// Opens one connection without TLS (the cluster is on loopback).
+pub fn connect(config: &postgres::Config) -> Result<Pg, postgres::Error> {
+    config.connect(NoTls)
 }
 
 /// Creates the scenario's tables (idempotent; prefixed, for a `DATABASE_URL` of the user's).
@@ -450,7 +410,7 @@ pub fn compartment(
     let pool = PoolConfig::new(threads)
         .core_threads(threads)
         .queue_capacity(queue);
-    let db = ConnectionPoolBulkhead::new(name, pool, move || Pg::connect(&config))?
+    let db = ConnectionPoolBulkhead::new(name, pool, move || connect(&config))?
         .health_check(|client: &mut Pg| !client.is_closed());
     Ok(Arc::new(db))
 }
