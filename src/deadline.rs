@@ -31,8 +31,17 @@ thread_local! {
 /// `None` outside a task, and inside a task without a deadline (`execute` without a default
 /// timeout, `submit`).
 ///
-/// A nested call to another bulkhead does not inherit it on its own: pass `remaining()` as
-/// that call's timeout to carry it on.
+/// # Nested calls inherit it
+///
+/// A task with a deadline that calls another bulkhead gets at most that deadline there too:
+/// [`ThreadPoolBulkhead::execute`](crate::ThreadPoolBulkhead::execute) without a timeout
+/// waits until the outer deadline (as
+/// [`execute_until`](crate::ThreadPoolBulkhead::execute_until) would), `execute_timeout`,
+/// `execute_until` and a pool's `default_timeout` are cut to it when they end later, and a
+/// semaphore's `call` / `call_timeout` wait for a permit no longer than it. The outer
+/// caller stops waiting at its deadline whatever the inner call does, so a longer inner
+/// wait would only hold two compartments for a result nobody takes. `submit` is left
+/// alone: its handle may outlive the task that made it.
 ///
 /// # Reaching the server
 ///
@@ -241,6 +250,28 @@ pub(crate) fn enter_task(deadline: Option<Instant>, task: Arc<dyn HasExpiry>) ->
     entered.before_task = TASK.try_with(|t| t.replace(Some(task))).ok().flatten();
     entered.task_set = true;
     entered
+}
+
+/// `deadline`, cut to the deadline of the task running on this thread if that ends first:
+/// a nested call gets at most its caller's time.
+pub(crate) fn within_current(deadline: Option<Instant>) -> Option<Instant> {
+    let outer = CURRENT.try_with(Cell::get).ok().flatten();
+    match (deadline, outer) {
+        (Some(own), Some(outer)) => Some(own.min(outer)),
+        (own, outer) => own.or(outer),
+    }
+}
+
+/// The deadline of the task running on this thread, if any.
+pub(crate) fn current_instant() -> Option<Instant> {
+    CURRENT.try_with(Cell::get).ok().flatten()
+}
+
+/// `wait`, cut to the time left before this thread's task's deadline (zero once past).
+pub(crate) fn wait_within_current(wait: Duration) -> Duration {
+    current_instant().map_or(wait, |outer| {
+        wait.min(outer.saturating_duration_since(Instant::now()))
+    })
 }
 
 pub(crate) struct Entered {

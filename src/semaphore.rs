@@ -730,7 +730,8 @@ impl SemaphoreBulkhead {
     }
 
     /// Runs `f` on the caller's thread under a permit, waiting for one at most the configured
-    /// [`max_wait`](SemaphoreConfig::max_wait).
+    /// [`max_wait`](SemaphoreConfig::max_wait) — and, called inside a task with a deadline,
+    /// no later than that deadline.
     ///
     /// A panic in `f` unwinds to the caller as any panic would; the permit is released on
     /// the way.
@@ -742,14 +743,17 @@ impl SemaphoreBulkhead {
     where
         F: FnOnce() -> T,
     {
-        let _permit = self.acquire()?;
+        // Nested in a pool's task with a deadline: no longer than it.
+        let _permit =
+            self.acquire_timeout(crate::deadline::wait_within_current(self.default_wait()))?;
         Ok(f())
     }
 
     /// Runs `f` on the caller's thread under a permit, waiting at most `timeout` for one,
     /// with [`Deadline::current`](crate::Deadline::current) inside `f` set to the end of
     /// `timeout` counted from this call (the wait for the permit included), so `f` can give
-    /// its driver the time that is left. `f` itself is not stopped at the deadline: it runs
+    /// its driver the time that is left. Inside a task with an earlier deadline, that one
+    /// ends both the wait and `Deadline::current`. `f` itself is not stopped at the deadline: it runs
     /// on the caller's thread.
     ///
     /// # Errors
@@ -773,8 +777,11 @@ impl SemaphoreBulkhead {
     where
         F: FnOnce() -> T,
     {
-        let deadline = Instant::now().checked_add(timeout);
-        let _permit = self.acquire_timeout(timeout)?;
+        let now = Instant::now();
+        // Nested in a task with an earlier deadline: that one (`Deadline`'s "nested calls").
+        let deadline = crate::deadline::within_current(now.checked_add(timeout));
+        let wait = deadline.map_or(timeout, |d| d.saturating_duration_since(now).min(timeout));
+        let _permit = self.acquire_timeout(wait)?;
         let _deadline = crate::deadline::enter(deadline);
         Ok(f())
     }

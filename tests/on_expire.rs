@@ -287,3 +287,88 @@ fn remaining_checked_is_never_zero() {
         .unwrap();
     assert!(ms.is_some_and(|ms| (1..=2000).contains(&ms)), "{ms:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Nested calls inherit the caller's deadline
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_nested_execute_without_a_timeout_gets_the_outer_deadline() {
+    let outer = ThreadPoolBulkhead::new("oe-outer", PoolConfig::new(1)).unwrap();
+    let inner = Arc::new(ThreadPoolBulkhead::new("oe-inner", PoolConfig::new(1)).unwrap());
+    let nested = Arc::clone(&inner);
+    let (mine, theirs, longer, shorter) = outer
+        .execute_timeout(Duration::from_secs(600), move || {
+            let mine = Deadline::current();
+            let theirs = nested.execute(Deadline::current).unwrap();
+            // A longer timeout of its own is cut to the outer deadline; a shorter one stays.
+            let longer = nested
+                .execute_timeout(Duration::from_secs(3600), Deadline::current)
+                .unwrap();
+            let shorter = nested
+                .execute_timeout(Duration::from_secs(1), Deadline::current)
+                .unwrap();
+            (mine, theirs, longer, shorter)
+        })
+        .unwrap();
+    assert!(mine.is_some());
+    assert_eq!(theirs, mine);
+    assert_eq!(longer, mine);
+    assert!(shorter.unwrap() < mine.unwrap());
+    // Outside any task nothing is inherited.
+    assert_eq!(inner.execute(Deadline::current).unwrap(), None);
+}
+
+#[test]
+fn a_nested_call_times_out_at_the_outer_deadline() {
+    // The outer call runs on this thread (a semaphore's), so it cannot give up first: what
+    // it returns is what the nested call returned.
+    let outer = SemaphoreBulkhead::new("oe-sem-outer", SemaphoreConfig::new(1)).unwrap();
+    let inner = Arc::new(ThreadPoolBulkhead::new("oe-stuck", PoolConfig::new(1)).unwrap());
+    let gate = common::Gate::new();
+    let _open = common::OpenOnDrop(Arc::clone(&gate));
+    let nested = Arc::clone(&inner);
+    let stuck = Arc::clone(&gate);
+    let result = outer
+        .call_timeout(Duration::from_millis(50), move || {
+            nested.execute(move || stuck.wait())
+        })
+        .unwrap();
+    let err = result.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(inner.stats().timed_out, 1);
+    gate.open();
+    wait_until(WAIT, "the inner pool is quiet", || {
+        inner.stats().running == 0
+    });
+    assert_books_balance(&inner);
+}
+
+#[test]
+fn a_nested_semaphore_call_waits_no_longer_than_the_outer_deadline() {
+    let outer = SemaphoreBulkhead::new("oe-sem-a", SemaphoreConfig::new(1)).unwrap();
+    let inner = SemaphoreBulkhead::new(
+        "oe-sem-b",
+        SemaphoreConfig::new(1).max_wait(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let held = inner.try_acquire().unwrap();
+    let result = outer
+        .call_timeout(Duration::from_millis(30), || inner.call(|| ()))
+        .unwrap();
+    assert!(result.unwrap_err().is_rejected());
+    drop(held);
+}
+
+#[test]
+fn submit_inherits_nothing() {
+    let outer = ThreadPoolBulkhead::new("oe-sub-out", PoolConfig::new(1)).unwrap();
+    let inner = Arc::new(ThreadPoolBulkhead::new("oe-sub-in", PoolConfig::new(1)).unwrap());
+    let nested = Arc::clone(&inner);
+    let seen = outer
+        .execute_timeout(Duration::from_secs(600), move || {
+            nested.submit(Deadline::current).unwrap().join().unwrap()
+        })
+        .unwrap();
+    assert_eq!(seen, None);
+}

@@ -364,6 +364,12 @@ impl ThreadPoolBulkhead {
     /// Runs `f` on one of the pool's threads and waits for its result, at most the
     /// configured [`default_timeout`](PoolConfig::default_timeout) if there is one.
     ///
+    /// Called from inside a task that has a deadline (another pool's
+    /// `execute_timeout`, say), it waits at most until that deadline, and
+    /// [`Deadline::current`](crate::Deadline::current) inside `f` is that one, even with no
+    /// timeout of its own: the outer caller stops waiting then anyway (see
+    /// [`Deadline`](crate::Deadline)'s "nested calls").
+    ///
     /// # Errors
     ///
     /// [`BulkheadError::Rejected`] at once if the pool is full, [`BulkheadError::Shutdown`]
@@ -375,9 +381,14 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match self.shared.default_timeout() {
-            Some(timeout) => self.execute_timeout(timeout, f),
-            None => {
+        match (
+            self.shared.default_timeout(),
+            crate::deadline::current_instant(),
+        ) {
+            (Some(timeout), _) => self.execute_timeout(timeout, f),
+            // Nested in a task with a deadline: at most that one.
+            (None, Some(outer)) => self.execute_until(outer, f),
+            (None, None) => {
                 let task = self.start(f, None)?;
                 task.wait(None, Some(&self.shared.spin));
                 task.take(&self.shared)
@@ -386,7 +397,8 @@ impl ThreadPoolBulkhead {
     }
 
     /// Runs `f` on one of the pool's threads and waits at most `timeout`, counted from this
-    /// call, for its result.
+    /// call, for its result — or until the deadline of the task this is called from, if
+    /// that comes first.
     ///
     /// If the time runs out while `f` is still queued, it is cancelled: it frees its slot at
     /// once, never runs, and is counted as `expired`. If `f` has started it keeps its slot and
@@ -417,16 +429,19 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        // The clock starts at submission, not when the task starts.
-        let deadline = Instant::now().checked_add(timeout);
+        // The clock starts at submission, not when the task starts. Nested in a task with
+        // an earlier deadline, that one ends the wait (`Deadline`'s "nested calls").
+        let now = Instant::now();
+        let deadline = crate::deadline::within_current(now.checked_add(timeout));
+        let timeout = deadline.map_or(timeout, |d| d.saturating_duration_since(now).min(timeout));
         let task = self.start(f, deadline)?;
         self.shared.wait_deadline(&*task, deadline, timeout)
     }
 
     /// As [`execute_timeout`](ThreadPoolBulkhead::execute_timeout), for a caller that holds
     /// an absolute deadline (one computed once for a whole request): waits until
-    /// `deadline`, and [`Deadline::current`](crate::Deadline::current) inside `f` ends
-    /// there. A deadline already past is `execute_timeout` with no time at all: the call is
+    /// `deadline` (or the deadline of the task this is called from, if earlier), and
+    /// [`Deadline::current`](crate::Deadline::current) inside `f` ends there. A deadline already past is `execute_timeout` with no time at all: the call is
     /// admitted, and unless its task is done the moment the caller looks, it is a `Timeout`
     /// (a task not yet started is cancelled then and never runs).
     ///
@@ -451,6 +466,7 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let deadline = crate::deadline::within_current(Some(deadline)).unwrap_or(deadline);
         let timeout = deadline.saturating_duration_since(Instant::now());
         let task = self.start(f, Some(deadline))?;
         self.shared.wait_deadline(&*task, Some(deadline), timeout)

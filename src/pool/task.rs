@@ -648,6 +648,14 @@ mod loom_models {
     fn fixture_with<T: Send + 'static>(
         make: impl FnOnce(Arc<Shared>) -> Box<dyn FnOnce() -> T + Send>,
     ) -> Fixture<T> {
+        fixture_until(make, None)
+    }
+
+    /// A fixture whose task has `deadline` (what `Deadline::current` reads inside it).
+    fn fixture_until<T: Send + 'static>(
+        make: impl FnOnce(Arc<Shared>) -> Box<dyn FnOnce() -> T + Send>,
+        deadline: Option<Instant>,
+    ) -> Fixture<T> {
         let pool = ThreadPoolBulkhead::new("model", PoolConfig::new(1)).unwrap();
         let shared = Arc::clone(&pool.shared);
         assert!(matches!(
@@ -666,7 +674,7 @@ mod loom_models {
             _pool: pool,
             shared,
             ran,
-            task: Arc::new(Task::new(f, Instant::now(), None, CallSpan::default())),
+            task: Arc::new(Task::new(f, Instant::now(), deadline, CallSpan::default())),
         }
     }
 
@@ -751,6 +759,68 @@ mod loom_models {
                 drop(value);
                 assert_eq!(dropped_at.load(Ordering::SeqCst), 1);
             }
+        });
+    }
+
+    /// A task that registers an `on_expire` callback as it starts, counting its runs.
+    fn expiring_fixture() -> (Fixture<u32>, std::sync::Arc<AtomicUsize>) {
+        let fired = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&fired);
+        // Far enough away that registering never finds it expired: the model is about the
+        // caller giving up, not about the clock.
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let fx = fixture_until(
+            move |_| {
+                Box::new(move || {
+                    let d = crate::Deadline::current().expect("the task has a deadline");
+                    d.on_expire(move || {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    });
+                    7
+                })
+            },
+            Some(deadline),
+        );
+        (fx, fired)
+    }
+
+    /// `on_expire`: the caller timing out races the task's start, its registration and its
+    /// completion. The callback fires iff the caller observed a timeout of a task that ran
+    /// (one expired in the queue never registered anything), at most once, and — whoever
+    /// fired it — before the worker freed the slot (the join below then sees it done).
+    #[test]
+    fn expiry_vs_completion() {
+        loom::model(|| {
+            let (fx, fired) = expiring_fixture();
+            let w = worker(&fx);
+            let past = Instant::now();
+            let outcome = fx
+                .shared
+                .wait_deadline(&*fx.task, Some(past), Duration::ZERO);
+            w.join().unwrap();
+            books_balance(&fx);
+            let ran = fx.ran.load(Ordering::Relaxed);
+            let fired = fired.load(Ordering::SeqCst);
+            assert!(fired <= 1, "fired {fired} times");
+            assert_eq!(
+                fired == 1,
+                outcome.is_err() && ran,
+                "outcome {outcome:?}, ran {ran}"
+            );
+            assert_eq!(fx.task.expiry.has_fired(), fired == 1);
+        });
+    }
+
+    /// A dropped handle is not a caller giving up at a deadline: the callback never fires.
+    #[test]
+    fn expiry_vs_detach() {
+        loom::model(|| {
+            let (fx, fired) = expiring_fixture();
+            let w = worker(&fx);
+            fx.task.detach();
+            w.join().unwrap();
+            books_balance(&fx);
+            assert_eq!(fired.load(Ordering::SeqCst), 0);
         });
     }
 
