@@ -786,6 +786,78 @@ impl SemaphoreBulkhead {
         Ok(f())
     }
 
+    /// Runs a fallible `f` as [`call`](SemaphoreBulkhead::call) does, with one flat result:
+    /// `f`'s error is [`PolicyError::Inner`](crate::PolicyError::Inner), a refused permit
+    /// [`PolicyError::Bulkhead`](crate::PolicyError::Bulkhead). An `Err` from `f` is
+    /// counted in [`SemaphoreStats::failed`] (the call is also `permitted`).
+    ///
+    /// # Errors
+    ///
+    /// `PolicyError::Inner` with `f`'s error; `PolicyError::Bulkhead` with
+    /// [`BulkheadError::Rejected`] if no permit came free in time (`f` did not run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PolicyError, SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let cache = SemaphoreBulkhead::new("cache", SemaphoreConfig::new(2))?;
+    /// assert_eq!(cache.call_fallible(|| "7".parse::<u32>())?, 7);
+    /// let err = cache.call_fallible(|| "x".parse::<u32>()).unwrap_err();
+    /// assert!(matches!(err, PolicyError::Inner(_)));
+    /// assert_eq!((cache.stats().permitted, cache.stats().failed), (2, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_fallible<F, T, E>(&self, f: F) -> Result<T, crate::PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.count_failure(crate::pool::flatten(self.call(f)))
+    }
+
+    /// [`call_fallible`](SemaphoreBulkhead::call_fallible) with the wait and the
+    /// [`Deadline`](crate::Deadline) of [`call_timeout`](SemaphoreBulkhead::call_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`call_fallible`](SemaphoreBulkhead::call_fallible), with `timeout` as the wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let db = SemaphoreBulkhead::new("db", SemaphoreConfig::new(1))?;
+    /// let held = db.try_acquire()?;
+    /// let err = db
+    ///     .call_fallible_timeout(Duration::from_millis(5), || Ok::<_, std::io::Error>(()))
+    ///     .unwrap_err();
+    /// assert!(err.bulkhead_error().is_some_and(|e| e.is_rejected()));
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_fallible_timeout<F, T, E>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, crate::PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.count_failure(crate::pool::flatten(self.call_timeout(timeout, f)))
+    }
+
+    fn count_failure<T, E>(
+        &self,
+        outcome: Result<T, crate::PolicyError<E>>,
+    ) -> Result<T, crate::PolicyError<E>> {
+        if matches!(outcome, Err(crate::PolicyError::Inner(_))) {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
     fn wait_summary(&self) -> crate::histogram::LatencySummary {
         let permitted = self.counters.permitted.load(Ordering::Relaxed);
         let waited = self.counters.waited.load(Ordering::Relaxed);

@@ -17,6 +17,7 @@ use crate::config::PoolConfig;
 use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, EventKind, Listeners};
 use crate::histogram::Histogram;
+use crate::policy::PolicyError;
 use crate::stats::{PoolCounters, PoolStats};
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -381,19 +382,107 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match (
-            self.shared.default_timeout(),
-            crate::deadline::current_instant(),
-        ) {
-            (Some(timeout), _) => self.execute_timeout(timeout, f),
-            // Nested in a task with a deadline: at most that one.
-            (None, Some(outer)) => self.execute_until(outer, f),
-            (None, None) => {
-                let task = self.start(f, None)?;
-                task.wait(None, Some(&self.shared.spin));
-                task.take(&self.shared)
-            }
-        }
+        self.run_counting(None, f, never_failed)
+    }
+
+    /// Runs `f`, waiting at most `timeout` (or the configured default); a value
+    /// `is_failure` picks out is counted as `failed`.
+    ///
+    /// The clock starts at submission, not when the task starts. Nested in a task with a
+    /// deadline, that one ends the wait if it comes first, with or without a timeout here
+    /// (`Deadline`'s "nested calls").
+    pub(crate) fn run_counting<F, T>(
+        &self,
+        timeout: Option<Duration>,
+        f: F,
+        is_failure: fn(&T) -> bool,
+    ) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let now = Instant::now();
+        let own = timeout.or_else(|| self.shared.default_timeout());
+        let deadline = crate::deadline::within_current(own.and_then(|t| now.checked_add(t)));
+        let Some(at) = deadline else {
+            let task = self.start(f, None, is_failure)?;
+            task.wait(None, Some(&self.shared.spin));
+            return task.take(&self.shared);
+        };
+        let left = at.saturating_duration_since(now);
+        let timeout = own.map_or(left, |t| t.min(left));
+        let task = self.start(f, deadline, is_failure)?;
+        self.shared.wait_deadline(&*task, deadline, timeout)
+    }
+
+    /// Runs a fallible `f` as [`execute`](ThreadPoolBulkhead::execute) does, with one flat
+    /// result: `f`'s error is [`PolicyError::Inner`], the bulkhead's (rejected, timed out,
+    /// panicked, shut down) is [`PolicyError::Bulkhead`] — no `Result<Result<..>>` to
+    /// unpack. An `Err` from `f` is counted as [`failed`](crate::PoolStats::failed) (not
+    /// `completed`) and fires [`EventKind::Failed`](crate::EventKind::Failed), so a statement the database cancelled
+    /// shows in the stats, the events, the Prometheus text and the table.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Inner`] with `f`'s error; [`PolicyError::Bulkhead`] with those of
+    /// [`execute`](ThreadPoolBulkhead::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PolicyError, PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let db = ThreadPoolBulkhead::new("orders-db", PoolConfig::new(2))?;
+    /// assert_eq!(db.execute_fallible(|| Ok::<_, String>(3)).unwrap(), 3);
+    /// let err = db.execute_fallible(|| Err::<u32, _>("canceling statement".to_owned()));
+    /// assert!(matches!(err, Err(PolicyError::Inner(ref e)) if e == "canceling statement"));
+    /// let stats = db.stats();
+    /// assert_eq!((stats.completed, stats.failed), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_fallible<F, T, E>(&self, f: F) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        flatten(self.run_counting(None, f, Result::is_err))
+    }
+
+    /// [`execute_fallible`](ThreadPoolBulkhead::execute_fallible), waiting at most
+    /// `timeout` as [`execute_timeout`](ThreadPoolBulkhead::execute_timeout) does.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Inner`] with `f`'s error; [`PolicyError::Bulkhead`] with those of
+    /// [`execute_timeout`](ThreadPoolBulkhead::execute_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let db = ThreadPoolBulkhead::new("db", PoolConfig::new(1))?;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let err = db
+    ///     .execute_fallible_timeout(Duration::from_millis(10), move || rx.recv())
+    ///     .unwrap_err();
+    /// assert!(err.bulkhead_error().is_some_and(|e| e.is_timeout()));
+    /// tx.send(()).unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_fallible_timeout<F, T, E>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        flatten(self.run_counting(Some(timeout), f, Result::is_err))
     }
 
     /// Runs `f` on one of the pool's threads and waits at most `timeout`, counted from this
@@ -429,13 +518,7 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        // The clock starts at submission, not when the task starts. Nested in a task with
-        // an earlier deadline, that one ends the wait (`Deadline`'s "nested calls").
-        let now = Instant::now();
-        let deadline = crate::deadline::within_current(now.checked_add(timeout));
-        let timeout = deadline.map_or(timeout, |d| d.saturating_duration_since(now).min(timeout));
-        let task = self.start(f, deadline)?;
-        self.shared.wait_deadline(&*task, deadline, timeout)
+        self.run_counting(Some(timeout), f, never_failed)
     }
 
     /// As [`execute_timeout`](ThreadPoolBulkhead::execute_timeout), for a caller that holds
@@ -468,7 +551,7 @@ impl ThreadPoolBulkhead {
     {
         let deadline = crate::deadline::within_current(Some(deadline)).unwrap_or(deadline);
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let task = self.start(f, Some(deadline))?;
+        let task = self.start(f, Some(deadline), never_failed)?;
         self.shared.wait_deadline(&*task, Some(deadline), timeout)
     }
 
@@ -485,7 +568,7 @@ impl ThreadPoolBulkhead {
         T: Send + 'static,
     {
         let submitted_at = Instant::now();
-        let task = self.start(f, None)?;
+        let task = self.start(f, None, never_failed)?;
         Ok(TaskHandle::new(
             task,
             Arc::clone(&self.shared),
@@ -495,7 +578,13 @@ impl ThreadPoolBulkhead {
 
     /// Admits `f`, queues it, and starts a worker for it if every worker is assigned.
     /// `deadline` is what [`crate::Deadline::current`] will read inside `f`.
-    fn start<F, T>(&self, f: F, deadline: Option<Instant>) -> Result<Arc<Task<F, T>>, BulkheadError>
+    /// `is_failure` picks out the values counted as `failed`.
+    fn start<F, T>(
+        &self,
+        f: F,
+        deadline: Option<Instant>,
+        is_failure: fn(&T) -> bool,
+    ) -> Result<Arc<Task<F, T>>, BulkheadError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -539,12 +628,15 @@ impl ThreadPoolBulkhead {
                 waited: Duration::ZERO,
             },
         );
-        let task = Arc::new(Task::new(
-            f,
-            Instant::now(),
-            deadline,
-            crate::trace::call_span(&shared.name),
-        ));
+        let task = Arc::new(
+            Task::new(
+                f,
+                Instant::now(),
+                deadline,
+                crate::trace::call_span(&shared.name),
+            )
+            .counting_failures(is_failure),
+        );
         // The queue has no bound of its own: the bound lives in the admission word.
         shared.queue.push(task.clone());
         if spawn {
@@ -684,6 +776,22 @@ impl ThreadPoolBulkhead {
         self.shared
             .failing_spawns
             .store(n, crate::sync::plain::Ordering::Relaxed);
+    }
+}
+
+/// A plain task's value is never a failure.
+fn never_failed<T>(_: &T) -> bool {
+    false
+}
+
+/// One flat result for a fallible call: its own error, or the bulkhead's.
+pub(crate) fn flatten<T, E>(
+    outcome: Result<Result<T, E>, BulkheadError>,
+) -> Result<T, PolicyError<E>> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(PolicyError::Inner(e)),
+        Err(e) => Err(PolicyError::Bulkhead(e)),
     }
 }
 

@@ -121,6 +121,9 @@ pub(crate) struct Task<F, T> {
     done: Condvar,
     /// What `Deadline::on_expire` registered, fired if the caller gives up.
     expiry: Expiry,
+    /// Whether a value is a failure (a fallible task's `Err`): counted as `failed`, not
+    /// `completed`. Never, for a plain task.
+    is_failure: fn(&T) -> bool,
 }
 
 impl<F, T> HasExpiry for Task<F, T>
@@ -158,7 +161,19 @@ where
             }),
             done: Condvar::new(),
             expiry: Expiry::new(),
+            is_failure: |_| false,
         }
+    }
+
+    /// The task's values that `is_failure` picks out are counted as `failed`.
+    pub(crate) fn counting_failures(mut self, is_failure: fn(&T) -> bool) -> Self {
+        self.is_failure = is_failure;
+        self
+    }
+
+    /// True if the task returned a value that counts as a failure.
+    fn failed(&self, outcome: &std::thread::Result<T>) -> bool {
+        outcome.as_ref().is_ok_and(|value| (self.is_failure)(value))
     }
 
     /// PENDING (orphaned or not) → RUNNING (keeping the flag): the claim of a worker, or of
@@ -209,14 +224,15 @@ where
             } else {
                 self.expiry.disarm();
             }
-            let panicked = outcome.is_err();
+            let (panicked, failed) = (outcome.is_err(), self.failed(&outcome));
             drop_quietly(Some(outcome));
-            shared.task_finished_detached(panicked);
+            shared.task_finished_detached(panicked, failed);
             self.state.store(DONE, Ordering::Release);
             return;
         }
         self.expiry.disarm();
-        let outcome = shared.task_finished(outcome);
+        let failed = self.failed(&outcome);
+        let outcome = shared.task_finished(outcome, failed);
         self.publish(outcome);
     }
 
@@ -247,7 +263,7 @@ where
             let outcome = catch_unwind(AssertUnwindSafe(f));
             drop(deadline);
             // TASK END: the one spot where it has stopped.
-            shared.task_stopped(started, outcome.is_err());
+            shared.task_stopped(started, outcome.is_err(), self.failed(&outcome));
             outcome
         })
     }
@@ -505,12 +521,18 @@ impl Shared {
     pub(crate) fn task_finished<T>(
         &self,
         outcome: std::thread::Result<T>,
+        failed: bool,
     ) -> Result<T, BulkheadError> {
         // Count the outcome before freeing the slot: whoever sees the pool quiet (the
         // release is ordered before their acquire load of the word) sees the books complete.
         let outcome = match outcome {
             Ok(value) => {
-                PoolCounters::bump(&self.counters.completed);
+                let counter = if failed {
+                    &self.counters.failed
+                } else {
+                    &self.counters.completed
+                };
+                PoolCounters::bump(counter);
                 Ok(value)
             }
             Err(payload) => {
@@ -528,9 +550,11 @@ impl Shared {
 
     /// A task ran and nobody is left to take its outcome (already dropped): count it and
     /// free the slot.
-    pub(crate) fn task_finished_detached(&self, panicked: bool) {
+    pub(crate) fn task_finished_detached(&self, panicked: bool, failed: bool) {
         let counter = if panicked {
             &self.counters.panicked
+        } else if failed {
+            &self.counters.failed
         } else {
             &self.counters.completed
         };
@@ -556,12 +580,14 @@ impl Shared {
     }
 
     /// A task started at `started` has returned or panicked: record its run time.
-    pub(crate) fn task_stopped(&self, started: Instant, panicked: bool) {
+    pub(crate) fn task_stopped(&self, started: Instant, panicked: bool, failed: bool) {
         let run_time = started.elapsed();
         self.run_time.record(run_time);
         self.spin.observe_run(run_time);
         let kind = if panicked {
             EventKind::Panicked { run_time }
+        } else if failed {
+            EventKind::Failed { run_time }
         } else {
             EventKind::Finished { run_time }
         };
@@ -692,6 +718,7 @@ mod loom_models {
     fn books_balance<T>(fx: &Fixture<T>) {
         let c = &fx.shared.counters;
         let outcomes = c.completed.load(Ordering::Relaxed)
+            + c.failed.load(Ordering::Relaxed)
             + c.expired.load(Ordering::Relaxed)
             + c.cancelled.load(Ordering::Relaxed)
             + c.panicked.load(Ordering::Relaxed);
