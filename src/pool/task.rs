@@ -8,8 +8,9 @@
 //! ```text
 //!  PENDING ──worker claims──▶ RUNNING ──worker delivers──▶ COMPLETING ──outcome stored──▶ DONE
 //!     │                          │
-//!     │                          └──caller gives up──▶ RUNNING|ORPHANED ──worker drops the
-//!     │                                                outcome, then frees the slot──▶ DONE
+//!     │                          └──caller gives up──▶ RUNNING|ORPHANED|TIMED_OUT ──callbacks
+//!     │                                                fired, worker drops the outcome,
+//!     │                                                then frees the slot──▶ DONE
 //!     ├──handle dropped──▶ PENDING|ORPHANED (runs; its outcome is dropped as above)
 //!     ├──caller cancels / times out──▶ ABANDONED   (never runs; the caller keeps the books)
 //!     └──shutdown_now / no worker────▶ RUNNING ──▶ COMPLETING ──▶ DONE (outcome is an error)
@@ -17,6 +18,12 @@
 //!
 //! Whoever wins the CAS out of PENDING, or out of RUNNING, decides the task's one outcome;
 //! the slot in the admission word is freed exactly once, by the side that won.
+//!
+//! `Deadline::on_expire` callbacks ride on the same CAS (`Expiry`, in `deadline.rs`): a
+//! caller whose give-up won it (TIMED_OUT) fires them; a worker whose delivery won it
+//! disarms them. A worker that lost to a TIMED_OUT caller fires whatever the caller has not
+//! taken yet, or waits for the caller's firing to end, before it frees the slot — so a
+//! cancel never lands on the worker's next task. A dropped handle (ORPHANED alone) disarms.
 //!
 //! ORPHANED is a flag, not inferred from `Arc::strong_count`: the count races with a caller
 //! that is dropping its clone at that very moment, and a worker that read "still wanted"
