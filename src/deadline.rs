@@ -21,8 +21,8 @@ thread_local! {
 /// with a pool's [`default_timeout`](crate::PoolConfig::default_timeout)) has a deadline
 /// that starts at submission, so time spent in the queue is already gone when the task
 /// starts. A started task cannot be stopped from outside — threads cannot be killed — but it
-/// can stop itself: set a socket or statement timeout from [`remaining`](Deadline::remaining)
-/// instead of a fixed one, and check [`is_expired`](Deadline::is_expired) between steps of
+/// can stop itself: set a socket or statement timeout from
+/// [`remaining_checked`](Deadline::remaining_checked) instead of a fixed one, and check [`is_expired`](Deadline::is_expired) between steps of
 /// a long loop. Then a task whose caller has given up frees its worker soon after, instead of
 /// holding it for as long as a sick dependency takes.
 ///
@@ -189,7 +189,9 @@ impl Deadline {
     ///   own timeout. (Inside a pool's task, a semaphore call registers with that task.)
     ///
     /// A panic in `f` is caught and dropped, so it cannot unwind into the bulkhead's books
-    /// or the caller's `Timeout`.
+    /// or the caller's `Timeout`. Keep `f` short, and never make it wait for the task
+    /// itself: it delays the caller's `Timeout`, and a worker whose task returned while
+    /// `f` runs waits for `f` to end before it takes its next task.
     ///
     /// # Examples
     ///

@@ -372,3 +372,41 @@ fn submit_inherits_nothing() {
         .unwrap();
     assert_eq!(seen, None);
 }
+
+/// Real threads racing what the loom model `expiry_vs_completion` checks exhaustively: a
+/// caller timing out in the instant its task starts, registers or returns. A task that ran
+/// and whose caller got `Timeout` has its callback fired exactly once (by whichever side);
+/// no callback ever fires twice. (A caller that got its value may still see a fire: a task
+/// that registers after its deadline has passed fires at once, as documented.)
+#[test]
+fn timeouts_racing_completion_fire_exactly_once() {
+    let pool = ThreadPoolBulkhead::new("oe-race", PoolConfig::new(2).queue_capacity(4)).unwrap();
+    let rounds = if cfg!(miri) { 10 } else { 300 };
+    let mut checks = Vec::new();
+    for i in 0..rounds {
+        let fired = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (counter, flag) = (Arc::clone(&fired), Arc::clone(&ran));
+        // Timeouts from 0 to ~200 µs: around the time a hand-off takes.
+        let timeout = Duration::from_micros((i % 20) * 10);
+        let result = pool.execute_timeout(timeout, move || {
+            flag.store(true, Ordering::SeqCst);
+            Deadline::current().unwrap().on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+        checks.push((result.is_err(), ran, fired));
+    }
+    wait_until(WAIT, "the pool is quiet", || pool.stats().running == 0);
+    for (i, (timed_out, ran, fired)) in checks.iter().enumerate() {
+        let (ran, fired) = (ran.load(Ordering::SeqCst), fired.load(Ordering::SeqCst));
+        assert!(fired <= 1, "round {i}: fired {fired} times");
+        if *timed_out && ran {
+            assert_eq!(fired, 1, "round {i}: timed out while running, never fired");
+        }
+        if !ran {
+            assert_eq!(fired, 0, "round {i}: never ran, yet fired");
+        }
+    }
+    assert_books_balance(&pool);
+}
