@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::PoolConfig;
 use crate::error::{BulkheadError, ConfigError};
@@ -250,6 +250,60 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
         let task = self.task(f);
         self.pool
             .run_counting(Some(timeout), task, Result::is_err)?
+    }
+
+    /// Runs `f` with this worker's connection until an absolute `deadline`, as
+    /// [`ThreadPoolBulkhead::execute_until`]: for a caller holding one deadline for a whole
+    /// request; [`Deadline::current`](crate::Deadline::current) inside `f` ends there.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Connect`], and the errors of [`ThreadPoolBulkhead::execute_until`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use bulkheads::{ConnectionPoolBulkhead, Deadline, PoolConfig};
+    ///
+    /// let db = ConnectionPoolBulkhead::new("db", PoolConfig::new(1), || Ok::<_, std::io::Error>(()))?;
+    /// let until = Instant::now() + Duration::from_secs(5);
+    /// let seen = db.execute_until(until, |_conn: &mut ()| Deadline::current().map(|d| d.instant()))?;
+    /// assert_eq!(seen, Some(until));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_until<F, T>(&self, deadline: Instant, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce(&mut C) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self.task(f);
+        self.pool
+            .run_until_counting(deadline, task, Result::is_err)?
+    }
+
+    /// [`execute_fallible`](ConnectionPoolBulkhead::execute_fallible) until an absolute
+    /// `deadline`, as [`execute_until`](ConnectionPoolBulkhead::execute_until).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute_fallible`](ConnectionPoolBulkhead::execute_fallible), and
+    /// [`BulkheadError::Timeout`] (as `PolicyError::Bulkhead`) at the deadline.
+    pub fn execute_fallible_until<F, T, E>(
+        &self,
+        deadline: Instant,
+        f: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce(&mut C) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let task = self.task(f);
+        flatten_connected(
+            self.pool
+                .run_until_counting(deadline, task, failed_or_unconnected),
+        )
     }
 
     /// The task the pool runs: `f` with this worker's connection (opened, or checked and

@@ -218,3 +218,42 @@ fn connection_calls_count_failures_and_failed_connects() {
     );
     assert_books_balance(db.pool());
 }
+
+#[test]
+fn the_until_forms_count_and_time_out() {
+    use std::time::Instant;
+    let db = ConnectionPoolBulkhead::new("fb-until", PoolConfig::new(1), || {
+        Ok::<_, std::io::Error>(())
+    })
+    .unwrap();
+    let far = Instant::now() + Duration::from_secs(60);
+    let err = db
+        .execute_fallible_until(far, |_: &mut ()| Err::<(), _>(Cancelled))
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::Inner(Cancelled)));
+    let gate = Gate::new();
+    let _open = OpenOnDrop(Arc::clone(&gate));
+    let stuck = Arc::clone(&gate);
+    let soon = Instant::now() + Duration::from_millis(10);
+    let err = db
+        .execute_fallible_until(soon, move |_: &mut ()| {
+            stuck.wait();
+            Ok::<_, Cancelled>(())
+        })
+        .unwrap_err();
+    assert!(
+        err.bulkhead_error().is_some_and(BulkheadError::is_timeout),
+        "{err:?}"
+    );
+    gate.open();
+    wait_until(WAIT, "the pool is quiet", || db.stats().running == 0);
+    let pool = ThreadPoolBulkhead::new("fb-until-p", PoolConfig::new(1)).unwrap();
+    let err = pool
+        .execute_fallible_until(far, || Err::<(), _>(Cancelled))
+        .unwrap_err();
+    assert_eq!(err.into_inner(), Some(Cancelled));
+    let s = db.stats();
+    assert_eq!((s.failed, s.completed, s.timed_out), (1, 1, 1), "{s:?}");
+    assert_eq!(pool.stats().failed, 1);
+    assert_books_balance(db.pool());
+}

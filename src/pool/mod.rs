@@ -549,9 +549,58 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.run_until_counting(deadline, f, never_failed)
+    }
+
+    /// [`execute_fallible`](ThreadPoolBulkhead::execute_fallible) until an absolute
+    /// `deadline`, as [`execute_until`](ThreadPoolBulkhead::execute_until).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Inner`] with `f`'s error; [`PolicyError::Bulkhead`] with those of
+    /// [`execute_until`](ThreadPoolBulkhead::execute_until).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use bulkheads::{PolicyError, PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("search", PoolConfig::new(1))?;
+    /// let until = Instant::now() + Duration::from_secs(5);
+    /// let err = pool.execute_fallible_until(until, || Err::<(), _>("no index")).unwrap_err();
+    /// assert!(matches!(err, PolicyError::Inner("no index")));
+    /// assert_eq!(pool.stats().failed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_fallible_until<F, T, E>(
+        &self,
+        deadline: Instant,
+        f: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        flatten(self.run_until_counting(deadline, f, Result::is_err))
+    }
+
+    /// Runs `f` until `deadline` (cut to this thread's task's, if earlier); a value
+    /// `is_failure` picks out is counted as `failed`.
+    pub(crate) fn run_until_counting<F, T>(
+        &self,
+        deadline: Instant,
+        f: F,
+        is_failure: fn(&T) -> bool,
+    ) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let deadline = crate::deadline::within_current(Some(deadline)).unwrap_or(deadline);
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let task = self.start(f, Some(deadline), never_failed)?;
+        let task = self.start(f, Some(deadline), is_failure)?;
         self.shared.wait_deadline(&*task, Some(deadline), timeout)
     }
 
