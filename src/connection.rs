@@ -19,10 +19,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::PoolConfig;
 use crate::error::{BulkheadError, ConfigError};
+use crate::policy::PolicyError;
 use crate::pool::ThreadPoolBulkhead;
 use crate::stats::PoolStats;
 
@@ -63,7 +64,8 @@ pub(crate) fn close_this_threads_connections() {
 ///
 /// A failed connect is the outcome of the call that needed it — [`BulkheadError::Connect`]
 /// naming the bulkhead, with the driver's error as its `source()` — counted in
-/// [`PoolStats::connect_failures`]; the next call on that worker tries again. A task that
+/// [`PoolStats::connect_failures`] and, as the call's outcome, in
+/// [`PoolStats::failed`]; the next call on that worker tries again. A task that
 /// panics gives its connection up (it may be mid-transaction); the worker opens a new one
 /// for its next task.
 ///
@@ -182,7 +184,66 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
         T: Send + 'static,
     {
         let task = self.task(f);
-        self.pool.execute(task)?
+        self.pool.run_counting(None, task, Result::is_err)?
+    }
+
+    /// Runs a fallible `f` with this worker's connection, as
+    /// [`ThreadPoolBulkhead::execute_fallible`]: one flat result, and `f`'s `Err` counted as
+    /// [`failed`](PoolStats::failed) (a failed connect is `failed` too, as
+    /// [`PolicyError::Bulkhead`] with [`BulkheadError::Connect`]).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Inner`] with `f`'s error; [`PolicyError::Bulkhead`] with those of
+    /// [`execute`](ConnectionPoolBulkhead::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{ConnectionPoolBulkhead, PolicyError, PoolConfig};
+    ///
+    /// let db = ConnectionPoolBulkhead::new("db", PoolConfig::new(1), || {
+    ///     Ok::<_, std::io::Error>(Vec::<u32>::new())
+    /// })?;
+    /// let err = db
+    ///     .execute_fallible(|rows: &mut Vec<u32>| rows.first().copied().ok_or("no rows"))
+    ///     .unwrap_err();
+    /// assert!(matches!(err, PolicyError::Inner("no rows")));
+    /// assert_eq!(db.stats().failed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_fallible<F, T, E>(&self, f: F) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce(&mut C) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let task = self.task(f);
+        flatten_connected(self.pool.run_counting(None, task, failed_or_unconnected))
+    }
+
+    /// [`execute_fallible`](ConnectionPoolBulkhead::execute_fallible), waiting at most
+    /// `timeout` as [`execute_timeout`](ConnectionPoolBulkhead::execute_timeout) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute_fallible`](ConnectionPoolBulkhead::execute_fallible), and
+    /// [`BulkheadError::Timeout`] (as `PolicyError::Bulkhead`) when the time is up.
+    pub fn execute_fallible_timeout<F, T, E>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce(&mut C) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let task = self.task(f);
+        flatten_connected(
+            self.pool
+                .run_counting(Some(timeout), task, failed_or_unconnected),
+        )
     }
 
     /// Runs `f` with this worker's connection and waits at most `timeout` for its result;
@@ -201,7 +262,62 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
         T: Send + 'static,
     {
         let task = self.task(f);
-        self.pool.execute_timeout(timeout, task)?
+        self.pool
+            .run_counting(Some(timeout), task, Result::is_err)?
+    }
+
+    /// Runs `f` with this worker's connection until an absolute `deadline`, as
+    /// [`ThreadPoolBulkhead::execute_until`]: for a caller holding one deadline for a whole
+    /// request; [`Deadline::current`](crate::Deadline::current) inside `f` ends there.
+    ///
+    /// # Errors
+    ///
+    /// [`BulkheadError::Connect`], and the errors of [`ThreadPoolBulkhead::execute_until`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use bulkheads::{ConnectionPoolBulkhead, Deadline, PoolConfig};
+    ///
+    /// let db = ConnectionPoolBulkhead::new("db", PoolConfig::new(1), || Ok::<_, std::io::Error>(()))?;
+    /// let until = Instant::now() + Duration::from_secs(5);
+    /// let seen = db.execute_until(until, |_conn: &mut ()| Deadline::current().map(|d| d.instant()))?;
+    /// assert_eq!(seen, Some(until));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_until<F, T>(&self, deadline: Instant, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce(&mut C) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self.task(f);
+        self.pool
+            .run_until_counting(deadline, task, Result::is_err)?
+    }
+
+    /// [`execute_fallible`](ConnectionPoolBulkhead::execute_fallible) until an absolute
+    /// `deadline`, as [`execute_until`](ConnectionPoolBulkhead::execute_until).
+    ///
+    /// # Errors
+    ///
+    /// As [`execute_fallible`](ConnectionPoolBulkhead::execute_fallible), and
+    /// [`BulkheadError::Timeout`] (as `PolicyError::Bulkhead`) at the deadline.
+    pub fn execute_fallible_until<F, T, E>(
+        &self,
+        deadline: Instant,
+        f: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce(&mut C) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let task = self.task(f);
+        flatten_connected(
+            self.pool
+                .run_until_counting(deadline, task, failed_or_unconnected),
+        )
     }
 
     /// The task the pool runs: `f` with this worker's connection (opened, or checked and
@@ -292,6 +408,22 @@ impl<C: 'static> Inner<C> {
         CONNECTIONS.with(|slots| {
             slots.borrow_mut().insert(self.id, conn);
         });
+    }
+}
+
+/// A connection task's value that counts as `failed`: a failed connect, or `f`'s `Err`.
+fn failed_or_unconnected<T, E>(value: &Result<Result<T, E>, BulkheadError>) -> bool {
+    !matches!(value, Ok(Ok(_)))
+}
+
+/// One flat result for a fallible connection task (whose connect can fail too).
+fn flatten_connected<T, E>(
+    outcome: Result<Result<Result<T, E>, BulkheadError>, BulkheadError>,
+) -> Result<T, PolicyError<E>> {
+    match outcome {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(e))) => Err(PolicyError::Inner(e)),
+        Ok(Err(e)) | Err(e) => Err(PolicyError::Bulkhead(e)),
     }
 }
 

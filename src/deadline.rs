@@ -21,8 +21,8 @@ thread_local! {
 /// with a pool's [`default_timeout`](crate::PoolConfig::default_timeout)) has a deadline
 /// that starts at submission, so time spent in the queue is already gone when the task
 /// starts. A started task cannot be stopped from outside — threads cannot be killed — but it
-/// can stop itself: set a socket or statement timeout from [`remaining`](Deadline::remaining)
-/// instead of a fixed one, and check [`is_expired`](Deadline::is_expired) between steps of
+/// can stop itself: set a socket or statement timeout from
+/// [`remaining_checked`](Deadline::remaining_checked) instead of a fixed one, and check [`is_expired`](Deadline::is_expired) between steps of
 /// a long loop. Then a task whose caller has given up frees its worker soon after, instead of
 /// holding it for as long as a sick dependency takes.
 ///
@@ -31,8 +31,17 @@ thread_local! {
 /// `None` outside a task, and inside a task without a deadline (`execute` without a default
 /// timeout, `submit`).
 ///
-/// A nested call to another bulkhead does not inherit it on its own: pass `remaining()` as
-/// that call's timeout to carry it on.
+/// # Nested calls inherit it
+///
+/// A task with a deadline that calls another bulkhead gets at most that deadline there too:
+/// [`ThreadPoolBulkhead::execute`](crate::ThreadPoolBulkhead::execute) without a timeout
+/// waits until the outer deadline (as
+/// [`execute_until`](crate::ThreadPoolBulkhead::execute_until) would), `execute_timeout`,
+/// `execute_until` and a pool's `default_timeout` are cut to it when they end later, and a
+/// semaphore's `call` / `call_timeout` wait for a permit no longer than it. The outer
+/// caller stops waiting at its deadline whatever the inner call does, so a longer inner
+/// wait would only hold two compartments for a result nobody takes. `submit` is left
+/// alone: its handle may outlive the task that made it.
 ///
 /// # Reaching the server
 ///
@@ -180,7 +189,9 @@ impl Deadline {
     ///   own timeout. (Inside a pool's task, a semaphore call registers with that task.)
     ///
     /// A panic in `f` is caught and dropped, so it cannot unwind into the bulkhead's books
-    /// or the caller's `Timeout`.
+    /// or the caller's `Timeout`. Keep `f` short, and never make it wait for the task
+    /// itself: it delays the caller's `Timeout`, and a worker whose task returned while
+    /// `f` runs waits for `f` to end before it takes its next task.
     ///
     /// # Examples
     ///
@@ -241,6 +252,28 @@ pub(crate) fn enter_task(deadline: Option<Instant>, task: Arc<dyn HasExpiry>) ->
     entered.before_task = TASK.try_with(|t| t.replace(Some(task))).ok().flatten();
     entered.task_set = true;
     entered
+}
+
+/// `deadline`, cut to the deadline of the task running on this thread if that ends first:
+/// a nested call gets at most its caller's time.
+pub(crate) fn within_current(deadline: Option<Instant>) -> Option<Instant> {
+    let outer = CURRENT.try_with(Cell::get).ok().flatten();
+    match (deadline, outer) {
+        (Some(own), Some(outer)) => Some(own.min(outer)),
+        (own, outer) => own.or(outer),
+    }
+}
+
+/// The deadline of the task running on this thread, if any.
+pub(crate) fn current_instant() -> Option<Instant> {
+    CURRENT.try_with(Cell::get).ok().flatten()
+}
+
+/// `wait`, cut to the time left before this thread's task's deadline (zero once past).
+pub(crate) fn wait_within_current(wait: Duration) -> Duration {
+    current_instant().map_or(wait, |outer| {
+        wait.min(outer.saturating_duration_since(Instant::now()))
+    })
 }
 
 pub(crate) struct Entered {

@@ -2,7 +2,7 @@
 //!
 //! A listener is any `Fn(&Event<'_>) + Send + Sync`. It runs on the thread where the event
 //! happened — the caller's for `Permitted`, `Rejected`, `TimedOut`, `Expired`, `Cancelled`,
-//! the worker's for `Started`, `Finished`, `Panicked` — so it must be quick. It runs with no
+//! the worker's for `Started`, `Finished`, `Failed`, `Panicked` — so it must be quick. It runs with no
 //! lock of the bulkhead or its manager held, so it may call back into either (read
 //! `manager.stats()`, add a listener). A panicking listener is contained: the panic is
 //! dropped, the call's outcome, the worker and the books are untouched, and the listeners
@@ -81,6 +81,14 @@ pub enum EventKind {
         /// The limit now in force.
         to: usize,
     },
+    /// A fallible task ([`execute_fallible`](crate::ThreadPoolBulkhead::execute_fallible))
+    /// returned `Err` after running `run_time` (counted in `PoolStats::failed`, not
+    /// `completed`). Fired by pools only; a semaphore counts its failed calls in
+    /// `SemaphoreStats::failed`.
+    Failed {
+        /// Time the task ran.
+        run_time: Duration,
+    },
     /// A task panicked after running `run_time`.
     Panicked {
         /// Time the task ran before it panicked.
@@ -140,6 +148,7 @@ impl fmt::Display for Event<'_> {
             EventKind::ShutdownRefused => write!(f, "refused: shut down"),
             EventKind::Started { queue_wait } => write!(f, "started after {queue_wait:?} queued"),
             EventKind::Finished { run_time } => write!(f, "finished after {run_time:?}"),
+            EventKind::Failed { run_time } => write!(f, "failed after {run_time:?}"),
             EventKind::Panicked { run_time } => write!(f, "panicked after {run_time:?}"),
             EventKind::LimitChanged { from, to } => write!(f, "limit {from} -> {to}"),
             EventKind::TimedOut { waited } => write!(f, "timed out after {waited:?}"),

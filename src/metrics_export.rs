@@ -99,7 +99,9 @@ fn record(event: &Event<'_>) {
         // below tells its bulkhead's kind. (A pool's `Permitted` never waited, and neither
         // did a semaphore's free permit; their counts come from `publish`.)
         EventKind::Started { queue_wait } => seconds(QUEUE_WAIT, "pool", name, queue_wait),
-        EventKind::Finished { run_time } | EventKind::Panicked { run_time } => {
+        EventKind::Finished { run_time }
+        | EventKind::Failed { run_time }
+        | EventKind::Panicked { run_time } => {
             seconds(RUN, "pool", name, run_time);
         }
         EventKind::Permitted { waited } if !waited.is_zero() => {

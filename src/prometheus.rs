@@ -99,12 +99,14 @@ pub(crate) const GAUGE: &str = "gauge";
 pub(crate) const FAMILIES: &[Family] = &[
     Family {
         name: "bulkhead_calls_total",
-        help: "Calls through a bulkhead by outcome. Pools: tasks completed, panicked, expired \
-               (queued when their caller timed out), cancelled or global_refused (no lease from the \
-               pool's fleet-wide semaphore), calls rejected (the pool was \
-               full), calls shutdown_refused (the pool was shut down), and callers timed_out \
-               (their tasks are also counted as completed, panicked or expired). Semaphores: \
-               calls permitted and rejected. Processes: programs completed (ended by themselves, \
+        help: "Calls through a bulkhead by outcome. Pools: tasks completed, failed (a \
+               fallible task returned an error), panicked, expired (queued when their caller \
+               timed out), cancelled or global_refused (no lease from the pool's fleet-wide \
+               semaphore), calls rejected (the pool was full), calls \
+               shutdown_refused (the pool was shut down), and callers timed_out (their tasks \
+               are also counted as completed, failed, panicked or expired). Semaphores: calls \
+               permitted and rejected, and failed (permitted calls whose fallible closure \
+               returned an error). Processes: programs completed (ended by themselves, \
                exit_failure counts those with a failing status among them), timed_out (stopped \
                at the deadline; killed counts those that needed SIGKILL among them), calls \
                rejected (every slot and queue place taken), expired (the deadline passed in the \
@@ -113,6 +115,7 @@ pub(crate) const FAMILIES: &[Family] = &[
         samples: |s| match s {
             Snapshot::Pool(p) => vec![
                 (Some("completed"), Value::Count(p.completed)),
+                (Some("failed"), Value::Count(p.failed)),
                 (Some("panicked"), Value::Count(p.panicked)),
                 (Some("rejected"), Value::Count(p.rejected)),
                 (Some("shutdown_refused"), Value::Count(p.shutdown_refused)),
@@ -124,6 +127,7 @@ pub(crate) const FAMILIES: &[Family] = &[
             Snapshot::Semaphore(s) => vec![
                 (Some("permitted"), Value::Count(s.permitted)),
                 (Some("rejected"), Value::Count(s.rejected)),
+                (Some("failed"), Value::Count(s.failed)),
             ],
             Snapshot::Process(p) => vec![
                 (Some("completed"), Value::Count(p.completed)),
@@ -408,7 +412,7 @@ impl ManagerStats {
     ///
     /// | family | type | series |
     /// | --- | --- | --- |
-    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`, `global_refused`; semaphores `permitted`, `rejected`; processes `completed`, `exit_failure`, `timed_out`, `killed`, `rejected`, `expired`, `start_failed` |
+    /// | `bulkhead_calls_total` | counter | by `outcome`: pools `completed`, `failed`, `panicked`, `rejected`, `shutdown_refused`, `timed_out`, `expired`, `cancelled`, `global_refused`; semaphores `permitted`, `rejected`, `failed`; processes `completed`, `exit_failure`, `timed_out`, `killed`, `rejected`, `expired`, `start_failed` |
     /// | `bulkhead_submitted_total` | counter | pools; processes: calls that got a slot |
     /// | `bulkhead_running` | gauge | every kind |
     /// | `bulkhead_peak_running` | gauge | pools |
@@ -420,7 +424,7 @@ impl ManagerStats {
     /// | `bulkhead_limit` | gauge | pools, semaphores: the limit in force (the adaptive one, or `max_threads` / `max_concurrent`) |
     /// | `bulkhead_shutdown` | gauge | pools: 1 once shut down |
     /// | `bulkhead_queue_wait_seconds` | histogram | pools: submission to start; processes: wait for a slot |
-    /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished or panicked); processes: time programs ran |
+    /// | `bulkhead_run_seconds` | histogram | pools: time tasks ran (finished, failed or panicked); processes: time programs ran |
     /// | `bulkhead_permit_wait_seconds` | histogram | semaphores: waits of the callers that found no free permit |
     ///
     /// The latencies are Prometheus histograms, so they aggregate across bulkheads and
@@ -437,7 +441,8 @@ impl ManagerStats {
     /// `_count` equals the `+Inf` bucket.
     ///
     /// A pool's outcomes overlap in one place: a caller that timed out is counted in
-    /// `timed_out`, and its task again in `completed`, `panicked` or `expired`. Attempted
+    /// `timed_out`, and its task again in `completed`, `failed`, `panicked` or `expired`
+    /// (and a semaphore's `failed` calls are also `permitted`). Attempted
     /// calls are `submitted + rejected + shutdown_refused` for a pool and
     /// `permitted + rejected` for a semaphore. A family with no series (no semaphore, say) is left out.
     ///
@@ -700,6 +705,7 @@ mod tests {
         };
         for (outcome, expected) in [
             ("completed", "1"),
+            ("failed", "0"),
             ("panicked", "1"),
             ("rejected", "0"),
             ("timed_out", "0"),
@@ -711,6 +717,7 @@ mod tests {
         }
         assert_eq!(value(&text, &call("cache", "semaphore", "permitted")), "1");
         assert_eq!(value(&text, &call("cache", "semaphore", "rejected")), "1");
+        assert_eq!(value(&text, &call("cache", "semaphore", "failed")), "0");
         assert_eq!(value(&text, &pool("bulkhead_submitted_total")), "2");
         assert_eq!(value(&text, &pool("bulkhead_running")), "0");
         assert_eq!(value(&text, &pool("bulkhead_queued")), "0");
@@ -729,11 +736,11 @@ mod tests {
         // Neither is adaptive: the limit in force is the maximum.
         assert_eq!(value(&text, &pool("bulkhead_limit")), "3");
         assert_eq!(value(&text, &sem("bulkhead_limit")), "1");
-        // 8 pool outcomes + 2 semaphore outcomes + 10 other pool series + 4 other semaphore
+        // 9 pool outcomes + 3 semaphore outcomes + 10 other pool series + 4 other semaphore
         // series + 3 latency histograms of their buckets, +Inf, a sum and a count: nothing
         // else.
         let histogram = crate::histogram::BOUNDS + 3;
-        assert_eq!(samples(&text).len(), 8 + 2 + 10 + 4 + 3 * histogram);
+        assert_eq!(samples(&text).len(), 9 + 3 + 10 + 4 + 3 * histogram);
     }
 
     #[test]

@@ -816,7 +816,8 @@ impl SemaphoreBulkhead {
     }
 
     /// Runs `f` on the caller's thread under a permit, waiting for one at most the configured
-    /// [`max_wait`](SemaphoreConfig::max_wait).
+    /// [`max_wait`](SemaphoreConfig::max_wait) — and, called inside a task with a deadline,
+    /// no later than that deadline.
     ///
     /// A panic in `f` unwinds to the caller as any panic would; the permit is released on
     /// the way.
@@ -828,8 +829,10 @@ impl SemaphoreBulkhead {
     where
         F: FnOnce() -> T,
     {
-        let _permit = self.acquire()?;
-        let _lease = self.global_lease(None)?;
+        // Nested in a pool's task with a deadline: no longer than it.
+        let _permit =
+            self.acquire_timeout(crate::deadline::wait_within_current(self.default_wait()))?;
+        let _lease = self.global_lease(crate::Deadline::current().map(crate::Deadline::instant))?;
         if self.is_adaptive() {
             return Ok(self.run_adaptive(None, f));
         }
@@ -839,7 +842,8 @@ impl SemaphoreBulkhead {
     /// Runs `f` on the caller's thread under a permit, waiting at most `timeout` for one,
     /// with [`Deadline::current`](crate::Deadline::current) inside `f` set to the end of
     /// `timeout` counted from this call (the wait for the permit included), so `f` can give
-    /// its driver the time that is left. `f` itself is not stopped at the deadline: it runs
+    /// its driver the time that is left. Inside a task with an earlier deadline, that one
+    /// ends both the wait and `Deadline::current`. `f` itself is not stopped at the deadline: it runs
     /// on the caller's thread.
     ///
     /// # Errors
@@ -863,14 +867,89 @@ impl SemaphoreBulkhead {
     where
         F: FnOnce() -> T,
     {
-        let deadline = Instant::now().checked_add(timeout);
-        let _permit = self.acquire_timeout(timeout)?;
+        let now = Instant::now();
+        // Nested in a task with an earlier deadline: that one (`Deadline`'s "nested calls").
+        let deadline = crate::deadline::within_current(now.checked_add(timeout));
+        let wait = deadline.map_or(timeout, |d| d.saturating_duration_since(now).min(timeout));
+        let _permit = self.acquire_timeout(wait)?;
         let _lease = self.global_lease(deadline)?;
         let _deadline = crate::deadline::enter(deadline);
         if self.is_adaptive() {
             return Ok(self.run_adaptive(deadline, f));
         }
         Ok(f())
+    }
+
+    /// Runs a fallible `f` as [`call`](SemaphoreBulkhead::call) does, with one flat result:
+    /// `f`'s error is [`PolicyError::Inner`](crate::PolicyError::Inner), a refused permit
+    /// [`PolicyError::Bulkhead`](crate::PolicyError::Bulkhead). An `Err` from `f` is
+    /// counted in [`SemaphoreStats::failed`] (the call is also `permitted`).
+    ///
+    /// # Errors
+    ///
+    /// `PolicyError::Inner` with `f`'s error; `PolicyError::Bulkhead` with
+    /// [`BulkheadError::Rejected`] if no permit came free in time (`f` did not run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PolicyError, SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let cache = SemaphoreBulkhead::new("cache", SemaphoreConfig::new(2))?;
+    /// assert_eq!(cache.call_fallible(|| "7".parse::<u32>())?, 7);
+    /// let err = cache.call_fallible(|| "x".parse::<u32>()).unwrap_err();
+    /// assert!(matches!(err, PolicyError::Inner(_)));
+    /// assert_eq!((cache.stats().permitted, cache.stats().failed), (2, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_fallible<F, T, E>(&self, f: F) -> Result<T, crate::PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.count_failure(crate::pool::flatten(self.call(f)))
+    }
+
+    /// [`call_fallible`](SemaphoreBulkhead::call_fallible) with the wait and the
+    /// [`Deadline`](crate::Deadline) of [`call_timeout`](SemaphoreBulkhead::call_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`call_fallible`](SemaphoreBulkhead::call_fallible), with `timeout` as the wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+    ///
+    /// let db = SemaphoreBulkhead::new("db", SemaphoreConfig::new(1))?;
+    /// let held = db.try_acquire()?;
+    /// let err = db
+    ///     .call_fallible_timeout(Duration::from_millis(5), || Ok::<_, std::io::Error>(()))
+    ///     .unwrap_err();
+    /// assert!(err.bulkhead_error().is_some_and(|e| e.is_rejected()));
+    /// drop(held);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_fallible_timeout<F, T, E>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, crate::PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.count_failure(crate::pool::flatten(self.call_timeout(timeout, f)))
+    }
+
+    fn count_failure<T, E>(
+        &self,
+        outcome: Result<T, crate::PolicyError<E>>,
+    ) -> Result<T, crate::PolicyError<E>> {
+        if matches!(outcome, Err(crate::PolicyError::Inner(_))) {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
     }
 
     fn wait_summary(&self) -> crate::histogram::LatencySummary {

@@ -21,6 +21,8 @@ pub(crate) struct PoolCounters {
     /// Calls refused because the pool was shut down (not counted in `rejected`).
     pub(crate) shutdown_refused: AtomicU64,
     pub(crate) completed: AtomicU64,
+    /// Fallible tasks that returned `Err` (not counted in `completed`).
+    pub(crate) failed: AtomicU64,
     pub(crate) panicked: AtomicU64,
     pub(crate) timed_out: AtomicU64,
     pub(crate) expired: AtomicU64,
@@ -56,7 +58,7 @@ fn read(counter: &AtomicU64) -> u64 {
 /// ends. The limits shown are the ones in force. A task counts as
 /// running from the moment a worker is assigned to it. The counters are exact once the pool
 /// is quiet: then `running == 0`, `queued == 0` and
-/// `submitted == completed + panicked + expired + cancelled`; at every moment
+/// `submitted == completed + failed + panicked + expired + cancelled`; at every moment
 /// `submitted + rejected + shutdown_refused` is the number of calls attempted.
 ///
 /// # Examples
@@ -68,7 +70,10 @@ fn read(counter: &AtomicU64) -> u64 {
 /// assert_eq!(pool.execute(|| 1 + 1)?, 2);
 /// let stats = pool.stats();
 /// assert_eq!((stats.submitted, stats.completed, stats.running), (1, 1, 0));
-/// assert_eq!(stats.submitted, stats.completed + stats.panicked + stats.expired + stats.cancelled);
+/// assert_eq!(
+///     stats.submitted,
+///     stats.completed + stats.failed + stats.panicked + stats.expired + stats.cancelled
+/// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,8 +111,14 @@ pub struct PoolStats {
     /// Connections a [`ConnectionPoolBulkhead`](crate::ConnectionPoolBulkhead)'s workers
     /// failed to open (each the outcome of the call that needed it); 0 for plain pools.
     pub connect_failures: u64,
-    /// Tasks that ran and returned.
+    /// Tasks that ran and returned — for a fallible call
+    /// ([`execute_fallible`](crate::ThreadPoolBulkhead::execute_fallible)), returned `Ok`.
     pub completed: u64,
+    /// Fallible tasks that ran and returned `Err` (a statement the database cancelled, a
+    /// refused request), and a [`ConnectionPoolBulkhead`](crate::ConnectionPoolBulkhead)'s
+    /// calls that could not open their connection. One outcome, apart from `completed`:
+    /// tasks that return a plain value are never counted here.
+    pub failed: u64,
     /// Tasks that ran and panicked.
     pub panicked: u64,
     /// Callers that got [`Timeout`](crate::BulkheadError::Timeout).
@@ -164,6 +175,7 @@ impl PoolStats {
             shutdown_refused: read(&c.shutdown_refused),
             connect_failures: 0,
             completed: read(&c.completed),
+            failed: read(&c.failed),
             panicked: read(&c.panicked),
             timed_out: read(&c.timed_out),
             expired: read(&c.expired),
@@ -184,6 +196,8 @@ pub(crate) struct SemaphoreCounters {
     pub(crate) rejected: AtomicU64,
     /// Permits granted after waiting (their waits are in the histogram).
     pub(crate) waited: AtomicU64,
+    /// `call_fallible` closures that returned `Err`.
+    pub(crate) failed: AtomicU64,
 }
 
 /// A snapshot of one [`SemaphoreBulkhead`](crate::SemaphoreBulkhead).
@@ -220,6 +234,9 @@ pub struct SemaphoreStats {
     pub permitted: u64,
     /// Calls refused: no permit within the allowed wait.
     pub rejected: u64,
+    /// Calls through [`call_fallible`](crate::SemaphoreBulkhead::call_fallible) (or its
+    /// `_timeout` form) whose closure returned `Err`; they are also counted in `permitted`.
+    pub failed: u64,
     /// Time callers waited for their permit (zero for those that took a free one).
     pub wait: LatencySummary,
 }
@@ -241,6 +258,7 @@ impl SemaphoreStats {
             waiting,
             permitted: read(&c.permitted),
             rejected: read(&c.rejected),
+            failed: read(&c.failed),
             wait,
         }
     }
@@ -441,7 +459,7 @@ impl ManagerStats {
     }
 }
 
-const HEADERS: [&str; 8] = [
+const HEADERS: [&str; 9] = [
     "bulkhead",
     "kind",
     "running/max",
@@ -450,6 +468,7 @@ const HEADERS: [&str; 8] = [
     "rejected",
     "timed out",
     "panicked",
+    "failed",
 ];
 
 fn limit(n: usize) -> String {
@@ -461,7 +480,7 @@ fn limit(n: usize) -> String {
 }
 
 impl BulkheadStats {
-    fn row(&self) -> [String; 8] {
+    fn row(&self) -> [String; 9] {
         match self {
             Self::Pool(p) => [
                 p.name.clone(),
@@ -472,6 +491,7 @@ impl BulkheadStats {
                 p.rejected.to_string(),
                 p.timed_out.to_string(),
                 p.panicked.to_string(),
+                p.failed.to_string(),
             ],
             Self::Semaphore(s) => [
                 s.name.clone(),
@@ -482,9 +502,11 @@ impl BulkheadStats {
                 s.rejected.to_string(),
                 "-".to_owned(),
                 "-".to_owned(),
+                s.failed.to_string(),
             ],
             // Columns as for a pool: started programs as submitted, expired waits with the
-            // programs stopped at their deadline; a process cannot panic.
+            // programs stopped at their deadline; a process cannot panic; a failing exit
+            // status is its failure.
             Self::Process(p) => [
                 p.name.clone(),
                 "process".to_owned(),
@@ -494,12 +516,13 @@ impl BulkheadStats {
                 p.rejected.to_string(),
                 (p.timed_out + p.expired).to_string(),
                 "-".to_owned(),
+                p.exit_failures.to_string(),
             ],
         }
     }
 }
 
-fn write_table(f: &mut fmt::Formatter<'_>, rows: &[[String; 8]]) -> fmt::Result {
+fn write_table(f: &mut fmt::Formatter<'_>, rows: &[[String; 9]]) -> fmt::Result {
     write_aligned(f, HEADERS, rows)
 }
 

@@ -540,6 +540,7 @@ fn stats_display_is_a_table_with_a_header_and_one_row_per_bulkhead() {
         "rejected",
         "timed out",
         "panicked",
+        "failed",
     ] {
         assert!(lines[0].contains(column), "no {column:?} column:\n{table}");
     }
@@ -553,9 +554,9 @@ fn stats_display_is_a_table_with_a_header_and_one_row_per_bulkhead() {
     let beta_row: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!(
         beta_row,
-        ["beta", "pool", "1/1", "2/2", "6", "3", "1", "2"],
+        ["beta", "pool", "1/1", "2/2", "6", "3", "1", "2", "0"],
         "columns: name, kind, running/max, queued/capacity, submitted, rejected, timed out, \
-         panicked\n{table}"
+         panicked, failed\n{table}"
     );
     // A table: the columns line up, so every line (last column right-aligned) ends at the
     // same place.

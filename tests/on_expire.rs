@@ -287,3 +287,126 @@ fn remaining_checked_is_never_zero() {
         .unwrap();
     assert!(ms.is_some_and(|ms| (1..=2000).contains(&ms)), "{ms:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Nested calls inherit the caller's deadline
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_nested_execute_without_a_timeout_gets_the_outer_deadline() {
+    let outer = ThreadPoolBulkhead::new("oe-outer", PoolConfig::new(1)).unwrap();
+    let inner = Arc::new(ThreadPoolBulkhead::new("oe-inner", PoolConfig::new(1)).unwrap());
+    let nested = Arc::clone(&inner);
+    let (mine, theirs, longer, shorter) = outer
+        .execute_timeout(Duration::from_secs(600), move || {
+            let mine = Deadline::current();
+            let theirs = nested.execute(Deadline::current).unwrap();
+            // A longer timeout of its own is cut to the outer deadline; a shorter one stays.
+            let longer = nested
+                .execute_timeout(Duration::from_secs(3600), Deadline::current)
+                .unwrap();
+            let shorter = nested
+                .execute_timeout(Duration::from_secs(1), Deadline::current)
+                .unwrap();
+            (mine, theirs, longer, shorter)
+        })
+        .unwrap();
+    assert!(mine.is_some());
+    assert_eq!(theirs, mine);
+    assert_eq!(longer, mine);
+    assert!(shorter.unwrap() < mine.unwrap());
+    // Outside any task nothing is inherited.
+    assert_eq!(inner.execute(Deadline::current).unwrap(), None);
+}
+
+#[test]
+fn a_nested_call_times_out_at_the_outer_deadline() {
+    // The outer call runs on this thread (a semaphore's), so it cannot give up first: what
+    // it returns is what the nested call returned.
+    let outer = SemaphoreBulkhead::new("oe-sem-outer", SemaphoreConfig::new(1)).unwrap();
+    let inner = Arc::new(ThreadPoolBulkhead::new("oe-stuck", PoolConfig::new(1)).unwrap());
+    let gate = common::Gate::new();
+    let _open = common::OpenOnDrop(Arc::clone(&gate));
+    let nested = Arc::clone(&inner);
+    let stuck = Arc::clone(&gate);
+    let result = outer
+        .call_timeout(Duration::from_millis(50), move || {
+            nested.execute(move || stuck.wait())
+        })
+        .unwrap();
+    let err = result.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(inner.stats().timed_out, 1);
+    gate.open();
+    wait_until(WAIT, "the inner pool is quiet", || {
+        inner.stats().running == 0
+    });
+    assert_books_balance(&inner);
+}
+
+#[test]
+fn a_nested_semaphore_call_waits_no_longer_than_the_outer_deadline() {
+    let outer = SemaphoreBulkhead::new("oe-sem-a", SemaphoreConfig::new(1)).unwrap();
+    let inner = SemaphoreBulkhead::new(
+        "oe-sem-b",
+        SemaphoreConfig::new(1).max_wait(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let held = inner.try_acquire().unwrap();
+    let result = outer
+        .call_timeout(Duration::from_millis(30), || inner.call(|| ()))
+        .unwrap();
+    assert!(result.unwrap_err().is_rejected());
+    drop(held);
+}
+
+#[test]
+fn submit_inherits_nothing() {
+    let outer = ThreadPoolBulkhead::new("oe-sub-out", PoolConfig::new(1)).unwrap();
+    let inner = Arc::new(ThreadPoolBulkhead::new("oe-sub-in", PoolConfig::new(1)).unwrap());
+    let nested = Arc::clone(&inner);
+    let seen = outer
+        .execute_timeout(Duration::from_secs(600), move || {
+            nested.submit(Deadline::current).unwrap().join().unwrap()
+        })
+        .unwrap();
+    assert_eq!(seen, None);
+}
+
+/// Real threads racing what the loom model `expiry_vs_completion` checks exhaustively: a
+/// caller timing out in the instant its task starts, registers or returns. A task that ran
+/// and whose caller got `Timeout` has its callback fired exactly once (by whichever side);
+/// no callback ever fires twice. (A caller that got its value may still see a fire: a task
+/// that registers after its deadline has passed fires at once, as documented.)
+#[test]
+fn timeouts_racing_completion_fire_exactly_once() {
+    let pool = ThreadPoolBulkhead::new("oe-race", PoolConfig::new(2).queue_capacity(4)).unwrap();
+    let rounds = if cfg!(miri) { 10 } else { 300 };
+    let mut checks = Vec::new();
+    for i in 0..rounds {
+        let fired = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (counter, flag) = (Arc::clone(&fired), Arc::clone(&ran));
+        // Timeouts from 0 to ~200 µs: around the time a hand-off takes.
+        let timeout = Duration::from_micros((i % 20) * 10);
+        let result = pool.execute_timeout(timeout, move || {
+            flag.store(true, Ordering::SeqCst);
+            Deadline::current().unwrap().on_expire(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+        checks.push((result.is_err(), ran, fired));
+    }
+    wait_until(WAIT, "the pool is quiet", || pool.stats().running == 0);
+    for (i, (timed_out, ran, fired)) in checks.iter().enumerate() {
+        let (ran, fired) = (ran.load(Ordering::SeqCst), fired.load(Ordering::SeqCst));
+        assert!(fired <= 1, "round {i}: fired {fired} times");
+        if *timed_out && ran {
+            assert_eq!(fired, 1, "round {i}: timed out while running, never fired");
+        }
+        if !ran {
+            assert_eq!(fired, 0, "round {i}: never ran, yet fired");
+        }
+    }
+    assert_books_balance(&pool);
+}

@@ -19,6 +19,7 @@ use crate::config::PoolConfig;
 use crate::error::{BulkheadError, ConfigError};
 use crate::event::{Event, EventKind, Listeners};
 use crate::histogram::Histogram;
+use crate::policy::PolicyError;
 use crate::stats::{PoolCounters, PoolStats};
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -377,6 +378,12 @@ impl ThreadPoolBulkhead {
     /// Runs `f` on one of the pool's threads and waits for its result, at most the
     /// configured [`default_timeout`](PoolConfig::default_timeout) if there is one.
     ///
+    /// Called from inside a task that has a deadline (another pool's
+    /// `execute_timeout`, say), it waits at most until that deadline, and
+    /// [`Deadline::current`](crate::Deadline::current) inside `f` is that one, even with no
+    /// timeout of its own: the outer caller stops waiting then anyway (see
+    /// [`Deadline`](crate::Deadline)'s "nested calls").
+    ///
     /// # Errors
     ///
     /// [`BulkheadError::Rejected`] at once if the pool is full, [`BulkheadError::Shutdown`]
@@ -388,18 +395,112 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match self.shared.default_timeout() {
-            Some(timeout) => self.execute_timeout(timeout, f),
-            None => {
-                let task = self.start(f, None)?;
-                task.wait(None, Some(&self.shared.spin));
-                task.take(&self.shared)
-            }
-        }
+        self.run_counting(None, f, never_failed)
+    }
+
+    /// Runs `f`, waiting at most `timeout` (or the configured default); a value
+    /// `is_failure` picks out is counted as `failed`.
+    ///
+    /// The clock starts at submission, not when the task starts. Nested in a task with a
+    /// deadline, that one ends the wait if it comes first, with or without a timeout here
+    /// (`Deadline`'s "nested calls").
+    pub(crate) fn run_counting<F, T>(
+        &self,
+        timeout: Option<Duration>,
+        f: F,
+        is_failure: fn(&T) -> bool,
+    ) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let now = Instant::now();
+        let own = timeout.or_else(|| self.shared.default_timeout());
+        let deadline = crate::deadline::within_current(own.and_then(|t| now.checked_add(t)));
+        let Some(at) = deadline else {
+            let task = self.start(f, None, is_failure)?;
+            task.wait(None, Some(&self.shared.spin));
+            return task.take(&self.shared);
+        };
+        let left = at.saturating_duration_since(now);
+        let timeout = own.map_or(left, |t| t.min(left));
+        let task = self.start(f, deadline, is_failure)?;
+        self.shared.wait_deadline(&*task, deadline, timeout)
+    }
+
+    /// Runs a fallible `f` as [`execute`](ThreadPoolBulkhead::execute) does, with one flat
+    /// result: `f`'s error is [`PolicyError::Inner`], the bulkhead's (rejected, timed out,
+    /// panicked, shut down) is [`PolicyError::Bulkhead`] — no `Result<Result<..>>` to
+    /// unpack. An `Err` from `f` is counted as [`failed`](crate::PoolStats::failed) (not
+    /// `completed`) and fires [`EventKind::Failed`](crate::EventKind::Failed), so a statement the database cancelled
+    /// shows in the stats, the events, the Prometheus text and the table.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Inner`] with `f`'s error; [`PolicyError::Bulkhead`] with those of
+    /// [`execute`](ThreadPoolBulkhead::execute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{PolicyError, PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let db = ThreadPoolBulkhead::new("orders-db", PoolConfig::new(2))?;
+    /// assert_eq!(db.execute_fallible(|| Ok::<_, String>(3)).unwrap(), 3);
+    /// let err = db.execute_fallible(|| Err::<u32, _>("canceling statement".to_owned()));
+    /// assert!(matches!(err, Err(PolicyError::Inner(ref e)) if e == "canceling statement"));
+    /// let stats = db.stats();
+    /// assert_eq!((stats.completed, stats.failed), (1, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_fallible<F, T, E>(&self, f: F) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        flatten(self.run_counting(None, f, Result::is_err))
+    }
+
+    /// [`execute_fallible`](ThreadPoolBulkhead::execute_fallible), waiting at most
+    /// `timeout` as [`execute_timeout`](ThreadPoolBulkhead::execute_timeout) does.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Inner`] with `f`'s error; [`PolicyError::Bulkhead`] with those of
+    /// [`execute_timeout`](ThreadPoolBulkhead::execute_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let db = ThreadPoolBulkhead::new("db", PoolConfig::new(1))?;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let err = db
+    ///     .execute_fallible_timeout(Duration::from_millis(10), move || rx.recv())
+    ///     .unwrap_err();
+    /// assert!(err.bulkhead_error().is_some_and(|e| e.is_timeout()));
+    /// tx.send(()).unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_fallible_timeout<F, T, E>(
+        &self,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        flatten(self.run_counting(Some(timeout), f, Result::is_err))
     }
 
     /// Runs `f` on one of the pool's threads and waits at most `timeout`, counted from this
-    /// call, for its result.
+    /// call, for its result — or until the deadline of the task this is called from, if
+    /// that comes first.
     ///
     /// If the time runs out while `f` is still queued, it is cancelled: it frees its slot at
     /// once, never runs, and is counted as `expired`. If `f` has started it keeps its slot and
@@ -430,16 +531,13 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        // The clock starts at submission, not when the task starts.
-        let deadline = Instant::now().checked_add(timeout);
-        let task = self.start(f, deadline)?;
-        self.shared.wait_deadline(&*task, deadline, timeout)
+        self.run_counting(Some(timeout), f, never_failed)
     }
 
     /// As [`execute_timeout`](ThreadPoolBulkhead::execute_timeout), for a caller that holds
     /// an absolute deadline (one computed once for a whole request): waits until
-    /// `deadline`, and [`Deadline::current`](crate::Deadline::current) inside `f` ends
-    /// there. A deadline already past is `execute_timeout` with no time at all: the call is
+    /// `deadline` (or the deadline of the task this is called from, if earlier), and
+    /// [`Deadline::current`](crate::Deadline::current) inside `f` ends there. A deadline already past is `execute_timeout` with no time at all: the call is
     /// admitted, and unless its task is done the moment the caller looks, it is a `Timeout`
     /// (a task not yet started is cancelled then and never runs).
     ///
@@ -464,8 +562,58 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.run_until_counting(deadline, f, never_failed)
+    }
+
+    /// [`execute_fallible`](ThreadPoolBulkhead::execute_fallible) until an absolute
+    /// `deadline`, as [`execute_until`](ThreadPoolBulkhead::execute_until).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Inner`] with `f`'s error; [`PolicyError::Bulkhead`] with those of
+    /// [`execute_until`](ThreadPoolBulkhead::execute_until).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use bulkheads::{PolicyError, PoolConfig, ThreadPoolBulkhead};
+    ///
+    /// let pool = ThreadPoolBulkhead::new("search", PoolConfig::new(1))?;
+    /// let until = Instant::now() + Duration::from_secs(5);
+    /// let err = pool.execute_fallible_until(until, || Err::<(), _>("no index")).unwrap_err();
+    /// assert!(matches!(err, PolicyError::Inner("no index")));
+    /// assert_eq!(pool.stats().failed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn execute_fallible_until<F, T, E>(
+        &self,
+        deadline: Instant,
+        f: F,
+    ) -> Result<T, PolicyError<E>>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        flatten(self.run_until_counting(deadline, f, Result::is_err))
+    }
+
+    /// Runs `f` until `deadline` (cut to this thread's task's, if earlier); a value
+    /// `is_failure` picks out is counted as `failed`.
+    pub(crate) fn run_until_counting<F, T>(
+        &self,
+        deadline: Instant,
+        f: F,
+        is_failure: fn(&T) -> bool,
+    ) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let deadline = crate::deadline::within_current(Some(deadline)).unwrap_or(deadline);
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let task = self.start(f, Some(deadline))?;
+        let task = self.start(f, Some(deadline), is_failure)?;
         self.shared.wait_deadline(&*task, Some(deadline), timeout)
     }
 
@@ -482,7 +630,7 @@ impl ThreadPoolBulkhead {
         T: Send + 'static,
     {
         let submitted_at = Instant::now();
-        let task = self.start(f, None)?;
+        let task = self.start(f, None, never_failed)?;
         Ok(TaskHandle::new(
             task,
             Arc::clone(&self.shared),
@@ -492,7 +640,13 @@ impl ThreadPoolBulkhead {
 
     /// Admits `f`, queues it, and starts a worker for it if every worker is assigned.
     /// `deadline` is what [`crate::Deadline::current`] will read inside `f`.
-    fn start<F, T>(&self, f: F, deadline: Option<Instant>) -> Result<Arc<Task<F, T>>, BulkheadError>
+    /// `is_failure` picks out the values counted as `failed`.
+    fn start<F, T>(
+        &self,
+        f: F,
+        deadline: Option<Instant>,
+        is_failure: fn(&T) -> bool,
+    ) -> Result<Arc<Task<F, T>>, BulkheadError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -536,12 +690,15 @@ impl ThreadPoolBulkhead {
                 waited: Duration::ZERO,
             },
         );
-        let task = Arc::new(Task::new(
-            f,
-            Instant::now(),
-            deadline,
-            crate::trace::call_span(&shared.name),
-        ));
+        let task = Arc::new(
+            Task::new(
+                f,
+                Instant::now(),
+                deadline,
+                crate::trace::call_span(&shared.name),
+            )
+            .counting_failures(is_failure),
+        );
         // The queue has no bound of its own: the bound lives in the admission word.
         shared.queue.push(task.clone());
         if spawn {
@@ -690,6 +847,22 @@ impl ThreadPoolBulkhead {
         self.shared
             .failing_spawns
             .store(n, crate::sync::plain::Ordering::Relaxed);
+    }
+}
+
+/// A plain task's value is never a failure.
+fn never_failed<T>(_: &T) -> bool {
+    false
+}
+
+/// One flat result for a fallible call: its own error, or the bulkhead's.
+pub(crate) fn flatten<T, E>(
+    outcome: Result<Result<T, E>, BulkheadError>,
+) -> Result<T, PolicyError<E>> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(PolicyError::Inner(e)),
+        Err(e) => Err(PolicyError::Bulkhead(e)),
     }
 }
 

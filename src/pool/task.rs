@@ -8,8 +8,9 @@
 //! ```text
 //!  PENDING ──worker claims──▶ RUNNING ──worker delivers──▶ COMPLETING ──outcome stored──▶ DONE
 //!     │                          │
-//!     │                          └──caller gives up──▶ RUNNING|ORPHANED ──worker drops the
-//!     │                                                outcome, then frees the slot──▶ DONE
+//!     │                          └──caller gives up──▶ RUNNING|ORPHANED|TIMED_OUT ──callbacks
+//!     │                                                fired, worker drops the outcome,
+//!     │                                                then frees the slot──▶ DONE
 //!     ├──handle dropped──▶ PENDING|ORPHANED (runs; its outcome is dropped as above)
 //!     ├──caller cancels / times out──▶ ABANDONED   (never runs; the caller keeps the books)
 //!     └──shutdown_now / no worker────▶ RUNNING ──▶ COMPLETING ──▶ DONE (outcome is an error)
@@ -17,6 +18,12 @@
 //!
 //! Whoever wins the CAS out of PENDING, or out of RUNNING, decides the task's one outcome;
 //! the slot in the admission word is freed exactly once, by the side that won.
+//!
+//! `Deadline::on_expire` callbacks ride on the same CAS (`Expiry`, in `deadline.rs`): a
+//! caller whose give-up won it (TIMED_OUT) fires them; a worker whose delivery won it
+//! disarms them. A worker that lost to a TIMED_OUT caller fires whatever the caller has not
+//! taken yet, or waits for the caller's firing to end, before it frees the slot — so a
+//! cancel never lands on the worker's next task. A dropped handle (ORPHANED alone) disarms.
 //!
 //! ORPHANED is a flag, not inferred from `Arc::strong_count`: the count races with a caller
 //! that is dropping its clone at that very moment, and a worker that read "still wanted"
@@ -121,6 +128,9 @@ pub(crate) struct Task<F, T> {
     done: Condvar,
     /// What `Deadline::on_expire` registered, fired if the caller gives up.
     expiry: Expiry,
+    /// Whether a value is a failure (a fallible task's `Err`): counted as `failed`, not
+    /// `completed`. Never, for a plain task.
+    is_failure: fn(&T) -> bool,
 }
 
 impl<F, T> HasExpiry for Task<F, T>
@@ -158,7 +168,19 @@ where
             }),
             done: Condvar::new(),
             expiry: Expiry::new(),
+            is_failure: |_| false,
         }
+    }
+
+    /// The task's values that `is_failure` picks out are counted as `failed`.
+    pub(crate) fn counting_failures(mut self, is_failure: fn(&T) -> bool) -> Self {
+        self.is_failure = is_failure;
+        self
+    }
+
+    /// True if the task returned a value that counts as a failure.
+    fn failed(&self, outcome: &std::thread::Result<T>) -> bool {
+        outcome.as_ref().is_ok_and(|value| (self.is_failure)(value))
     }
 
     /// PENDING (orphaned or not) → RUNNING (keeping the flag): the claim of a worker, or of
@@ -209,14 +231,15 @@ where
             } else {
                 self.expiry.disarm();
             }
-            let panicked = outcome.is_err();
+            let (panicked, failed) = (outcome.is_err(), self.failed(&outcome));
             drop_quietly(Some(outcome));
-            shared.task_finished_detached(panicked);
+            shared.task_finished_detached(panicked, failed);
             self.state.store(DONE, Ordering::Release);
             return;
         }
         self.expiry.disarm();
-        let outcome = shared.task_finished(outcome);
+        let failed = self.failed(&outcome);
+        let outcome = shared.task_finished(outcome, failed);
         self.publish(outcome);
     }
 
@@ -249,7 +272,13 @@ where
             let overloaded = call.finish();
             drop(deadline);
             // TASK END: the one spot where it has stopped.
-            shared.task_stopped(started, outcome.is_err(), self.deadline, overloaded);
+            shared.task_stopped(
+                started,
+                outcome.is_err(),
+                self.failed(&outcome),
+                self.deadline,
+                overloaded,
+            );
             outcome
         })
     }
@@ -520,12 +549,18 @@ impl Shared {
     pub(crate) fn task_finished<T>(
         &self,
         outcome: std::thread::Result<T>,
+        failed: bool,
     ) -> Result<T, BulkheadError> {
         // Count the outcome before freeing the slot: whoever sees the pool quiet (the
         // release is ordered before their acquire load of the word) sees the books complete.
         let outcome = match outcome {
             Ok(value) => {
-                PoolCounters::bump(&self.counters.completed);
+                let counter = if failed {
+                    &self.counters.failed
+                } else {
+                    &self.counters.completed
+                };
+                PoolCounters::bump(counter);
                 Ok(value)
             }
             Err(payload) => {
@@ -543,9 +578,11 @@ impl Shared {
 
     /// A task ran and nobody is left to take its outcome (already dropped): count it and
     /// free the slot.
-    pub(crate) fn task_finished_detached(&self, panicked: bool) {
+    pub(crate) fn task_finished_detached(&self, panicked: bool, failed: bool) {
         let counter = if panicked {
             &self.counters.panicked
+        } else if failed {
+            &self.counters.failed
         } else {
             &self.counters.completed
         };
@@ -571,12 +608,14 @@ impl Shared {
     }
 
     /// A task started at `started` has returned or panicked: record its run time.
-    /// `deadline` and `overloaded` (a [`crate::limit::report_overload`] inside) decide
-    /// whether an adaptive pool counts it as a drop.
+    /// `failed`: a fallible task's `Err`. `deadline` and `overloaded` (a
+    /// [`crate::limit::report_overload`] inside) decide whether an adaptive pool counts it as
+    /// a drop.
     pub(crate) fn task_stopped(
         &self,
         started: Instant,
         panicked: bool,
+        failed: bool,
         deadline: Option<Instant>,
         overloaded: bool,
     ) {
@@ -586,6 +625,8 @@ impl Shared {
         self.adapt(started, run_time, deadline, overloaded);
         let kind = if panicked {
             EventKind::Panicked { run_time }
+        } else if failed {
+            EventKind::Failed { run_time }
         } else {
             EventKind::Finished { run_time }
         };
@@ -672,6 +713,14 @@ mod loom_models {
     fn fixture_with<T: Send + 'static>(
         make: impl FnOnce(Arc<Shared>) -> Box<dyn FnOnce() -> T + Send>,
     ) -> Fixture<T> {
+        fixture_until(make, None)
+    }
+
+    /// A fixture whose task has `deadline` (what `Deadline::current` reads inside it).
+    fn fixture_until<T: Send + 'static>(
+        make: impl FnOnce(Arc<Shared>) -> Box<dyn FnOnce() -> T + Send>,
+        deadline: Option<Instant>,
+    ) -> Fixture<T> {
         let pool = ThreadPoolBulkhead::new("model", PoolConfig::new(1)).unwrap();
         let shared = Arc::clone(&pool.shared);
         assert!(matches!(
@@ -690,7 +739,7 @@ mod loom_models {
             _pool: pool,
             shared,
             ran,
-            task: Arc::new(Task::new(f, Instant::now(), None, CallSpan::default())),
+            task: Arc::new(Task::new(f, Instant::now(), deadline, CallSpan::default())),
         }
     }
 
@@ -708,6 +757,7 @@ mod loom_models {
     fn books_balance<T>(fx: &Fixture<T>) {
         let c = &fx.shared.counters;
         let outcomes = c.completed.load(Ordering::Relaxed)
+            + c.failed.load(Ordering::Relaxed)
             + c.expired.load(Ordering::Relaxed)
             + c.cancelled.load(Ordering::Relaxed)
             + c.panicked.load(Ordering::Relaxed);
@@ -775,6 +825,68 @@ mod loom_models {
                 drop(value);
                 assert_eq!(dropped_at.load(Ordering::SeqCst), 1);
             }
+        });
+    }
+
+    /// A task that registers an `on_expire` callback as it starts, counting its runs.
+    fn expiring_fixture() -> (Fixture<u32>, std::sync::Arc<AtomicUsize>) {
+        let fired = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&fired);
+        // Far enough away that registering never finds it expired: the model is about the
+        // caller giving up, not about the clock.
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let fx = fixture_until(
+            move |_| {
+                Box::new(move || {
+                    let d = crate::Deadline::current().expect("the task has a deadline");
+                    d.on_expire(move || {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    });
+                    7
+                })
+            },
+            Some(deadline),
+        );
+        (fx, fired)
+    }
+
+    /// `on_expire`: the caller timing out races the task's start, its registration and its
+    /// completion. The callback fires iff the caller observed a timeout of a task that ran
+    /// (one expired in the queue never registered anything), at most once, and — whoever
+    /// fired it — before the worker freed the slot (the join below then sees it done).
+    #[test]
+    fn expiry_vs_completion() {
+        loom::model(|| {
+            let (fx, fired) = expiring_fixture();
+            let w = worker(&fx);
+            let past = Instant::now();
+            let outcome = fx
+                .shared
+                .wait_deadline(&*fx.task, Some(past), Duration::ZERO);
+            w.join().unwrap();
+            books_balance(&fx);
+            let ran = fx.ran.load(Ordering::Relaxed);
+            let fired = fired.load(Ordering::SeqCst);
+            assert!(fired <= 1, "fired {fired} times");
+            assert_eq!(
+                fired == 1,
+                outcome.is_err() && ran,
+                "outcome {outcome:?}, ran {ran}"
+            );
+            assert_eq!(fx.task.expiry.has_fired(), fired == 1);
+        });
+    }
+
+    /// A dropped handle is not a caller giving up at a deadline: the callback never fires.
+    #[test]
+    fn expiry_vs_detach() {
+        loom::model(|| {
+            let (fx, fired) = expiring_fixture();
+            let w = worker(&fx);
+            fx.task.detach();
+            w.join().unwrap();
+            books_balance(&fx);
+            assert_eq!(fired.load(Ordering::SeqCst), 0);
         });
     }
 

@@ -117,7 +117,7 @@ pub fn assert_books_balance(pool: &ThreadPoolBulkhead) {
     assert_eq!((s.running, s.queued), (0, 0), "pool not quiet: {s:?}");
     assert_eq!(
         s.submitted,
-        s.completed + s.panicked + s.expired + s.cancelled + s.global_refused,
+        s.completed + s.failed + s.panicked + s.expired + s.cancelled + s.global_refused,
         "books do not balance: {s:?}"
     );
 }
