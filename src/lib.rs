@@ -141,7 +141,7 @@
 //! [`ThreadPoolBulkhead::stats`] and [`BulkheadManager::stats`] take snapshots whose gauges
 //! come from one atomic reading: no snapshot shows more running tasks than threads or more
 //! queued tasks than the queue holds, and once a pool is quiet
-//! `submitted == completed + panicked + expired + cancelled`.
+//! `submitted == completed + failed + panicked + expired + cancelled + global_refused`.
 //!
 //! [`ManagerStats::to_prometheus`] renders them in the Prometheus text format, with no extra
 //! dependency:

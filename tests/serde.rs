@@ -210,16 +210,17 @@ fn manager_stats_serialize_every_field_tagged_by_kind() {
         value,
         json!({ "bulkheads": [
             {
-                "kind": "semaphore", "name": "cache", "max_concurrent": 1, "running": 1,
-                "waiting": 0, "permitted": 1, "rejected": 1,
+                "kind": "semaphore", "name": "cache", "max_concurrent": 1, "limit": 1,
+                "running": 1, "waiting": 0, "permitted": 1, "rejected": 1, "failed": 0,
             },
             {
-                "kind": "pool", "name": "inventory", "max_threads": 3, "core_threads": 1,
+                "kind": "pool", "name": "inventory", "max_threads": 3, "limit": 3,
+                "core_threads": 1,
                 "queue_capacity": 2, "live_threads": live, "running": 0, "queued": 0,
                 "peak_running": 1, "submitted": 2, "rejected": 0, "shutdown_refused": 0,
-                "completed": 1,
+                "completed": 1, "failed": 0,
                 "panicked": 1, "timed_out": 0, "expired": 0, "cancelled": 0,
-                "is_shutdown": false,
+                "global_refused": 0, "is_shutdown": false,
             },
         ]})
     );

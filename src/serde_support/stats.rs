@@ -7,11 +7,12 @@ use crate::breaker::CircuitMetrics;
 use crate::stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};
 
 /// The number of fields `pool_fields` writes.
-const POOL_STATS_FIELDS: usize = 19;
+const POOL_STATS_FIELDS: usize = 22;
 
 fn pool_fields<S: SerializeStruct>(s: &mut S, p: &PoolStats) -> Result<(), S::Error> {
     s.serialize_field("name", &p.name)?;
     s.serialize_field("max_threads", &p.max_threads)?;
+    s.serialize_field("limit", &p.limit)?;
     s.serialize_field("core_threads", &p.core_threads)?;
     s.serialize_field("queue_capacity", &p.queue_capacity)?;
     s.serialize_field("live_threads", &p.live_threads)?;
@@ -22,25 +23,29 @@ fn pool_fields<S: SerializeStruct>(s: &mut S, p: &PoolStats) -> Result<(), S::Er
     s.serialize_field("rejected", &p.rejected)?;
     s.serialize_field("shutdown_refused", &p.shutdown_refused)?;
     s.serialize_field("completed", &p.completed)?;
+    s.serialize_field("failed", &p.failed)?;
     s.serialize_field("panicked", &p.panicked)?;
     s.serialize_field("timed_out", &p.timed_out)?;
     s.serialize_field("expired", &p.expired)?;
     s.serialize_field("cancelled", &p.cancelled)?;
+    s.serialize_field("global_refused", &p.global_refused)?;
     s.serialize_field("is_shutdown", &p.is_shutdown)?;
     s.serialize_field("queue_wait", &Latency(&p.queue_wait))?;
     s.serialize_field("run_time", &Latency(&p.run_time))
 }
 
 /// The number of fields `semaphore_fields` writes.
-const SEMAPHORE_STATS_FIELDS: usize = 7;
+const SEMAPHORE_STATS_FIELDS: usize = 9;
 
 fn semaphore_fields<S: SerializeStruct>(s: &mut S, p: &SemaphoreStats) -> Result<(), S::Error> {
     s.serialize_field("name", &p.name)?;
     s.serialize_field("max_concurrent", &p.max_concurrent)?;
+    s.serialize_field("limit", &p.limit)?;
     s.serialize_field("running", &p.running)?;
     s.serialize_field("waiting", &p.waiting)?;
     s.serialize_field("permitted", &p.permitted)?;
     s.serialize_field("rejected", &p.rejected)?;
+    s.serialize_field("failed", &p.failed)?;
     s.serialize_field("wait", &Latency(&p.wait))
 }
 
