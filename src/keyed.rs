@@ -142,7 +142,11 @@ impl KeyedConfig {
             return Err(ConfigError::new(name, "max_keys", "must be at least 1"));
         }
         if self.idle_ttl.is_zero() {
-            return Err(ConfigError::new(name, "idle_ttl", "must be greater than zero"));
+            return Err(ConfigError::new(
+                name,
+                "idle_ttl",
+                "must be greater than zero",
+            ));
         }
         if let Some(n) = self.global_limit {
             if n == 0 || n > SemaphoreConfig::MAX_CONCURRENT {

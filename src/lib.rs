@@ -300,8 +300,8 @@ pub use connection::ConnectionPoolBulkhead;
 pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, DriverError, PanicPayload};
 pub use event::{Event, EventKind};
-pub use keyed::{KeyedConfig, KeyedPermit, KeyedSemaphore, KeyedStats};
 pub use histogram::{LatencyBuckets, LatencySummary};
+pub use keyed::{KeyedConfig, KeyedPermit, KeyedSemaphore, KeyedStats};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;

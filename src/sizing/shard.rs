@@ -47,9 +47,7 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
 /// The natural logarithm of C(n, k), for sizes where the exact value overflows.
 fn ln_combinations(n: usize, k: usize) -> f64 {
     let k = k.min(n - k);
-    (0..k)
-        .map(|i| ((n - i) as f64 / (i + 1) as f64).ln())
-        .sum()
+    (0..k).map(|i| ((n - i) as f64 / (i + 1) as f64).ln()).sum()
 }
 
 /// The probability that two keys, each given a uniformly random shard of `k` of `n` cells,

@@ -1,0 +1,320 @@
+//! KeyedSemaphore: per-key and global limits under concurrency, the key cap, idle eviction
+//! on a ManualClock (never of a busy key), bad keys, stats.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use bulkheads::{KeyedConfig, KeyedPermit, KeyedSemaphore, ManualClock, SemaphoreConfig};
+
+fn keyed(limit: usize) -> KeyedSemaphore {
+    KeyedSemaphore::new("tenants", KeyedConfig::new(SemaphoreConfig::new(limit))).unwrap()
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send_static<T: Send + 'static>() {}
+    send_sync::<KeyedSemaphore>();
+    send_static::<KeyedPermit>();
+};
+
+#[test]
+fn per_key_limit_holds_under_concurrency() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 2_000 };
+    let keyed = keyed(2);
+    let peaks: Vec<Arc<(AtomicUsize, AtomicUsize)>> = (0..2)
+        .map(|_| Arc::new((AtomicUsize::new(0), AtomicUsize::new(0))))
+        .collect();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let keyed = keyed.clone();
+            let witness = Arc::clone(&peaks[t % 2]);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                let key = if t % 2 == 0 { "a" } else { "b" };
+                let mut ok = 0;
+                for _ in 0..ROUNDS {
+                    if let Ok(()) = keyed.call(key, || {
+                        let now = witness.0.fetch_add(1, Ordering::SeqCst) + 1;
+                        witness.1.fetch_max(now, Ordering::SeqCst);
+                        witness.0.fetch_sub(1, Ordering::SeqCst);
+                    }) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    for p in &peaks {
+        assert!(
+            p.1.load(Ordering::SeqCst) <= 2,
+            "a key ran more than its limit"
+        );
+    }
+    let stats = keyed.stats();
+    assert_eq!(stats.permitted, ok as u64);
+    assert_eq!(stats.permitted + stats.rejected, (THREADS * ROUNDS) as u64);
+    assert_eq!(stats.running, 0);
+    assert_eq!(stats.keys, 2);
+}
+
+#[test]
+fn global_limit_holds_over_all_keys() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 1_000 };
+    let config = KeyedConfig::new(SemaphoreConfig::new(3)).global_limit(4);
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (keyed, now, peak, barrier) = (
+                keyed.clone(),
+                Arc::clone(&now),
+                Arc::clone(&peak),
+                Arc::clone(&barrier),
+            );
+            thread::spawn(move || {
+                barrier.wait();
+                let key = format!("k{}", t % 4);
+                for _ in 0..ROUNDS {
+                    let _ = keyed.call(&key, || {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(peak.load(Ordering::SeqCst) <= 4);
+    assert_eq!(keyed.global_stats().unwrap().running, 0);
+}
+
+#[test]
+fn global_limit_refusal_gives_back_the_key_permit() {
+    let config = KeyedConfig::new(SemaphoreConfig::new(5)).global_limit(1);
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let held = keyed.try_acquire("a").unwrap();
+    let err = keyed.try_acquire("b").unwrap_err();
+    assert!(err.is_rejected());
+    assert_eq!(err.bulkhead(), "t/*");
+    assert_eq!(keyed.key_stats("b").unwrap().running, 0);
+    drop(held);
+    assert!(keyed.try_acquire("b").is_ok());
+}
+
+#[test]
+fn limit_for_gives_tiers() {
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .limit_for(|k| if k.starts_with("gold-") { 3 } else { 1 });
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let gold: Vec<_> = (0..3)
+        .map(|_| keyed.try_acquire("gold-1").unwrap())
+        .collect();
+    assert!(keyed.try_acquire("gold-1").is_err());
+    let _basic = keyed.try_acquire("basic-1").unwrap();
+    assert!(keyed.try_acquire("basic-1").is_err());
+    assert_eq!(keyed.key_stats("gold-1").unwrap().max_concurrent, 3);
+    drop(gold);
+}
+
+#[test]
+fn new_key_past_max_keys_is_refused_and_existing_keys_are_untouched() {
+    let keyed =
+        KeyedSemaphore::new("t", KeyedConfig::new(SemaphoreConfig::new(1)).max_keys(2)).unwrap();
+    let a = keyed.try_acquire("a").unwrap();
+    keyed.call("b", || ()).unwrap();
+    let err = keyed.try_acquire("c").unwrap_err();
+    assert!(err.is_config());
+    assert_eq!(err.config_error().unwrap().field(), "max_keys");
+    assert_eq!(err.bulkhead(), "t/c");
+    // a still holds its count: its compartment is full.
+    assert!(keyed.try_acquire("a").unwrap_err().is_rejected());
+    assert!(keyed.try_acquire("b").is_ok());
+    assert_eq!(keyed.len(), 2);
+    assert_eq!(keyed.stats().keys_refused, 1);
+    drop(a);
+}
+
+#[test]
+fn a_flood_of_distinct_keys_never_grows_past_max_keys() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .max_keys(50)
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..5_000 {
+        match keyed.call(&format!("tenant-{i}"), || ()) {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.config_error().unwrap().field(), "max_keys");
+                refused += 1;
+            }
+        }
+        assert!(keyed.len() <= 50);
+        if i % 1_000 == 999 {
+            // Time passes: the idle keys make room for new ones.
+            clock.advance(Duration::from_secs(1));
+        }
+    }
+    assert_eq!(ok, 250, "50 keys per second, five seconds");
+    assert_eq!(refused, 4_750);
+    assert_eq!(keyed.stats().evicted, 200);
+}
+
+#[test]
+fn idle_keys_are_evicted_after_the_ttl_but_never_a_busy_one() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_secs(30))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    keyed.call("idle", || ()).unwrap();
+    let busy = keyed.try_acquire("busy").unwrap();
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(keyed.evict_idle(), 0, "not yet idle for the ttl");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.evict_idle(), 1);
+    assert!(keyed.key_stats("idle").is_none());
+    // Far past the ttl, the busy key stays, with its count: eviction never resets it.
+    clock.advance(Duration::from_secs(3_600));
+    assert_eq!(keyed.evict_idle(), 0);
+    assert!(keyed.try_acquire("busy").unwrap_err().is_rejected());
+    drop(busy);
+    // Released just now: idle from now, not from when it was acquired.
+    assert_eq!(keyed.evict_idle(), 0);
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(keyed.evict_idle(), 1);
+    assert!(keyed.is_empty());
+}
+
+#[test]
+fn a_busy_key_survives_eviction_under_concurrent_callers() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 2_000 };
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_nanos(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (keyed, clock, inside, peak) = (
+                keyed.clone(),
+                clock.clone(),
+                Arc::clone(&inside),
+                Arc::clone(&peak),
+            );
+            thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    if t == 0 {
+                        clock.advance(Duration::from_nanos(10));
+                        keyed.evict_idle();
+                    } else {
+                        let _ = keyed.call("hot", || {
+                            let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(n, Ordering::SeqCst);
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Had eviction replaced the key while a call was inside, a second compartment would
+    // have let two calls in at once.
+    assert_eq!(peak.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn bad_keys_and_bad_config_are_clear_errors() {
+    let keyed = keyed(1);
+    let empty = keyed.try_acquire("").unwrap_err();
+    assert_eq!(empty.config_error().unwrap().field(), "key");
+    let nul = keyed.call("a\0b", || ()).unwrap_err();
+    assert_eq!(nul.config_error().unwrap().field(), "key");
+    assert!(nul.to_string().contains("NUL"), "{nul}");
+    assert!(keyed.is_empty());
+
+    let zero = KeyedSemaphore::new(
+        "t",
+        KeyedConfig::new(SemaphoreConfig::new(1)).limit_for(|_| 0),
+    )
+    .unwrap();
+    assert_eq!(
+        zero.try_acquire("x")
+            .unwrap_err()
+            .config_error()
+            .unwrap()
+            .field(),
+        "limit_for"
+    );
+
+    let cfg = || KeyedConfig::new(SemaphoreConfig::new(1));
+    for (config, field) in [
+        (cfg().max_keys(0), "max_keys"),
+        (cfg().idle_ttl(Duration::ZERO), "idle_ttl"),
+        (cfg().global_limit(0), "global_limit"),
+        (KeyedConfig::new(SemaphoreConfig::new(0)), "max_concurrent"),
+    ] {
+        let err = KeyedSemaphore::new("t", config).unwrap_err();
+        assert_eq!((err.bulkhead(), err.field()), ("t", field));
+    }
+    assert_eq!(KeyedSemaphore::new("", cfg()).unwrap_err().field(), "name");
+}
+
+#[test]
+fn call_waits_the_configured_max_wait_for_its_key() {
+    let config = KeyedConfig::new(SemaphoreConfig::new(1).max_wait(Duration::from_secs(30)));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let held = keyed.try_acquire("a").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let keyed = keyed.clone();
+        thread::spawn(move || tx.send(keyed.call("a", || 5)).unwrap())
+    };
+    common::wait_until(Duration::from_secs(10), "the caller waits", || {
+        keyed.key_stats("a").unwrap().waiting == 1
+    });
+    drop(held);
+    assert_eq!(rx.recv().unwrap().unwrap(), 5);
+    waiter.join().unwrap();
+}
+
+#[test]
+fn top_rejected_ranks_keys_and_stats_add_up() {
+    let keyed = keyed(1);
+    let _a = keyed.try_acquire("a").unwrap();
+    let _b = keyed.try_acquire("b").unwrap();
+    for _ in 0..3 {
+        assert!(keyed.try_acquire("a").is_err());
+    }
+    assert!(keyed.try_acquire("b").is_err());
+    keyed.call("c", || ()).unwrap();
+    assert_eq!(
+        keyed.top_rejected(10),
+        vec![("a".to_string(), 3), ("b".to_string(), 1)]
+    );
+    let stats = keyed.stats();
+    assert_eq!((stats.rejected, stats.permitted, stats.running), (4, 3, 2));
+}
