@@ -23,6 +23,11 @@ use crate::stats::SemaphoreStats;
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering, RwLock};
 
+/// The registry's map. foldhash, seeded per process, as the manager's registry: keys come
+/// from outside, but the cap bounds what a flood can do, and SipHash would be a third of a
+/// call's cost.
+type Keys = HashMap<Box<str>, Arc<Slot>, foldhash::fast::RandomState>;
+
 /// Gives the permit limit of one key (tiers: a paying tenant gets more).
 type LimitFor = Arc<dyn Fn(&str) -> usize + Send + Sync>;
 
@@ -163,6 +168,7 @@ impl KeyedConfig {
 
 /// One key's compartment and its books.
 struct Slot {
+    key: Box<str>,
     semaphore: Arc<SemaphoreBulkhead>,
     /// Permits out for this key; changed under the registry's read lock (acquire) or with
     /// no lock (release), read under the write lock by eviction.
@@ -174,7 +180,7 @@ struct Slot {
 struct Inner {
     name: Arc<str>,
     config: KeyedConfig,
-    keys: RwLock<HashMap<Box<str>, Arc<Slot>>>,
+    keys: RwLock<Keys>,
     global: Option<Arc<SemaphoreBulkhead>>,
     base: Instant,
     evicted: AtomicU64,
@@ -242,14 +248,13 @@ pub struct KeyedPermit {
     _global_permit: Option<OwnedPermit>,
     slot: Arc<Slot>,
     inner: Arc<Inner>,
-    key: Box<str>,
 }
 
 impl fmt::Debug for KeyedPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedPermit")
             .field("bulkhead", &self.inner.name)
-            .field("key", &self.key)
+            .field("key", &self.slot.key)
             .finish()
     }
 }
@@ -257,18 +262,24 @@ impl fmt::Debug for KeyedPermit {
 impl KeyedPermit {
     /// The key this permit belongs to.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.slot.key
     }
 }
 
 impl Drop for KeyedPermit {
     fn drop(&mut self) {
-        self.slot
-            .last_used
-            .store(self.inner.now_nanos(), Ordering::Relaxed);
+        self.slot.exit(&self.inner);
+    }
+}
+
+impl Slot {
+    /// Books the end of a call counted in `in_flight` (also a refused one: an attempt is
+    /// use, so the key stays).
+    fn exit(&self, inner: &Inner) {
+        self.last_used.store(inner.now_nanos(), Ordering::Relaxed);
         // Release pairs with eviction's Acquire load: the last_used store above is seen by
         // whoever sees the count fall.
-        self.slot.in_flight.fetch_sub(1, Ordering::Release);
+        self.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -328,7 +339,7 @@ impl KeyedSemaphore {
             inner: Arc::new(Inner {
                 name: name.into(),
                 config,
-                keys: RwLock::new(HashMap::new()),
+                keys: RwLock::new(Keys::default()),
                 global,
                 base,
                 evicted: AtomicU64::new(0),
@@ -363,7 +374,17 @@ impl KeyedSemaphore {
     where
         F: FnOnce() -> T,
     {
-        let _permit = self.acquire_timeout(key, self.inner.config.semaphore.max_wait)?;
+        // The same steps as `acquire_timeout`, with borrowed permits: no reference count
+        // to raise per call. Locals drop in reverse order: the permits, then the books.
+        let timeout = self.inner.config.semaphore.max_wait;
+        let since = self.since(timeout);
+        let slot = self.slot(key)?;
+        let _exit = Exit(&slot, &self.inner);
+        let _key_permit = slot.semaphore.acquire_timeout(timeout)?;
+        let _global_permit = match &self.inner.global {
+            Some(global) => Some(global.acquire_timeout(left(since, timeout))?),
+            None => None,
+        };
         Ok(f())
     }
 
@@ -387,26 +408,27 @@ impl KeyedSemaphore {
         key: &str,
         timeout: Duration,
     ) -> Result<KeyedPermit, BulkheadError> {
-        let since = Instant::now();
+        let since = self.since(timeout);
         let slot = self.slot(key)?;
         // From here the key's in_flight is counted: give it back on every error path.
-        let guard = InFlight(&slot);
+        let exit = Exit(&slot, &self.inner);
         let key_permit = slot.semaphore.acquire_owned_timeout(timeout)?;
         let global_permit = match &self.inner.global {
-            Some(global) => {
-                let left = timeout.saturating_sub(since.elapsed());
-                Some(global.acquire_owned_timeout(left)?)
-            }
+            Some(global) => Some(global.acquire_owned_timeout(left(since, timeout))?),
             None => None,
         };
-        std::mem::forget(guard);
+        std::mem::forget(exit);
         Ok(KeyedPermit {
             _key_permit: key_permit,
             _global_permit: global_permit,
             slot,
             inner: Arc::clone(&self.inner),
-            key: key.into(),
         })
+    }
+
+    /// When the wait started, if a second wait (the global limit's) will need it.
+    fn since(&self, timeout: Duration) -> Option<Instant> {
+        (self.inner.global.is_some() && !timeout.is_zero()).then(Instant::now)
     }
 
     /// The key's slot with its `in_flight` raised, created if needed.
@@ -444,6 +466,7 @@ impl KeyedSemaphore {
             return Err(self.refuse(key, ConfigError::new(&self.inner.name, "max_keys", reason)));
         }
         let slot = Arc::new(Slot {
+            key: key.into(),
             semaphore: Arc::new(semaphore),
             in_flight: AtomicUsize::new(1),
             last_used: AtomicU64::new(now),
@@ -513,7 +536,7 @@ impl KeyedSemaphore {
         self.evict_locked(&mut keys, now)
     }
 
-    fn evict_locked(&self, keys: &mut HashMap<Box<str>, Arc<Slot>>, now: u64) -> usize {
+    fn evict_locked(&self, keys: &mut Keys, now: u64) -> usize {
         let ttl = u64::try_from(self.inner.config.idle_ttl.as_nanos()).unwrap_or(u64::MAX);
         let before = keys.len();
         keys.retain(|_, slot| {
@@ -621,11 +644,16 @@ impl KeyedSemaphore {
     }
 }
 
-/// Gives back a counted in-flight call on an error path.
-struct InFlight<'a>(&'a Slot);
+/// What is left of `timeout` since `since` (all of it when there was no need to look).
+fn left(since: Option<Instant>, timeout: Duration) -> Duration {
+    since.map_or(timeout, |since| timeout.saturating_sub(since.elapsed()))
+}
 
-impl Drop for InFlight<'_> {
+/// Books the end of a counted call when dropped: on an error path, or after `call`'s `f`.
+struct Exit<'a>(&'a Slot, &'a Inner);
+
+impl Drop for Exit<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Release);
+        self.0.exit(self.1);
     }
 }
