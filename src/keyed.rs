@@ -243,9 +243,11 @@ impl fmt::Debug for KeyedSemaphore {
 /// ```
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct KeyedPermit {
-    // Field order is drop order: the key's permit goes back before the books say so.
-    _key_permit: OwnedPermit,
-    _global_permit: Option<OwnedPermit>,
+    // Options so that `drop` can give the permits back before it books the end of the
+    // call: were the books first, an evictor could drop this key while its permit is still
+    // out, and a new compartment for the same key would admit one call too many.
+    key_permit: Option<OwnedPermit>,
+    global_permit: Option<OwnedPermit>,
     slot: Arc<Slot>,
     inner: Arc<Inner>,
 }
@@ -268,6 +270,8 @@ impl KeyedPermit {
 
 impl Drop for KeyedPermit {
     fn drop(&mut self) {
+        drop(self.global_permit.take());
+        drop(self.key_permit.take());
         self.slot.exit(&self.inner);
     }
 }
@@ -419,8 +423,8 @@ impl KeyedSemaphore {
         };
         std::mem::forget(exit);
         Ok(KeyedPermit {
-            _key_permit: key_permit,
-            _global_permit: global_permit,
+            key_permit: Some(key_permit),
+            global_permit,
             slot,
             inner: Arc::clone(&self.inner),
         })

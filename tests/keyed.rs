@@ -205,8 +205,8 @@ fn idle_keys_are_evicted_after_the_ttl_but_never_a_busy_one() {
 
 #[test]
 fn a_busy_key_survives_eviction_under_concurrent_callers() {
-    const THREADS: usize = 4;
-    const ROUNDS: usize = if cfg!(miri) { 10 } else { 2_000 };
+    const THREADS: usize = 5;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 5_000 };
     let clock = ManualClock::new();
     let config = KeyedConfig::new(SemaphoreConfig::new(1))
         .idle_ttl(Duration::from_nanos(1))
@@ -227,12 +227,19 @@ fn a_busy_key_survives_eviction_under_concurrent_callers() {
                     if t == 0 {
                         clock.advance(Duration::from_nanos(10));
                         keyed.evict_idle();
-                    } else {
+                    } else if t % 2 == 0 {
                         let _ = keyed.call("hot", || {
                             let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                             peak.fetch_max(n, Ordering::SeqCst);
                             inside.fetch_sub(1, Ordering::SeqCst);
                         });
+                    } else if let Ok(permit) = keyed.try_acquire("hot") {
+                        // Owned permits too: the permit must be back before the key counts
+                        // as idle, or an evictor could make a second compartment for it.
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(permit);
                     }
                 }
             })
@@ -317,4 +324,21 @@ fn top_rejected_ranks_keys_and_stats_add_up() {
     );
     let stats = keyed.stats();
     assert_eq!((stats.rejected, stats.permitted, stats.running), (4, 3, 2));
+}
+
+#[test]
+fn a_panic_in_call_gives_the_permit_back_and_keeps_the_books() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        keyed.call("a", || panic!("tenant code failed"))
+    }));
+    assert!(caught.is_err());
+    assert_eq!(keyed.key_stats("a").unwrap().running, 0);
+    assert!(keyed.try_acquire("a").is_ok());
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.evict_idle(), 1, "nothing left counted in flight");
 }
