@@ -184,6 +184,9 @@ struct Inner {
     global: Option<Arc<SemaphoreBulkhead>>,
     base: Instant,
     evicted: AtomicU64,
+    /// When a new key at the cap last swept (nanoseconds after `base`, `u64::MAX`: never);
+    /// written under the write lock.
+    last_sweep: AtomicU64,
     keys_refused: AtomicU64,
 }
 
@@ -347,6 +350,7 @@ impl KeyedSemaphore {
                 global,
                 base,
                 evicted: AtomicU64::new(0),
+                last_sweep: AtomicU64::new(u64::MAX),
                 keys_refused: AtomicU64::new(0),
             }),
         })
@@ -461,7 +465,8 @@ impl KeyedSemaphore {
             slot.in_flight.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::clone(slot));
         }
-        if keys.len() >= self.inner.config.max_keys {
+        if keys.len() >= self.inner.config.max_keys && self.sweep_due(now) {
+            self.inner.last_sweep.store(now, Ordering::Relaxed);
             self.evict_locked(&mut keys, now);
         }
         if keys.len() >= self.inner.config.max_keys {
@@ -477,6 +482,16 @@ impl KeyedSemaphore {
         });
         keys.insert(key.into(), Arc::clone(&slot));
         Ok(slot)
+    }
+
+    /// Whether a new key at the cap may sweep: at most once per `idle_ttl / 8`, so that a
+    /// flood of new keys at the cap is refused in O(1) each instead of scanning every key
+    /// under the write lock each time. The price: a key past its ttl may hold its place up
+    /// to `idle_ttl / 8` longer.
+    fn sweep_due(&self, now: u64) -> bool {
+        let last = self.inner.last_sweep.load(Ordering::Relaxed);
+        let every = u64::try_from((self.inner.config.idle_ttl / 8).as_nanos()).unwrap_or(u64::MAX);
+        last == u64::MAX || now.saturating_sub(last) >= every
     }
 
     /// Validates a new key and asks its limit.
@@ -513,8 +528,8 @@ impl KeyedSemaphore {
     }
 
     /// Evicts every key idle for at least `idle_ttl` with nothing in flight; returns how
-    /// many. New keys call it when the cap is reached; call it on a timer to free memory
-    /// sooner.
+    /// many. A new key that finds the cap reached calls it (at most once per `idle_ttl / 8`);
+    /// call it on a timer to free memory sooner.
     ///
     /// # Examples
     ///

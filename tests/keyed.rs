@@ -342,3 +342,40 @@ fn a_panic_in_call_gives_the_permit_back_and_keeps_the_books() {
     clock.advance(Duration::from_secs(1));
     assert_eq!(keyed.evict_idle(), 1, "nothing left counted in flight");
 }
+
+#[test]
+fn at_the_cap_new_keys_sweep_at_most_once_per_eighth_of_the_ttl() {
+    // A flood of new keys at the cap must not scan every key under the write lock each
+    // time: at most one sweep per idle_ttl / 8 (here 1 s).
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .max_keys(1)
+        .idle_ttl(Duration::from_secs(8))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let ms = Duration::from_millis;
+    keyed.call("a", || ()).unwrap(); // t = 0
+    clock.advance(ms(7_000));
+    assert!(
+        keyed.try_acquire("b").is_err(),
+        "swept at 7 s: a idle only 7 s"
+    );
+    clock.advance(ms(1_500));
+    keyed.call("b", || ()).unwrap(); // t = 8.5 s: swept, a evicted
+    assert_eq!(keyed.stats().evicted, 1);
+    clock.advance(ms(7_900));
+    assert!(
+        keyed.try_acquire("c").is_err(),
+        "swept at 16.4 s: b idle only 7.9 s"
+    );
+    clock.advance(ms(200));
+    // b has now been idle 8.1 s, but the last sweep was 0.2 s ago: refused, no scan.
+    assert!(keyed.try_acquire("d").is_err());
+    assert_eq!(keyed.stats().evicted, 1);
+    clock.advance(ms(800));
+    assert!(
+        keyed.try_acquire("d").is_ok(),
+        "a sweep is due again: b goes"
+    );
+    assert_eq!(keyed.stats().evicted, 2);
+}
