@@ -449,7 +449,14 @@ impl KeyedSemaphore {
                 return Ok(Arc::clone(slot));
             }
         }
-        let limit = self.check_new_key(key)?;
+        self.check_key(key)?;
+        let now = self.inner.now_nanos();
+        if self.inner.keys.read().len() >= self.inner.config.max_keys && !self.sweep_due(now) {
+            // Full, and no sweep due: refused under the read lock, before `limit_for` and
+            // any allocation, so a flood of new keys costs little and blocks no one.
+            return Err(self.full(key));
+        }
+        let limit = self.limit_of(key)?;
         let semaphore = SemaphoreBulkhead::new(
             format!("{}/{key}", self.inner.name),
             SemaphoreConfig {
@@ -458,7 +465,6 @@ impl KeyedSemaphore {
             },
         )
         .map_err(|e| self.refuse(key, e))?;
-        let now = self.inner.now_nanos();
         let mut keys = self.inner.keys.write();
         if let Some(slot) = keys.get(key) {
             // Another caller created it meanwhile.
@@ -471,8 +477,7 @@ impl KeyedSemaphore {
         }
         if keys.len() >= self.inner.config.max_keys {
             drop(keys);
-            let reason = format!("{} keys are held already", self.inner.config.max_keys);
-            return Err(self.refuse(key, ConfigError::new(&self.inner.name, "max_keys", reason)));
+            return Err(self.full(key));
         }
         let slot = Arc::new(Slot {
             key: key.into(),
@@ -494,8 +499,8 @@ impl KeyedSemaphore {
         last == u64::MAX || now.saturating_sub(last) >= every
     }
 
-    /// Validates a new key and asks its limit.
-    fn check_new_key(&self, key: &str) -> Result<usize, BulkheadError> {
+    /// Refuses an empty key or one with a NUL byte (it becomes part of a bulkhead's name).
+    fn check_key(&self, key: &str) -> Result<(), BulkheadError> {
         let name = &*self.inner.name;
         if key.is_empty() {
             return Err(self.refuse(key, ConfigError::new(name, "key", "must not be empty")));
@@ -506,6 +511,12 @@ impl KeyedSemaphore {
                 ConfigError::new(name, "key", "must not contain a NUL byte"),
             ));
         }
+        Ok(())
+    }
+
+    /// A new key's limit, from `limit_for` (user code: called with no lock held).
+    fn limit_of(&self, key: &str) -> Result<usize, BulkheadError> {
+        let name = &*self.inner.name;
         let limit = match &self.inner.config.limit_for {
             Some(f) => f(key),
             None => self.inner.config.semaphore.max_concurrent,
@@ -517,6 +528,11 @@ impl KeyedSemaphore {
             ));
         }
         Ok(limit)
+    }
+
+    fn full(&self, key: &str) -> BulkheadError {
+        let reason = format!("{} keys are held already", self.inner.config.max_keys);
+        self.refuse(key, ConfigError::new(&self.inner.name, "max_keys", reason))
     }
 
     fn refuse(&self, key: &str, error: ConfigError) -> BulkheadError {

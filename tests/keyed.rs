@@ -146,6 +146,9 @@ fn new_key_past_max_keys_is_refused_and_existing_keys_are_untouched() {
     assert!(keyed.try_acquire("b").is_ok());
     assert_eq!(keyed.len(), 2);
     assert_eq!(keyed.stats().keys_refused, 1);
+    // At the cap, a bad key is still named as a bad key.
+    let bad = keyed.try_acquire("").unwrap_err();
+    assert_eq!(bad.config_error().unwrap().field(), "key");
     drop(a);
 }
 
