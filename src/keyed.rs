@@ -188,6 +188,10 @@ struct Inner {
     /// written under the write lock.
     last_sweep: AtomicU64,
     keys_refused: AtomicU64,
+    /// Permits granted and calls refused by keys since evicted: kept so that the aggregate
+    /// counters only ever go up. Written under the write lock, read under the read lock.
+    retired_permitted: AtomicU64,
+    retired_rejected: AtomicU64,
 }
 
 impl Inner {
@@ -302,9 +306,11 @@ pub struct KeyedStats {
     pub max_keys: usize,
     /// Permits out now, over all keys.
     pub running: usize,
-    /// Permits granted, over the keys held now.
+    /// Permits granted, over all keys ever held (evicted keys' counts are kept): a counter
+    /// that only goes up.
     pub permitted: u64,
-    /// Calls refused by their key's compartment, over the keys held now.
+    /// Calls refused by their key's compartment (or the global limit's), over all keys ever
+    /// held: a counter that only goes up.
     pub rejected: u64,
     /// Keys evicted after `idle_ttl` idle.
     pub evicted: u64,
@@ -352,6 +358,8 @@ impl KeyedSemaphore {
                 evicted: AtomicU64::new(0),
                 last_sweep: AtomicU64::new(u64::MAX),
                 keys_refused: AtomicU64::new(0),
+                retired_permitted: AtomicU64::new(0),
+                retired_rejected: AtomicU64::new(0),
             }),
         })
     }
@@ -574,11 +582,27 @@ impl KeyedSemaphore {
     fn evict_locked(&self, keys: &mut Keys, now: u64) -> usize {
         let ttl = u64::try_from(self.inner.config.idle_ttl.as_nanos()).unwrap_or(u64::MAX);
         let before = keys.len();
+        let (mut permitted, mut rejected) = (0, 0);
         keys.retain(|_, slot| {
-            // Acquire pairs with the permit's Release: a zero count comes with its last_used.
-            slot.in_flight.load(Ordering::Acquire) > 0
-                || now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < ttl
+            // Acquire pairs with the permit's Release: a zero count comes with its last_used
+            // and its semaphore's counters.
+            let keep = slot.in_flight.load(Ordering::Acquire) > 0
+                || now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < ttl;
+            if !keep {
+                // Nothing is in flight and no one can reach the slot again to add to these.
+                let s = slot.semaphore.stats();
+                permitted += s.permitted;
+                rejected += s.rejected;
+            }
+            keep
         });
+        let inner = &self.inner;
+        inner
+            .retired_permitted
+            .fetch_add(permitted, Ordering::Relaxed);
+        inner
+            .retired_rejected
+            .fetch_add(rejected, Ordering::Relaxed);
         let evicted = before - keys.len();
         self.inner
             .evicted
@@ -658,14 +682,24 @@ impl KeyedSemaphore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stats(&self) -> KeyedStats {
-        let slots: Vec<Arc<Slot>> = self.inner.keys.read().values().cloned().collect();
+        let (slots, permitted, rejected) = {
+            // The retired counts and the held keys under one read lock, so that no key is
+            // counted twice or not at all while it is evicted.
+            let keys = self.inner.keys.read();
+            let slots: Vec<Arc<Slot>> = keys.values().cloned().collect();
+            (
+                slots,
+                self.inner.retired_permitted.load(Ordering::Relaxed),
+                self.inner.retired_rejected.load(Ordering::Relaxed),
+            )
+        };
         let mut stats = KeyedStats {
             name: self.inner.name.to_string(),
             keys: slots.len(),
             max_keys: self.inner.config.max_keys,
             running: 0,
-            permitted: 0,
-            rejected: 0,
+            permitted,
+            rejected,
             evicted: self.inner.evicted.load(Ordering::Relaxed),
             keys_refused: self.inner.keys_refused.load(Ordering::Relaxed),
         };
@@ -674,6 +708,13 @@ impl KeyedSemaphore {
             stats.running += s.running;
             stats.permitted += s.permitted;
             stats.rejected += s.rejected;
+        }
+        if let Some(global) = self.global_stats() {
+            // A call the global limit refused took its key's permit first: it counts as
+            // refused, not permitted. Every call is refused by one of the two at most.
+            stats.rejected += global.rejected;
+            // Saturating: a snapshot taken while calls race may read the two apart.
+            stats.permitted = stats.permitted.saturating_sub(global.rejected);
         }
         stats
     }

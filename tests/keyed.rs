@@ -101,6 +101,9 @@ fn global_limit_holds_over_all_keys() {
     }
     assert!(peak.load(Ordering::SeqCst) <= 4);
     assert_eq!(keyed.global_stats().unwrap().running, 0);
+    let stats = keyed.stats();
+    assert_eq!(stats.permitted + stats.rejected, (THREADS * ROUNDS) as u64);
+    assert_eq!(stats.permitted, keyed.global_stats().unwrap().permitted);
 }
 
 #[test]
@@ -114,6 +117,32 @@ fn global_limit_refusal_gives_back_the_key_permit() {
     assert_eq!(keyed.key_stats("b").unwrap().running, 0);
     drop(held);
     assert!(keyed.try_acquire("b").is_ok());
+    let stats = keyed.stats();
+    assert_eq!(
+        (stats.permitted, stats.rejected),
+        (2, 1),
+        "3 attempts: 2 in, 1 out"
+    );
+}
+
+#[test]
+fn aggregate_counters_survive_eviction() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    {
+        let _a = keyed.try_acquire("a").unwrap();
+        assert!(keyed.try_acquire("a").is_err());
+    }
+    keyed.call("b", || ()).unwrap();
+    let before = keyed.stats();
+    assert_eq!((before.permitted, before.rejected), (2, 1));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.evict_idle(), 2);
+    let after = keyed.stats();
+    assert_eq!((after.keys, after.permitted, after.rejected), (0, 2, 1));
 }
 
 #[test]
