@@ -411,3 +411,38 @@ fn at_the_cap_new_keys_sweep_at_most_once_per_eighth_of_the_ttl() {
     );
     assert_eq!(keyed.stats().evicted, 2);
 }
+
+#[test]
+fn prometheus_text_is_valid_and_bounded_to_the_top_n_keys() {
+    let keyed = keyed(1);
+    let held: Vec<_> = (0..20)
+        .map(|i| keyed.try_acquire(&format!("tenant-\"{i}\"")).unwrap())
+        .collect();
+    for i in 0..20 {
+        for _ in 0..=i {
+            assert!(keyed.try_acquire(&format!("tenant-\"{i}\"")).is_err());
+        }
+    }
+    let text = keyed.to_prometheus(3);
+    let exposition = common::exposition::parse(&text);
+    let top: Vec<_> = exposition
+        .samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("bulkhead_keyed_top_rejected{"))
+        .collect();
+    assert_eq!(top.len(), 3, "{text}");
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_top_rejected{bulkhead="tenants",key="tenant-\"19\""}"#],
+        20.0,
+        "{text}"
+    );
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_calls_total{bulkhead="tenants",outcome="rejected"}"#],
+        210.0
+    );
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_keys{bulkhead="tenants"}"#],
+        20.0
+    );
+    drop(held);
+}

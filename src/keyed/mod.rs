@@ -23,6 +23,9 @@ use crate::stats::SemaphoreStats;
 use crate::sync::Arc;
 use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering, RwLock};
 
+mod stats;
+pub use stats::KeyedStats;
+
 /// The registry's map. foldhash, seeded per process, as the manager's registry: keys come
 /// from outside, but the cap bounds what a flood can do, and SipHash would be a third of a
 /// call's cost.
@@ -292,30 +295,6 @@ impl Slot {
         // whoever sees the count fall.
         self.in_flight.fetch_sub(1, Ordering::Release);
     }
-}
-
-/// Aggregate statistics of a [`KeyedSemaphore`]: one row, not one per key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct KeyedStats {
-    /// The keyed semaphore's name.
-    pub name: String,
-    /// Keys held now.
-    pub keys: usize,
-    /// The cap on keys.
-    pub max_keys: usize,
-    /// Permits out now, over all keys.
-    pub running: usize,
-    /// Permits granted, over all keys ever held (evicted keys' counts are kept): a counter
-    /// that only goes up.
-    pub permitted: u64,
-    /// Calls refused by their key's compartment (or the global limit's), over all keys ever
-    /// held: a counter that only goes up.
-    pub rejected: u64,
-    /// Keys evicted after `idle_ttl` idle.
-    pub evicted: u64,
-    /// New keys refused: past `max_keys`, invalid, or given a limit of 0.
-    pub keys_refused: u64,
 }
 
 impl KeyedSemaphore {
