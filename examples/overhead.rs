@@ -18,7 +18,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{
-    BulkheadManager, PoolConfig, SemaphoreBulkhead, SemaphoreConfig, ThreadPoolBulkhead,
+    BulkheadManager, KeyedConfig, KeyedSemaphore, PoolConfig, SemaphoreBulkhead, SemaphoreConfig,
+    ThreadPoolBulkhead,
 };
 use cpu::{Hogs, callers_cpu_ns, cpu_ns_since, thread_cpu_ns};
 use naive::NaivePool;
@@ -197,6 +198,37 @@ fn semaphore(rows: &mut Vec<Row>) {
         measured: format!("{s:.1} ns vs {a:.1} ns = {:.2}x", s / a),
         pass: Some(s <= 2.5 * a),
         target: "<= 2.5x",
+    });
+}
+
+/// `keyed.call(key, f)` on an existing key (among 1 000) against a plain semaphore's
+/// `call`: the price of the key's lookup and its in-flight books.
+fn keyed(rows: &mut Vec<Row>) {
+    let sem = SemaphoreBulkhead::new("sem", SemaphoreConfig::new(8)).expect("valid");
+    let keyed =
+        KeyedSemaphore::new("tenants", KeyedConfig::new(SemaphoreConfig::new(8))).expect("valid");
+    for i in 0..1_000 {
+        keyed.call(&format!("tenant-{i}"), || ()).expect("free");
+    }
+    let (mut k, mut s) = (vec![], vec![]);
+    for _ in 0..31 {
+        k.push(ns_per_call(100_000, || {
+            black_box(
+                keyed
+                    .call(black_box("tenant-421"), || black_box(1))
+                    .expect("free"),
+            );
+        }));
+        s.push(ns_per_call(100_000, || {
+            black_box(sem.call(|| black_box(1)).expect("free"));
+        }));
+    }
+    let (k, s) = (median(k), median(s));
+    rows.push(Row {
+        figure: "keyed.call(existing key) vs semaphore.call".into(),
+        measured: format!("{k:.1} ns vs {s:.1} ns = {:.2}x", k / s),
+        pass: Some(k <= 2.0 * s),
+        target: "<= 2x",
     });
 }
 
@@ -761,6 +793,7 @@ fn main() {
         ("tiny_throughput", tiny_throughput),
         ("rejection", rejection),
         ("semaphore", semaphore),
+        ("keyed", keyed),
         ("manager", manager_lookup),
         ("trickle", trickle),
         ("slow_calls", slow_calls),

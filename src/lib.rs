@@ -257,6 +257,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod acquire_all;
 mod breaker;
 pub mod clock;
 mod config;
@@ -265,6 +266,7 @@ mod deadline;
 mod error;
 mod event;
 mod histogram;
+mod keyed;
 pub mod limit;
 mod manager;
 #[cfg(feature = "metrics")]
@@ -278,14 +280,17 @@ mod recent;
 #[cfg(feature = "redis")]
 mod redis;
 mod retry;
+mod route;
 mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_support;
+mod shard;
 pub mod sizing;
 mod stats;
 mod sync;
 mod trace;
 
+pub use acquire_all::{Permits, acquire_all};
 pub use breaker::{
     CallPermit, CircuitBreaker, CircuitBreakerConfig, CircuitMetrics, CircuitState, SlidingWindow,
 };
@@ -296,6 +301,7 @@ pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, DriverError, PanicPayload};
 pub use event::{Event, EventKind};
 pub use histogram::{LatencyBuckets, LatencySummary};
+pub use keyed::{KeyedConfig, KeyedPermit, KeyedSemaphore, KeyedStats};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;
@@ -307,4 +313,5 @@ pub use process::{ProcessBulkhead, ProcessConfig, ProcessOutput};
 pub use redis::{Lease, Outage, RedisSemaphore, RedisSemaphoreConfig, RedisSemaphoreStats};
 pub use retry::{Backoff, Jitter, Retry, RetryBudget, RetryMetrics, RetryStats, Retryable};
 pub use semaphore::{OwnedPermit, Permit, SemaphoreBulkhead};
+pub use shard::ShuffleSharder;
 pub use stats::{BulkheadStats, ManagerStats, PoolStats, ProcessStats, SemaphoreStats};

@@ -78,6 +78,8 @@ pub struct BulkheadManager {
     /// The configured retries, by name; fixed at build. Clones share their counters and
     /// listeners, so `retry(name)` hands out clones.
     retries: std::collections::BTreeMap<Arc<str>, Retry>,
+    /// `(pattern, pool name)` in the order configured: [`pool_for`](Self::pool_for).
+    routes: Vec<(Box<str>, Box<str>)>,
 }
 
 impl fmt::Debug for BulkheadManager {
@@ -98,6 +100,9 @@ impl fmt::Debug for BulkheadManager {
         d.finish()
     }
 }
+
+/// Where [`BulkheadManager::pool_for`] sends a key that no route matches.
+const DEFAULT_ROUTE: &str = "default";
 
 impl Default for BulkheadManager {
     fn default() -> Self {
@@ -130,7 +135,41 @@ impl BulkheadManager {
             processes: Registry::new(ProcessConfig::default(), Map::default()),
             breakers: std::collections::BTreeMap::new(),
             retries: std::collections::BTreeMap::new(),
+            routes: Vec::new(),
         }
+    }
+
+    /// The pool a key is routed to: the pool of the first
+    /// [`route`](BulkheadManagerBuilder::route) whose pattern matches all of `key`, else the
+    /// pool named `"default"` — never a pool named after the key, so keys from outside
+    /// (URLs, tenant ids) cannot grow the registry.
+    ///
+    /// # Panics
+    ///
+    /// As [`pool`](Self::pool) for the routed name: only if that name is not configured and
+    /// cannot be created (a full manager, or [`strict_names`](BulkheadManagerBuilder::strict_names)
+    /// without it configured). The key itself never causes a panic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, PoolConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .pool("search", PoolConfig::new(4))
+    ///     .route("/search*", "search")
+    ///     .build()?;
+    /// assert_eq!(manager.pool_for("/search?q=hull").name(), "search");
+    /// assert_eq!(manager.pool_for("/checkout").name(), "default");
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn pool_for(&self, key: &str) -> Arc<ThreadPoolBulkhead> {
+        let name = self
+            .routes
+            .iter()
+            .find(|(pattern, _)| crate::route::glob_match(pattern, key))
+            .map_or(DEFAULT_ROUTE, |(_, name)| &**name);
+        self.pool(name)
     }
 
     /// A builder for a manager with named configurations.
@@ -541,6 +580,7 @@ pub struct BulkheadManagerBuilder {
     processes: Vec<(String, ProcessConfig)>,
     circuit_breakers: Vec<(String, CircuitBreakerConfig)>,
     retries: Vec<(String, Retry)>,
+    routes: Vec<(String, String)>,
 }
 
 impl BulkheadManagerBuilder {
@@ -651,6 +691,31 @@ impl BulkheadManagerBuilder {
         self
     }
 
+    /// Routes keys matching `pattern` to the pool `bulkhead_name`, for
+    /// [`BulkheadManager::pool_for`]. The pattern is a glob covering the whole key: `*`
+    /// matches any run of characters, also an empty one; every other character matches
+    /// itself. Routes are tried in the order added; the first match wins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, PoolConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .pool("users", PoolConfig::new(2))
+    ///     .pool("orders", PoolConfig::new(2))
+    ///     .route("/users/*/orders", "orders")
+    ///     .route("/users/*", "users")
+    ///     .build()?;
+    /// assert_eq!(manager.pool_for("/users/7/orders").name(), "orders");
+    /// assert_eq!(manager.pool_for("/users/7").name(), "users");
+    /// # Ok::<(), bulkheads::ConfigError>(())
+    /// ```
+    pub fn route(mut self, pattern: impl Into<String>, bulkhead_name: impl Into<String>) -> Self {
+        self.routes.push((pattern.into(), bulkhead_name.into()));
+        self
+    }
+
     /// A semaphore called `name` with its own configuration.
     pub fn semaphore(mut self, name: impl Into<String>, config: SemaphoreConfig) -> Self {
         self.semaphores.push((name.into(), config));
@@ -706,6 +771,15 @@ impl BulkheadManagerBuilder {
     /// `<default>`), or a name configured twice for the same kind of bulkhead (or twice as
     /// a circuit breaker).
     pub fn build(self) -> Result<BulkheadManager, ConfigError> {
+        for (pattern, name) in &self.routes {
+            if name.is_empty() || name.contains('\0') {
+                return Err(ConfigError::new(
+                    name,
+                    "route",
+                    format!("pattern {pattern:?} routes to an invalid bulkhead name"),
+                ));
+            }
+        }
         let mut retries = std::collections::BTreeMap::new();
         for (name, retry) in self.retries {
             if retries.contains_key(name.as_str()) {
@@ -767,6 +841,11 @@ impl BulkheadManagerBuilder {
             processes: Registry::new(default_process, processes),
             breakers,
             retries,
+            routes: self
+                .routes
+                .into_iter()
+                .map(|(p, n)| (p.into_boxed_str(), n.into_boxed_str()))
+                .collect(),
         })
     }
 }

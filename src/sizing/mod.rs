@@ -63,10 +63,12 @@
 mod erlang;
 mod mmck;
 mod recommend;
+mod shard;
 
 pub use erlang::{erlang_b, erlang_c, servers_for_blocking};
 pub use mmck::MmcK;
 pub use recommend::{Recommendation, RecommendationOptions, Recommendations, Verdict};
+pub use shard::{combinations, shard_overlap};
 
 /// Invalid input to a sizing function: which argument, and why.
 ///

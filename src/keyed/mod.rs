@@ -1,0 +1,714 @@
+//! [`KeyedSemaphore`]: one semaphore compartment per key (tenant, customer, API key).
+//!
+//! Keys come from outside, so the registry is bounded: at most `max_keys` keys at once, a new
+//! key past the cap is refused (existing keys are untouched), and a key idle for `idle_ttl`
+//! (no call in flight, none released for that long, on the configured clock) is evicted to
+//! make room. A key with calls in flight is never evicted: eviction can never hand a busy
+//! key a fresh count (resilience4j users who bolt a cache onto its registry get exactly that).
+//!
+//! Each key's compartment is a [`SemaphoreBulkhead`] named `"{name}/{key}"`, so its errors
+//! and [`stats`](KeyedSemaphore::key_stats) say which tenant was refused. In-flight calls are
+//! counted per key under the registry's read lock and eviction takes the write lock, so the
+//! two cannot interleave.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::SemaphoreConfig;
+use crate::error::{BulkheadError, ConfigError};
+use crate::semaphore::{OwnedPermit, SemaphoreBulkhead};
+use crate::stats::SemaphoreStats;
+use crate::sync::Arc;
+use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering, RwLock};
+
+mod stats;
+pub use stats::KeyedStats;
+
+/// The registry's map. foldhash, seeded per process, as the manager's registry: keys come
+/// from outside, but the cap bounds what a flood can do, and SipHash would be a third of a
+/// call's cost.
+type Keys = HashMap<Box<str>, Arc<Slot>, foldhash::fast::RandomState>;
+
+/// Gives the permit limit of one key (tiers: a paying tenant gets more).
+type LimitFor = Arc<dyn Fn(&str) -> usize + Send + Sync>;
+
+/// The configuration of a [`KeyedSemaphore`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use bulkheads::{KeyedConfig, SemaphoreConfig};
+///
+/// let config = KeyedConfig::new(SemaphoreConfig::new(4))
+///     .max_keys(1_000)
+///     .idle_ttl(Duration::from_secs(60))
+///     .limit_for(|tenant: &str| if tenant.starts_with("gold-") { 16 } else { 4 })
+///     .global_limit(200);
+/// assert_eq!(config.max_keys_value(), 1_000);
+/// ```
+#[derive(Clone)]
+pub struct KeyedConfig {
+    semaphore: SemaphoreConfig,
+    max_keys: usize,
+    idle_ttl: Duration,
+    limit_for: Option<LimitFor>,
+    global_limit: Option<usize>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for KeyedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedConfig")
+            .field("semaphore", &self.semaphore)
+            .field("max_keys", &self.max_keys)
+            .field("idle_ttl", &self.idle_ttl)
+            .field("limit_for", &self.limit_for.as_ref().map(|_| "<closure>"))
+            .field("global_limit", &self.global_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyedConfig {
+    /// The default [`max_keys`](Self::max_keys).
+    pub const DEFAULT_MAX_KEYS: usize = 10_000;
+
+    /// Every key gets a semaphore configured as `semaphore` (its limit, `max_wait` and
+    /// `max_waiting`), unless [`limit_for`](Self::limit_for) says otherwise for the limit.
+    #[must_use]
+    pub fn new(semaphore: SemaphoreConfig) -> Self {
+        Self {
+            semaphore,
+            max_keys: Self::DEFAULT_MAX_KEYS,
+            idle_ttl: Duration::from_secs(300),
+            limit_for: None,
+            global_limit: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The most keys held at once; a new key past it is refused. Defaults to
+    /// [`DEFAULT_MAX_KEYS`](Self::DEFAULT_MAX_KEYS) (10 000).
+    #[must_use]
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.max_keys = n;
+        self
+    }
+
+    /// How long a key with nothing in flight stays before it may be evicted. Defaults to
+    /// 5 minutes.
+    #[must_use]
+    pub fn idle_ttl(mut self, ttl: Duration) -> Self {
+        self.idle_ttl = ttl;
+        self
+    }
+
+    /// Each key's permit limit, asked once when the key is created. Defaults to the
+    /// semaphore config's `max_concurrent` for every key. A key it gives 0 is refused.
+    #[must_use]
+    pub fn limit_for<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&str) -> usize + Send + Sync + 'static,
+    {
+        self.limit_for = Some(Arc::new(f));
+        self
+    }
+
+    /// A limit over all keys together: a call needs a permit of its key and one of the
+    /// global semaphore. Defaults to none.
+    #[must_use]
+    pub fn global_limit(mut self, n: usize) -> Self {
+        self.global_limit = Some(n);
+        self
+    }
+
+    /// The clock idle time is measured on. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The configured [`max_keys`](Self::max_keys).
+    pub fn max_keys_value(&self) -> usize {
+        self.max_keys
+    }
+
+    /// Checks the configuration as [`KeyedSemaphore::new`] does.
+    ///
+    /// # Errors
+    ///
+    /// A `ConfigError` naming `name` and the field: `max_keys` 0, `idle_ttl` zero,
+    /// `global_limit` 0, or an invalid per-key semaphore config.
+    pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        if name.is_empty() {
+            return Err(ConfigError::new(name, "name", "must not be empty"));
+        }
+        if self.max_keys == 0 {
+            return Err(ConfigError::new(name, "max_keys", "must be at least 1"));
+        }
+        if self.idle_ttl.is_zero() {
+            return Err(ConfigError::new(
+                name,
+                "idle_ttl",
+                "must be greater than zero",
+            ));
+        }
+        if let Some(n) = self.global_limit {
+            if n == 0 || n > SemaphoreConfig::MAX_CONCURRENT {
+                return Err(ConfigError::new(
+                    name,
+                    "global_limit",
+                    format!("must be in 1..={}", SemaphoreConfig::MAX_CONCURRENT),
+                ));
+            }
+        }
+        self.semaphore.validate(name)
+    }
+}
+
+/// One key's compartment and its books.
+struct Slot {
+    key: Box<str>,
+    semaphore: Arc<SemaphoreBulkhead>,
+    /// Permits out for this key; changed under the registry's read lock (acquire) or with
+    /// no lock (release), read under the write lock by eviction.
+    in_flight: AtomicUsize,
+    /// Nanoseconds after the registry's `base` of the last acquire or release.
+    last_used: AtomicU64,
+}
+
+struct Inner {
+    name: Arc<str>,
+    config: KeyedConfig,
+    keys: RwLock<Keys>,
+    global: Option<Arc<SemaphoreBulkhead>>,
+    base: Instant,
+    evicted: AtomicU64,
+    /// When a new key at the cap last swept (nanoseconds after `base`, `u64::MAX`: never);
+    /// written under the write lock.
+    last_sweep: AtomicU64,
+    keys_refused: AtomicU64,
+    /// Permits granted and calls refused by keys since evicted: kept so that the aggregate
+    /// counters only ever go up. Written under the write lock, read under the read lock.
+    retired_permitted: AtomicU64,
+    retired_rejected: AtomicU64,
+}
+
+impl Inner {
+    fn now_nanos(&self) -> u64 {
+        let since = self.config.clock.now().saturating_duration_since(self.base);
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A semaphore compartment per key, created on first use, bounded in number and evicted
+/// when idle.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+///
+/// let tenants = KeyedSemaphore::new("tenants", KeyedConfig::new(SemaphoreConfig::new(1)))?;
+/// let held = tenants.try_acquire("acme")?;
+/// // acme's compartment is full; globex has its own.
+/// assert!(tenants.try_acquire("acme").unwrap_err().is_rejected());
+/// assert_eq!(tenants.call("globex", || 7)?, 7);
+/// assert_eq!(tenants.len(), 2);
+/// drop(held);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct KeyedSemaphore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KeyedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedSemaphore")
+            .field("name", &self.inner.name)
+            .field("keys", &self.len())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// A permit of one key (and of the global limit, if any): owned, `Send + 'static`,
+/// released when dropped, on any thread, also while unwinding.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+///
+/// let keyed = KeyedSemaphore::new("api-keys", KeyedConfig::new(SemaphoreConfig::new(1)))?;
+/// let permit = keyed.try_acquire("k1")?;
+/// assert_eq!(permit.key(), "k1");
+/// std::thread::spawn(move || drop(permit)).join().unwrap();
+/// assert!(keyed.try_acquire("k1").is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct KeyedPermit {
+    // Options so that `drop` can give the permits back before it books the end of the
+    // call: were the books first, an evictor could drop this key while its permit is still
+    // out, and a new compartment for the same key would admit one call too many.
+    key_permit: Option<OwnedPermit>,
+    global_permit: Option<OwnedPermit>,
+    slot: Arc<Slot>,
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KeyedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedPermit")
+            .field("bulkhead", &self.inner.name)
+            .field("key", &self.slot.key)
+            .finish()
+    }
+}
+
+impl KeyedPermit {
+    /// The key this permit belongs to.
+    pub fn key(&self) -> &str {
+        &self.slot.key
+    }
+}
+
+impl Drop for KeyedPermit {
+    fn drop(&mut self) {
+        drop(self.global_permit.take());
+        drop(self.key_permit.take());
+        self.slot.exit(&self.inner);
+    }
+}
+
+impl Slot {
+    /// Books the end of a call counted in `in_flight` (also a refused one: an attempt is
+    /// use, so the key stays).
+    fn exit(&self, inner: &Inner) {
+        self.last_used.store(inner.now_nanos(), Ordering::Relaxed);
+        // Release pairs with eviction's Acquire load: the last_used store above is seen by
+        // whoever sees the count fall.
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl KeyedSemaphore {
+    /// A keyed semaphore named `name`.
+    ///
+    /// # Errors
+    ///
+    /// A `ConfigError` naming the field, as [`KeyedConfig::validate`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+    ///
+    /// let err = KeyedSemaphore::new("t", KeyedConfig::new(SemaphoreConfig::new(1)).max_keys(0))
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "max_keys");
+    /// ```
+    pub fn new(name: impl Into<String>, config: KeyedConfig) -> Result<Self, ConfigError> {
+        let name: String = name.into();
+        config.validate(&name)?;
+        let global = match config.global_limit {
+            Some(n) => Some(Arc::new(SemaphoreBulkhead::new(
+                format!("{name}/*"),
+                SemaphoreConfig {
+                    max_concurrent: n,
+                    ..config.semaphore.clone()
+                },
+            )?)),
+            None => None,
+        };
+        let base = config.clock.now();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                config,
+                keys: RwLock::new(Keys::default()),
+                global,
+                base,
+                evicted: AtomicU64::new(0),
+                last_sweep: AtomicU64::new(u64::MAX),
+                keys_refused: AtomicU64::new(0),
+                retired_permitted: AtomicU64::new(0),
+                retired_rejected: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The keyed semaphore's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// How many keys are held now.
+    pub fn len(&self) -> usize {
+        self.inner.keys.read().len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs `f` on the caller's thread under a permit of `key`, waiting at most the per-key
+    /// config's `max_wait` (and the rest of it for the global limit).
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` when the key's compartment (or the global limit) stays full;
+    /// `Config` when the key is invalid (empty, a NUL byte) or new past `max_keys`.
+    pub fn call<F, T>(&self, key: &str, f: F) -> Result<T, BulkheadError>
+    where
+        F: FnOnce() -> T,
+    {
+        // The same steps as `acquire_timeout`, with borrowed permits: no reference count
+        // to raise per call. Locals drop in reverse order: the permits, then the books.
+        let timeout = self.inner.config.semaphore.max_wait;
+        let since = self.since(timeout);
+        let slot = self.slot(key)?;
+        let _exit = Exit(&slot, &self.inner);
+        let _key_permit = slot.semaphore.acquire_timeout(timeout)?;
+        let _global_permit = match &self.inner.global {
+            Some(global) => Some(global.acquire_timeout(left(since, timeout))?),
+            None => None,
+        };
+        Ok(f())
+    }
+
+    /// A permit of `key` at once, or an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call), never waiting.
+    pub fn try_acquire(&self, key: &str) -> Result<KeyedPermit, BulkheadError> {
+        self.acquire_timeout(key, Duration::ZERO)
+    }
+
+    /// A permit of `key`, waiting at most `timeout` for the key's and the global limit
+    /// together.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub fn acquire_timeout(
+        &self,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<KeyedPermit, BulkheadError> {
+        let since = self.since(timeout);
+        let slot = self.slot(key)?;
+        // From here the key's in_flight is counted: give it back on every error path.
+        let exit = Exit(&slot, &self.inner);
+        let key_permit = slot.semaphore.acquire_owned_timeout(timeout)?;
+        let global_permit = match &self.inner.global {
+            Some(global) => Some(global.acquire_owned_timeout(left(since, timeout))?),
+            None => None,
+        };
+        std::mem::forget(exit);
+        Ok(KeyedPermit {
+            key_permit: Some(key_permit),
+            global_permit,
+            slot,
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
+    /// When the wait started, if a second wait (the global limit's) will need it.
+    fn since(&self, timeout: Duration) -> Option<Instant> {
+        (self.inner.global.is_some() && !timeout.is_zero()).then(Instant::now)
+    }
+
+    /// The key's slot with its `in_flight` raised, created if needed.
+    fn slot(&self, key: &str) -> Result<Arc<Slot>, BulkheadError> {
+        {
+            let keys = self.inner.keys.read();
+            if let Some(slot) = keys.get(key) {
+                // Raised under the read lock, so eviction (write lock) sees it.
+                slot.in_flight.fetch_add(1, Ordering::Relaxed);
+                return Ok(Arc::clone(slot));
+            }
+        }
+        self.check_key(key)?;
+        let now = self.inner.now_nanos();
+        if self.inner.keys.read().len() >= self.inner.config.max_keys && !self.sweep_due(now) {
+            // Full, and no sweep due: refused under the read lock, before `limit_for` and
+            // any allocation, so a flood of new keys costs little and blocks no one.
+            return Err(self.full(key));
+        }
+        let limit = self.limit_of(key)?;
+        let semaphore = SemaphoreBulkhead::new(
+            format!("{}/{key}", self.inner.name),
+            SemaphoreConfig {
+                max_concurrent: limit,
+                ..self.inner.config.semaphore.clone()
+            },
+        )
+        .map_err(|e| self.refuse(key, e))?;
+        let mut keys = self.inner.keys.write();
+        if let Some(slot) = keys.get(key) {
+            // Another caller created it meanwhile.
+            slot.in_flight.fetch_add(1, Ordering::Relaxed);
+            return Ok(Arc::clone(slot));
+        }
+        if keys.len() >= self.inner.config.max_keys && self.sweep_due(now) {
+            self.inner.last_sweep.store(now, Ordering::Relaxed);
+            self.evict_locked(&mut keys, now);
+        }
+        if keys.len() >= self.inner.config.max_keys {
+            drop(keys);
+            return Err(self.full(key));
+        }
+        let slot = Arc::new(Slot {
+            key: key.into(),
+            semaphore: Arc::new(semaphore),
+            in_flight: AtomicUsize::new(1),
+            last_used: AtomicU64::new(now),
+        });
+        keys.insert(key.into(), Arc::clone(&slot));
+        Ok(slot)
+    }
+
+    /// Whether a new key at the cap may sweep: at most once per `idle_ttl / 8`, so that a
+    /// flood of new keys at the cap is refused in O(1) each instead of scanning every key
+    /// under the write lock each time. The price: a key past its ttl may hold its place up
+    /// to `idle_ttl / 8` longer.
+    fn sweep_due(&self, now: u64) -> bool {
+        let last = self.inner.last_sweep.load(Ordering::Relaxed);
+        let every = u64::try_from((self.inner.config.idle_ttl / 8).as_nanos()).unwrap_or(u64::MAX);
+        last == u64::MAX || now.saturating_sub(last) >= every
+    }
+
+    /// Refuses an empty key or one with a NUL byte (it becomes part of a bulkhead's name).
+    fn check_key(&self, key: &str) -> Result<(), BulkheadError> {
+        let name = &*self.inner.name;
+        if key.is_empty() {
+            return Err(self.refuse(key, ConfigError::new(name, "key", "must not be empty")));
+        }
+        if key.contains('\0') {
+            return Err(self.refuse(
+                key,
+                ConfigError::new(name, "key", "must not contain a NUL byte"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new key's limit, from `limit_for` (user code: called with no lock held).
+    fn limit_of(&self, key: &str) -> Result<usize, BulkheadError> {
+        let name = &*self.inner.name;
+        let limit = match &self.inner.config.limit_for {
+            Some(f) => f(key),
+            None => self.inner.config.semaphore.max_concurrent,
+        };
+        if limit == 0 {
+            return Err(self.refuse(
+                key,
+                ConfigError::new(name, "limit_for", "gave this key a limit of 0"),
+            ));
+        }
+        Ok(limit)
+    }
+
+    fn full(&self, key: &str) -> BulkheadError {
+        let reason = format!("{} keys are held already", self.inner.config.max_keys);
+        self.refuse(key, ConfigError::new(&self.inner.name, "max_keys", reason))
+    }
+
+    fn refuse(&self, key: &str, error: ConfigError) -> BulkheadError {
+        self.inner.keys_refused.fetch_add(1, Ordering::Relaxed);
+        BulkheadError::Config {
+            name: format!("{}/{key}", self.inner.name).into(),
+            error,
+        }
+    }
+
+    /// Evicts every key idle for at least `idle_ttl` with nothing in flight; returns how
+    /// many. A new key that finds the cap reached calls it (at most once per `idle_ttl / 8`);
+    /// call it on a timer to free memory sooner.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, ManualClock, SemaphoreConfig};
+    ///
+    /// let clock = ManualClock::new();
+    /// let config = KeyedConfig::new(SemaphoreConfig::new(1))
+    ///     .idle_ttl(Duration::from_secs(10))
+    ///     .clock(Arc::new(clock.clone()));
+    /// let keyed = KeyedSemaphore::new("t", config)?;
+    /// keyed.call("a", || ())?;
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(keyed.evict_idle(), 1);
+    /// assert!(keyed.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn evict_idle(&self) -> usize {
+        let now = self.inner.now_nanos();
+        let mut keys = self.inner.keys.write();
+        self.evict_locked(&mut keys, now)
+    }
+
+    fn evict_locked(&self, keys: &mut Keys, now: u64) -> usize {
+        let ttl = u64::try_from(self.inner.config.idle_ttl.as_nanos()).unwrap_or(u64::MAX);
+        let before = keys.len();
+        let (mut permitted, mut rejected) = (0, 0);
+        keys.retain(|_, slot| {
+            // Acquire pairs with the permit's Release: a zero count comes with its last_used
+            // and its semaphore's counters.
+            let keep = slot.in_flight.load(Ordering::Acquire) > 0
+                || now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < ttl;
+            if !keep {
+                // Nothing is in flight and no one can reach the slot again to add to these.
+                let s = slot.semaphore.stats();
+                permitted += s.permitted;
+                rejected += s.rejected;
+            }
+            keep
+        });
+        let inner = &self.inner;
+        inner
+            .retired_permitted
+            .fetch_add(permitted, Ordering::Relaxed);
+        inner
+            .retired_rejected
+            .fetch_add(rejected, Ordering::Relaxed);
+        let evicted = before - keys.len();
+        self.inner
+            .evicted
+            .fetch_add(evicted as u64, Ordering::Relaxed);
+        evicted
+    }
+
+    /// One key's statistics, if the key is held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+    ///
+    /// let keyed = KeyedSemaphore::new("t", KeyedConfig::new(SemaphoreConfig::new(3)))?;
+    /// keyed.call("a", || ())?;
+    /// let stats = keyed.key_stats("a").unwrap();
+    /// assert_eq!((stats.max_concurrent, stats.permitted), (3, 1));
+    /// assert!(keyed.key_stats("b").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn key_stats(&self, key: &str) -> Option<SemaphoreStats> {
+        let slot = self.inner.keys.read().get(key).map(Arc::clone)?;
+        Some(slot.semaphore.stats())
+    }
+
+    /// The global limit's statistics, if one is configured.
+    pub fn global_stats(&self) -> Option<SemaphoreStats> {
+        self.inner.global.as_ref().map(|g| g.stats())
+    }
+
+    /// The `n` held keys with the most rejections, most first (ties by key): for
+    /// dashboards, instead of one time series per tenant.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+    ///
+    /// let keyed = KeyedSemaphore::new("t", KeyedConfig::new(SemaphoreConfig::new(1)))?;
+    /// let _held = keyed.try_acquire("noisy")?;
+    /// assert!(keyed.try_acquire("noisy").is_err());
+    /// keyed.call("quiet", || ())?;
+    /// assert_eq!(keyed.top_rejected(1), vec![("noisy".to_string(), 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn top_rejected(&self, n: usize) -> Vec<(String, u64)> {
+        let slots: Vec<(String, Arc<Slot>)> = self
+            .inner
+            .keys
+            .read()
+            .iter()
+            .map(|(k, s)| (k.to_string(), Arc::clone(s)))
+            .collect();
+        let mut rows: Vec<(String, u64)> = slots
+            .into_iter()
+            .map(|(k, s)| (k, s.semaphore.stats().rejected))
+            .filter(|(_, r)| *r > 0)
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(n);
+        rows
+    }
+
+    /// Aggregate statistics over all keys held now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+    ///
+    /// let keyed = KeyedSemaphore::new("t", KeyedConfig::new(SemaphoreConfig::new(1)))?;
+    /// keyed.call("a", || ())?;
+    /// keyed.call("b", || ())?;
+    /// let stats = keyed.stats();
+    /// assert_eq!((stats.keys, stats.permitted, stats.running), (2, 2, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> KeyedStats {
+        let (slots, permitted, rejected) = {
+            // The retired counts and the held keys under one read lock, so that no key is
+            // counted twice or not at all while it is evicted.
+            let keys = self.inner.keys.read();
+            let slots: Vec<Arc<Slot>> = keys.values().cloned().collect();
+            (
+                slots,
+                self.inner.retired_permitted.load(Ordering::Relaxed),
+                self.inner.retired_rejected.load(Ordering::Relaxed),
+            )
+        };
+        let mut stats = KeyedStats {
+            name: self.inner.name.to_string(),
+            keys: slots.len(),
+            max_keys: self.inner.config.max_keys,
+            running: 0,
+            permitted,
+            rejected,
+            evicted: self.inner.evicted.load(Ordering::Relaxed),
+            keys_refused: self.inner.keys_refused.load(Ordering::Relaxed),
+        };
+        for slot in slots {
+            let s = slot.semaphore.stats();
+            stats.running += s.running;
+            stats.permitted += s.permitted;
+            stats.rejected += s.rejected;
+        }
+        if let Some(global) = self.global_stats() {
+            // A call the global limit refused took its key's permit first: it counts as
+            // refused, not permitted. Every call is refused by one of the two at most.
+            stats.rejected += global.rejected;
+            // Saturating: a snapshot taken while calls race may read the two apart.
+            stats.permitted = stats.permitted.saturating_sub(global.rejected);
+        }
+        stats
+    }
+}
+
+/// What is left of `timeout` since `since` (all of it when there was no need to look).
+fn left(since: Option<Instant>, timeout: Duration) -> Duration {
+    since.map_or(timeout, |since| timeout.saturating_sub(since.elapsed()))
+}
+
+/// Books the end of a counted call when dropped: on an error path, or after `call`'s `f`.
+struct Exit<'a>(&'a Slot, &'a Inner);
+
+impl Drop for Exit<'_> {
+    fn drop(&mut self) {
+        self.0.exit(self.1);
+    }
+}

@@ -1,0 +1,448 @@
+//! KeyedSemaphore: per-key and global limits under concurrency, the key cap, idle eviction
+//! on a ManualClock (never of a busy key), bad keys, stats.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use bulkheads::{KeyedConfig, KeyedPermit, KeyedSemaphore, ManualClock, SemaphoreConfig};
+
+fn keyed(limit: usize) -> KeyedSemaphore {
+    KeyedSemaphore::new("tenants", KeyedConfig::new(SemaphoreConfig::new(limit))).unwrap()
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send_static<T: Send + 'static>() {}
+    send_sync::<KeyedSemaphore>();
+    send_static::<KeyedPermit>();
+};
+
+#[test]
+fn per_key_limit_holds_under_concurrency() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 2_000 };
+    let keyed = keyed(2);
+    let peaks: Vec<Arc<(AtomicUsize, AtomicUsize)>> = (0..2)
+        .map(|_| Arc::new((AtomicUsize::new(0), AtomicUsize::new(0))))
+        .collect();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let keyed = keyed.clone();
+            let witness = Arc::clone(&peaks[t % 2]);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                let key = if t % 2 == 0 { "a" } else { "b" };
+                let mut ok = 0;
+                for _ in 0..ROUNDS {
+                    if let Ok(()) = keyed.call(key, || {
+                        let now = witness.0.fetch_add(1, Ordering::SeqCst) + 1;
+                        witness.1.fetch_max(now, Ordering::SeqCst);
+                        witness.0.fetch_sub(1, Ordering::SeqCst);
+                    }) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let ok: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    for p in &peaks {
+        assert!(
+            p.1.load(Ordering::SeqCst) <= 2,
+            "a key ran more than its limit"
+        );
+    }
+    let stats = keyed.stats();
+    assert_eq!(stats.permitted, ok as u64);
+    assert_eq!(stats.permitted + stats.rejected, (THREADS * ROUNDS) as u64);
+    assert_eq!(stats.running, 0);
+    assert_eq!(stats.keys, 2);
+}
+
+#[test]
+fn global_limit_holds_over_all_keys() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 1_000 };
+    let config = KeyedConfig::new(SemaphoreConfig::new(3)).global_limit(4);
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (keyed, now, peak, barrier) = (
+                keyed.clone(),
+                Arc::clone(&now),
+                Arc::clone(&peak),
+                Arc::clone(&barrier),
+            );
+            thread::spawn(move || {
+                barrier.wait();
+                let key = format!("k{}", t % 4);
+                for _ in 0..ROUNDS {
+                    let _ = keyed.call(&key, || {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(peak.load(Ordering::SeqCst) <= 4);
+    assert_eq!(keyed.global_stats().unwrap().running, 0);
+    let stats = keyed.stats();
+    assert_eq!(stats.permitted + stats.rejected, (THREADS * ROUNDS) as u64);
+    assert_eq!(stats.permitted, keyed.global_stats().unwrap().permitted);
+}
+
+#[test]
+fn global_limit_refusal_gives_back_the_key_permit() {
+    let config = KeyedConfig::new(SemaphoreConfig::new(5)).global_limit(1);
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let held = keyed.try_acquire("a").unwrap();
+    let err = keyed.try_acquire("b").unwrap_err();
+    assert!(err.is_rejected());
+    assert_eq!(err.bulkhead(), "t/*");
+    assert_eq!(keyed.key_stats("b").unwrap().running, 0);
+    drop(held);
+    assert!(keyed.try_acquire("b").is_ok());
+    let stats = keyed.stats();
+    assert_eq!(
+        (stats.permitted, stats.rejected),
+        (2, 1),
+        "3 attempts: 2 in, 1 out"
+    );
+}
+
+#[test]
+fn aggregate_counters_survive_eviction() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    {
+        let _a = keyed.try_acquire("a").unwrap();
+        assert!(keyed.try_acquire("a").is_err());
+    }
+    keyed.call("b", || ()).unwrap();
+    let before = keyed.stats();
+    assert_eq!((before.permitted, before.rejected), (2, 1));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.evict_idle(), 2);
+    let after = keyed.stats();
+    assert_eq!((after.keys, after.permitted, after.rejected), (0, 2, 1));
+}
+
+#[test]
+fn limit_for_gives_tiers() {
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .limit_for(|k| if k.starts_with("gold-") { 3 } else { 1 });
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let gold: Vec<_> = (0..3)
+        .map(|_| keyed.try_acquire("gold-1").unwrap())
+        .collect();
+    assert!(keyed.try_acquire("gold-1").is_err());
+    let _basic = keyed.try_acquire("basic-1").unwrap();
+    assert!(keyed.try_acquire("basic-1").is_err());
+    assert_eq!(keyed.key_stats("gold-1").unwrap().max_concurrent, 3);
+    drop(gold);
+}
+
+#[test]
+fn new_key_past_max_keys_is_refused_and_existing_keys_are_untouched() {
+    let keyed =
+        KeyedSemaphore::new("t", KeyedConfig::new(SemaphoreConfig::new(1)).max_keys(2)).unwrap();
+    let a = keyed.try_acquire("a").unwrap();
+    keyed.call("b", || ()).unwrap();
+    let err = keyed.try_acquire("c").unwrap_err();
+    assert!(err.is_config());
+    assert_eq!(err.config_error().unwrap().field(), "max_keys");
+    assert_eq!(err.bulkhead(), "t/c");
+    // a still holds its count: its compartment is full.
+    assert!(keyed.try_acquire("a").unwrap_err().is_rejected());
+    assert!(keyed.try_acquire("b").is_ok());
+    assert_eq!(keyed.len(), 2);
+    assert_eq!(keyed.stats().keys_refused, 1);
+    // At the cap, a bad key is still named as a bad key.
+    let bad = keyed.try_acquire("").unwrap_err();
+    assert_eq!(bad.config_error().unwrap().field(), "key");
+    drop(a);
+}
+
+#[test]
+fn a_flood_of_distinct_keys_never_grows_past_max_keys() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .max_keys(50)
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..5_000 {
+        match keyed.call(&format!("tenant-{i}"), || ()) {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.config_error().unwrap().field(), "max_keys");
+                refused += 1;
+            }
+        }
+        assert!(keyed.len() <= 50);
+        if i % 1_000 == 999 {
+            // Time passes: the idle keys make room for new ones.
+            clock.advance(Duration::from_secs(1));
+        }
+    }
+    assert_eq!(ok, 250, "50 keys per second, five seconds");
+    assert_eq!(refused, 4_750);
+    assert_eq!(keyed.stats().evicted, 200);
+}
+
+#[test]
+fn idle_keys_are_evicted_after_the_ttl_but_never_a_busy_one() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_secs(30))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    keyed.call("idle", || ()).unwrap();
+    let busy = keyed.try_acquire("busy").unwrap();
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(keyed.evict_idle(), 0, "not yet idle for the ttl");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.evict_idle(), 1);
+    assert!(keyed.key_stats("idle").is_none());
+    // Far past the ttl, the busy key stays, with its count: eviction never resets it.
+    clock.advance(Duration::from_secs(3_600));
+    assert_eq!(keyed.evict_idle(), 0);
+    assert!(keyed.try_acquire("busy").unwrap_err().is_rejected());
+    drop(busy);
+    // Released just now: idle from now, not from when it was acquired.
+    assert_eq!(keyed.evict_idle(), 0);
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(keyed.evict_idle(), 1);
+    assert!(keyed.is_empty());
+}
+
+#[test]
+fn a_busy_key_survives_eviction_under_concurrent_callers() {
+    const THREADS: usize = 5;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 5_000 };
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_nanos(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (keyed, clock, inside, peak) = (
+                keyed.clone(),
+                clock.clone(),
+                Arc::clone(&inside),
+                Arc::clone(&peak),
+            );
+            thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    if t == 0 {
+                        clock.advance(Duration::from_nanos(10));
+                        keyed.evict_idle();
+                    } else if t % 2 == 0 {
+                        let _ = keyed.call("hot", || {
+                            let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(n, Ordering::SeqCst);
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    } else if let Ok(permit) = keyed.try_acquire("hot") {
+                        // Owned permits too: the permit must be back before the key counts
+                        // as idle, or an evictor could make a second compartment for it.
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(permit);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Had eviction replaced the key while a call was inside, a second compartment would
+    // have let two calls in at once.
+    assert_eq!(peak.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn bad_keys_and_bad_config_are_clear_errors() {
+    let keyed = keyed(1);
+    let empty = keyed.try_acquire("").unwrap_err();
+    assert_eq!(empty.config_error().unwrap().field(), "key");
+    let nul = keyed.call("a\0b", || ()).unwrap_err();
+    assert_eq!(nul.config_error().unwrap().field(), "key");
+    assert!(nul.to_string().contains("NUL"), "{nul}");
+    assert!(keyed.is_empty());
+
+    let zero = KeyedSemaphore::new(
+        "t",
+        KeyedConfig::new(SemaphoreConfig::new(1)).limit_for(|_| 0),
+    )
+    .unwrap();
+    assert_eq!(
+        zero.try_acquire("x")
+            .unwrap_err()
+            .config_error()
+            .unwrap()
+            .field(),
+        "limit_for"
+    );
+
+    let cfg = || KeyedConfig::new(SemaphoreConfig::new(1));
+    for (config, field) in [
+        (cfg().max_keys(0), "max_keys"),
+        (cfg().idle_ttl(Duration::ZERO), "idle_ttl"),
+        (cfg().global_limit(0), "global_limit"),
+        (KeyedConfig::new(SemaphoreConfig::new(0)), "max_concurrent"),
+    ] {
+        let err = KeyedSemaphore::new("t", config).unwrap_err();
+        assert_eq!((err.bulkhead(), err.field()), ("t", field));
+    }
+    assert_eq!(KeyedSemaphore::new("", cfg()).unwrap_err().field(), "name");
+}
+
+#[test]
+fn call_waits_the_configured_max_wait_for_its_key() {
+    let config = KeyedConfig::new(SemaphoreConfig::new(1).max_wait(Duration::from_secs(30)));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let held = keyed.try_acquire("a").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let keyed = keyed.clone();
+        thread::spawn(move || tx.send(keyed.call("a", || 5)).unwrap())
+    };
+    common::wait_until(Duration::from_secs(10), "the caller waits", || {
+        keyed.key_stats("a").unwrap().waiting == 1
+    });
+    drop(held);
+    assert_eq!(rx.recv().unwrap().unwrap(), 5);
+    waiter.join().unwrap();
+}
+
+#[test]
+fn top_rejected_ranks_keys_and_stats_add_up() {
+    let keyed = keyed(1);
+    let _a = keyed.try_acquire("a").unwrap();
+    let _b = keyed.try_acquire("b").unwrap();
+    for _ in 0..3 {
+        assert!(keyed.try_acquire("a").is_err());
+    }
+    assert!(keyed.try_acquire("b").is_err());
+    keyed.call("c", || ()).unwrap();
+    assert_eq!(
+        keyed.top_rejected(10),
+        vec![("a".to_string(), 3), ("b".to_string(), 1)]
+    );
+    let stats = keyed.stats();
+    assert_eq!((stats.rejected, stats.permitted, stats.running), (4, 3, 2));
+}
+
+#[test]
+fn a_panic_in_call_gives_the_permit_back_and_keeps_the_books() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        keyed.call("a", || panic!("tenant code failed"))
+    }));
+    assert!(caught.is_err());
+    assert_eq!(keyed.key_stats("a").unwrap().running, 0);
+    assert!(keyed.try_acquire("a").is_ok());
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.evict_idle(), 1, "nothing left counted in flight");
+}
+
+#[test]
+fn at_the_cap_new_keys_sweep_at_most_once_per_eighth_of_the_ttl() {
+    // A flood of new keys at the cap must not scan every key under the write lock each
+    // time: at most one sweep per idle_ttl / 8 (here 1 s).
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .max_keys(1)
+        .idle_ttl(Duration::from_secs(8))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let ms = Duration::from_millis;
+    keyed.call("a", || ()).unwrap(); // t = 0
+    clock.advance(ms(7_000));
+    assert!(
+        keyed.try_acquire("b").is_err(),
+        "swept at 7 s: a idle only 7 s"
+    );
+    clock.advance(ms(1_500));
+    keyed.call("b", || ()).unwrap(); // t = 8.5 s: swept, a evicted
+    assert_eq!(keyed.stats().evicted, 1);
+    clock.advance(ms(7_900));
+    assert!(
+        keyed.try_acquire("c").is_err(),
+        "swept at 16.4 s: b idle only 7.9 s"
+    );
+    clock.advance(ms(200));
+    // b has now been idle 8.1 s, but the last sweep was 0.2 s ago: refused, no scan.
+    assert!(keyed.try_acquire("d").is_err());
+    assert_eq!(keyed.stats().evicted, 1);
+    clock.advance(ms(800));
+    assert!(
+        keyed.try_acquire("d").is_ok(),
+        "a sweep is due again: b goes"
+    );
+    assert_eq!(keyed.stats().evicted, 2);
+}
+
+#[test]
+fn prometheus_text_is_valid_and_bounded_to_the_top_n_keys() {
+    let keyed = keyed(1);
+    let held: Vec<_> = (0..20)
+        .map(|i| keyed.try_acquire(&format!("tenant-\"{i}\"")).unwrap())
+        .collect();
+    for i in 0..20 {
+        for _ in 0..=i {
+            assert!(keyed.try_acquire(&format!("tenant-\"{i}\"")).is_err());
+        }
+    }
+    let text = keyed.to_prometheus(3);
+    let exposition = common::exposition::parse(&text);
+    let top: Vec<_> = exposition
+        .samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("bulkhead_keyed_top_rejected{"))
+        .collect();
+    assert_eq!(top.len(), 3, "{text}");
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_top_rejected{bulkhead="tenants",key="tenant-\"19\""}"#],
+        20.0,
+        "{text}"
+    );
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_calls_total{bulkhead="tenants",outcome="rejected"}"#],
+        210.0
+    );
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_keys{bulkhead="tenants"}"#],
+        20.0
+    );
+    drop(held);
+}
