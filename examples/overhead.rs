@@ -786,7 +786,7 @@ fn main() {
     );
     // `-- manager trickle` runs only the sections whose names contain one of the words.
     let only: Vec<String> = std::env::args().skip(1).collect();
-    let sections: [(&str, Section); 13] = [
+    let sections: [(&str, Section); 14] = [
         ("idle_pools", idle_pools),
         ("hot", hot),
         ("cold", cold),
