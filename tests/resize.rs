@@ -461,3 +461,193 @@ fn a_new_max_wait_applies_to_callers_that_start_waiting_afterwards() {
         "an invalid change changes nothing"
     );
 }
+
+// --- resilience4j's SemaphoreBulkheadTest, the changeConfig scenarios ----------------------
+//
+// Re-expressed from resilience4j-bulkhead's `internal/SemaphoreBulkheadTest.java`
+// (`changePermissionsInIdleState`, `changeWaitTimeInIdleState`,
+// `changePermissionsCountWhileOneThreadIsRunningWithThisPermission`,
+// `changePermissionsCountWhileOneThreadIsWaitingForPermission`,
+// `changeWaitingTimeWhileOneThreadIsWaitingForPermission`, `changePermissionsConcurrently`).
+// One deliberate difference: where resilience4j's lowering blocks the changing thread until
+// holders finish, ours returns at once and the lower limit applies as permits come back
+// (DESIGN.md: a change never blocks the caller).
+
+mod r4j_change_config {
+    use super::*;
+    use bulkheads::{SemaphoreBulkhead, SemaphoreConfig};
+
+    fn available(sem: &SemaphoreBulkhead) -> usize {
+        let s = sem.stats();
+        s.limit.saturating_sub(s.running)
+    }
+
+    #[test]
+    fn change_permissions_in_idle_state() {
+        let wait = Duration::from_millis(5000);
+        let sem =
+            SemaphoreBulkhead::new("r4j-idle", SemaphoreConfig::new(3).max_wait(wait)).unwrap();
+        assert_eq!(sem.config().max_concurrent_value(), 3);
+        sem.set_max_concurrent(5).unwrap();
+        assert_eq!(
+            (
+                sem.config().max_concurrent_value(),
+                sem.config().max_wait_value()
+            ),
+            (5, wait)
+        );
+        sem.set_max_concurrent(2).unwrap();
+        assert_eq!(
+            (
+                sem.config().max_concurrent_value(),
+                sem.config().max_wait_value()
+            ),
+            (2, wait)
+        );
+        sem.set_max_concurrent(2).unwrap(); // the same change again is harmless
+        assert_eq!(available(&sem), 2);
+    }
+
+    #[test]
+    fn change_wait_time_in_idle_state() {
+        let sem = SemaphoreBulkhead::new(
+            "r4j-wait",
+            SemaphoreConfig::new(3).max_wait(Duration::from_millis(5000)),
+        )
+        .unwrap();
+        for ms in [3000, 7000, 7000] {
+            sem.set_max_wait(Duration::from_millis(ms)).unwrap();
+            assert_eq!(sem.config().max_wait_value(), Duration::from_millis(ms));
+            assert_eq!(sem.config().max_concurrent_value(), 3);
+        }
+    }
+
+    #[test]
+    fn change_permissions_while_a_thread_runs_with_its_permit() {
+        let sem = Arc::new(SemaphoreBulkhead::new("r4j-running", SemaphoreConfig::new(1)).unwrap());
+        assert_eq!(available(&sem), 1);
+        let (held_tx, held_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let holder = {
+            let sem = sem.clone();
+            thread::spawn(move || {
+                let permit = sem.try_acquire_owned().unwrap();
+                held_tx.send(()).unwrap();
+                go_rx.recv_timeout(LONG).ok();
+                drop(permit);
+            })
+        };
+        held_rx.recv_timeout(LONG).unwrap();
+        assert_eq!(available(&sem), 0);
+        assert!(sem.try_acquire().is_err());
+
+        sem.set_max_concurrent(2).unwrap();
+        assert_eq!(sem.config().max_concurrent_value(), 2);
+        assert_eq!(available(&sem), 1);
+        let mine = sem.try_acquire().unwrap();
+        assert_eq!(available(&sem), 0);
+        assert!(sem.try_acquire().is_err());
+
+        // Lowering to 1 while both permits are out: returns at once (r4j blocks here).
+        let changer = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.set_max_concurrent(1))
+        };
+        changer.join().unwrap().unwrap();
+        assert_eq!(sem.config().max_concurrent_value(), 1);
+
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        // One permit still out (this thread's) against a limit of 1: none available.
+        assert_eq!(available(&sem), 0);
+        assert!(sem.try_acquire().is_err());
+        drop(mine);
+        assert_eq!(available(&sem), 1);
+        assert_eq!(sem.config().max_concurrent_value(), 1);
+    }
+
+    #[test]
+    fn change_permissions_while_a_thread_waits_for_one() {
+        let sem = Arc::new(
+            SemaphoreBulkhead::new(
+                "r4j-waiting",
+                SemaphoreConfig::new(1).max_wait(Duration::from_secs(500)),
+            )
+            .unwrap(),
+        );
+        let mine = sem.try_acquire_owned().unwrap();
+        assert_eq!(available(&sem), 0);
+        let waiter = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.acquire().map(drop))
+        };
+        wait_until(LONG, "the waiter queued", || sem.stats().waiting == 1);
+        sem.set_max_concurrent(2).unwrap();
+        // The new permit goes to the waiter at once; it finishes.
+        waiter.join().unwrap().unwrap();
+        assert_eq!(sem.config().max_concurrent_value(), 2);
+        assert_eq!(available(&sem), 1, "this thread still holds one");
+        drop(mine);
+    }
+
+    #[test]
+    fn change_wait_time_while_a_thread_waits() {
+        let sem = Arc::new(
+            SemaphoreBulkhead::new(
+                "r4j-wait-change",
+                SemaphoreConfig::new(1).max_wait(Duration::from_secs(500)),
+            )
+            .unwrap(),
+        );
+        let mine = sem.try_acquire_owned().unwrap();
+        let waiter = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.acquire().map(drop))
+        };
+        wait_until(LONG, "the waiter queued", || sem.stats().waiting == 1);
+        sem.set_max_wait(Duration::ZERO).unwrap();
+        // A new caller no longer waits...
+        let start = Instant::now();
+        assert!(sem.acquire().unwrap_err().is_rejected());
+        assert!(start.elapsed() < LONG);
+        // ...and the caller already waiting keeps its place and its wait.
+        assert_eq!(sem.stats().waiting, 1);
+        drop(mine);
+        waiter.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn change_permissions_concurrently() {
+        let sem =
+            Arc::new(SemaphoreBulkhead::new("r4j-concurrent", SemaphoreConfig::new(3)).unwrap());
+        let (held_tx, held_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let holder = {
+            let sem = sem.clone();
+            thread::spawn(move || {
+                let permit = sem.try_acquire_owned().unwrap();
+                held_tx.send(()).unwrap();
+                go_rx.recv_timeout(LONG).ok();
+                drop(permit);
+            })
+        };
+        held_rx.recv_timeout(LONG).unwrap();
+        assert_eq!(available(&sem), 2);
+        let mine = sem.try_acquire().unwrap();
+        assert_eq!(available(&sem), 1);
+        // Two changers: to 1, then to 4. Neither blocks (r4j's first waits for holders and
+        // the second for the first); the last applied is whole.
+        for n in [1, 4] {
+            let sem = sem.clone();
+            thread::spawn(move || sem.set_max_concurrent(n))
+                .join()
+                .unwrap()
+                .unwrap();
+        }
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(sem.config().max_concurrent_value(), 4);
+        assert_eq!(available(&sem), 3, "this thread still holds one");
+        drop(mine);
+    }
+}
