@@ -475,6 +475,7 @@ impl ManagerStats {
     pub fn to_prometheus(&self) -> String {
         let mut text = Exposition(self.bulkheads.iter().map(Snapshot::of).collect()).to_string();
         crate::breaker::append_prometheus(&mut text, &self.circuit_breakers);
+        crate::keyed::append_prometheus(&mut text, &self.keyed);
         crate::retry::append_prometheus(&mut text, &self.retries);
         text
     }

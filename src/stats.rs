@@ -431,6 +431,9 @@ pub struct ManagerStats {
     pub circuit_breakers: Vec<CircuitMetrics>,
     /// One snapshot per retry the manager holds, ordered by name.
     pub retries: Vec<crate::retry::RetryStats>,
+    /// One aggregate row per keyed semaphore the manager holds, ordered by name, each with
+    /// its 5 most rejected keys (not one row per tenant).
+    pub keyed: Vec<crate::keyed::KeyedStats>,
 }
 
 impl ManagerStats {
@@ -568,7 +571,8 @@ impl fmt::Display for ManagerStats {
         let rows: Vec<_> = self.bulkheads.iter().map(BulkheadStats::row).collect();
         write_table(f, &rows)?;
         crate::breaker::write_table(f, &self.circuit_breakers)?;
-        crate::retry::write_table(f, &self.retries)
+        crate::retry::write_table(f, &self.retries)?;
+        crate::keyed::write_table(f, &self.keyed)
     }
 }
 

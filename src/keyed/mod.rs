@@ -25,6 +25,7 @@ use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering, RwLock};
 
 mod stats;
 pub use stats::KeyedStats;
+pub(crate) use stats::{TOP_REJECTED, append_prometheus, write_table};
 
 /// The registry's map. foldhash, seeded per process, as the manager's registry: keys come
 /// from outside, but the cap bounds what a flood can do, and SipHash would be a third of a
@@ -681,6 +682,7 @@ impl KeyedSemaphore {
             rejected,
             evicted: self.inner.evicted.load(Ordering::Relaxed),
             keys_refused: self.inner.keys_refused.load(Ordering::Relaxed),
+            top_rejected: Vec::new(),
         };
         for slot in slots {
             let s = slot.semaphore.stats();

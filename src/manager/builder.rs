@@ -48,6 +48,7 @@ pub struct BulkheadManagerBuilder {
     processes: Vec<(String, ProcessConfig)>,
     circuit_breakers: Vec<(String, CircuitBreakerConfig)>,
     retries: Vec<(String, Retry)>,
+    keyed: Vec<(String, crate::KeyedConfig)>,
     routes: Vec<(String, String)>,
 }
 
@@ -230,6 +231,16 @@ impl BulkheadManagerBuilder {
         self
     }
 
+    /// A keyed semaphore called `name` (a compartment per tenant, customer or API key),
+    /// held by the manager: get it with [`BulkheadManager::keyed`]. Its aggregate row and
+    /// its most rejected keys are in the manager's stats, table and Prometheus text — not
+    /// one series per key. Keyed semaphores do not count against
+    /// [`max_bulkheads`](Self::max_bulkheads) (they bound their keys with `max_keys`).
+    pub fn keyed(mut self, name: impl Into<String>, config: crate::KeyedConfig) -> Self {
+        self.keyed.push((name.into(), config));
+        self
+    }
+
     /// Validates every configuration and builds the manager. Configured pools start no
     /// thread until their first call.
     ///
@@ -260,6 +271,18 @@ impl BulkheadManagerBuilder {
             retry.validate(&name)?;
             let retry = retry.name(name.clone());
             retries.insert(Arc::from(name), retry);
+        }
+        let mut keyed = std::collections::BTreeMap::new();
+        for (name, config) in self.keyed {
+            if keyed.contains_key(name.as_str()) {
+                return Err(ConfigError::new(
+                    &name,
+                    "name",
+                    "is configured twice as a keyed semaphore",
+                ));
+            }
+            let semaphore = crate::KeyedSemaphore::new(name.clone(), config)?;
+            keyed.insert(Arc::from(name), Arc::new(semaphore));
         }
         let mut breakers = std::collections::BTreeMap::new();
         for (name, config) in self.circuit_breakers {
@@ -309,6 +332,7 @@ impl BulkheadManagerBuilder {
             processes: Registry::new(default_process, processes),
             breakers,
             retries,
+            keyed,
             routes: self
                 .routes
                 .into_iter()

@@ -86,6 +86,8 @@ pub struct BulkheadManager {
     retries: std::collections::BTreeMap<Arc<str>, Retry>,
     /// `(pattern, pool name)` in the order configured: [`pool_for`](Self::pool_for).
     routes: Vec<(Box<str>, Box<str>)>,
+    /// The configured keyed semaphores, by name; fixed at build.
+    keyed: std::collections::BTreeMap<Arc<str>, Arc<crate::KeyedSemaphore>>,
 }
 
 impl fmt::Debug for BulkheadManager {
@@ -100,7 +102,8 @@ impl fmt::Debug for BulkheadManager {
                 "circuit_breakers",
                 &self.breakers.keys().collect::<Vec<_>>(),
             )
-            .field("retries", &self.retries.keys().collect::<Vec<_>>());
+            .field("retries", &self.retries.keys().collect::<Vec<_>>())
+            .field("keyed", &self.keyed.keys().collect::<Vec<_>>());
         #[cfg(unix)]
         d.field("processes", &self.processes.names());
         d.finish()
@@ -142,6 +145,7 @@ impl BulkheadManager {
             breakers: std::collections::BTreeMap::new(),
             retries: std::collections::BTreeMap::new(),
             routes: Vec::new(),
+            keyed: std::collections::BTreeMap::new(),
         }
     }
 
@@ -415,6 +419,31 @@ impl BulkheadManager {
         }
     }
 
+    /// The keyed semaphore called `name`, if the builder configured one
+    /// ([`BulkheadManagerBuilder::keyed`]). Its aggregate row (with its 5 most rejected
+    /// keys) is in the manager's stats, table and Prometheus text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, KeyedConfig, SemaphoreConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .keyed("tenants", KeyedConfig::new(SemaphoreConfig::new(1)))
+    ///     .build()?;
+    /// let tenants = manager.keyed("tenants").expect("configured");
+    /// let _held = tenants.try_acquire("acme")?;
+    /// assert!(tenants.try_acquire("acme").is_err());
+    /// let stats = manager.stats();
+    /// assert_eq!(stats.keyed[0].top_rejected, [("acme".to_owned(), 1)]);
+    /// let text = stats.to_prometheus();
+    /// assert!(text.contains("bulkhead_keyed_top_rejected{bulkhead=\"tenants\",key=\"acme\"} 1\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keyed(&self, name: &str) -> Option<Arc<crate::KeyedSemaphore>> {
+        self.keyed.get(name).cloned()
+    }
+
     /// The retry configured as `name` with [`retry`](BulkheadManagerBuilder::retry), if
     /// there is one: a clone sharing its counters and listeners, to give to a
     /// [`Policy`](crate::Policy). Its events ([`RetryScheduled`](crate::EventKind::RetryScheduled),
@@ -493,10 +522,16 @@ impl BulkheadManager {
             .iter()
             .map(|(name, r)| crate::retry::RetryStats::new(name, r.metrics()))
             .collect();
+        let keyed = self
+            .keyed
+            .values()
+            .map(|k| k.stats_with_top(crate::keyed::TOP_REJECTED))
+            .collect();
         ManagerStats {
             bulkheads,
             circuit_breakers,
             retries,
+            keyed,
         }
     }
 

@@ -170,9 +170,11 @@ impl Serialize for ManagerStats {
         let with_breakers = !self.circuit_breakers.is_empty();
         // The same for `retries`.
         let with_retries = !self.retries.is_empty();
+        // And for `keyed`.
+        let with_keyed = !self.keyed.is_empty();
         let mut s = serializer.serialize_struct(
             "ManagerStats",
-            1 + usize::from(with_breakers) + usize::from(with_retries),
+            1 + usize::from(with_breakers) + usize::from(with_retries) + usize::from(with_keyed),
         )?;
         s.serialize_field("bulkheads", &self.bulkheads)?;
         if with_breakers {
@@ -185,6 +187,70 @@ impl Serialize for ManagerStats {
         } else {
             s.skip_field("retries")?;
         }
+        if with_keyed {
+            s.serialize_field("keyed", &self.keyed)?;
+        } else {
+            s.skip_field("keyed")?;
+        }
+        s.end()
+    }
+}
+
+/// A keyed semaphore's aggregate row; `top_rejected` as `[{"key": .., "rejected": ..}]`.
+///
+/// # Examples
+///
+/// ```
+/// use bulkheads::{BulkheadManager, KeyedConfig, SemaphoreConfig};
+///
+/// let manager = BulkheadManager::builder()
+///     .keyed("tenants", KeyedConfig::new(SemaphoreConfig::new(1)))
+///     .build()?;
+/// let tenants = manager.keyed("tenants").unwrap();
+/// let _held = tenants.try_acquire("acme")?;
+/// assert!(tenants.try_acquire("acme").is_err());
+/// let json = serde_json::to_value(manager.stats())?;
+/// assert_eq!(json["keyed"][0]["name"], "tenants");
+/// assert_eq!(json["keyed"][0]["running"], 1);
+/// assert_eq!(json["keyed"][0]["top_rejected"][0]["key"], "acme");
+/// assert_eq!(json["keyed"][0]["top_rejected"][0]["rejected"], 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl Serialize for crate::keyed::KeyedStats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Top<'a>(&'a [(String, u64)]);
+        impl Serialize for Top<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for (key, rejected) in self.0 {
+                    seq.serialize_element(&KeyCount { key, rejected })?;
+                }
+                seq.end()
+            }
+        }
+        struct KeyCount<'a> {
+            key: &'a str,
+            rejected: &'a u64,
+        }
+        impl Serialize for KeyCount<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut s = serializer.serialize_struct("KeyCount", 2)?;
+                s.serialize_field("key", self.key)?;
+                s.serialize_field("rejected", self.rejected)?;
+                s.end()
+            }
+        }
+        let mut s = serializer.serialize_struct("KeyedStats", 9)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("keys", &self.keys)?;
+        s.serialize_field("max_keys", &self.max_keys)?;
+        s.serialize_field("running", &self.running)?;
+        s.serialize_field("permitted", &self.permitted)?;
+        s.serialize_field("rejected", &self.rejected)?;
+        s.serialize_field("evicted", &self.evicted)?;
+        s.serialize_field("keys_refused", &self.keys_refused)?;
+        s.serialize_field("top_rejected", &Top(&self.top_rejected))?;
         s.end()
     }
 }

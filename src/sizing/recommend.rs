@@ -605,6 +605,7 @@ mod tests {
             bulkheads: vec![BulkheadStats::Pool(p)],
             circuit_breakers: Vec::new(),
             retries: Vec::new(),
+            keyed: Vec::new(),
         };
         let recs = Recommendations::from_stats(&stats, options).unwrap();
         recs.get("inventory").unwrap().clone()
