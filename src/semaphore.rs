@@ -402,14 +402,23 @@ impl SemaphoreBulkhead {
         let rtt = started.elapsed();
         let held = in_use(self.state.load(Ordering::Relaxed));
         let sample = crate::limit::sample(started, rtt, held, deadline, overloaded);
-        let (from, to) = {
+        // The algorithm (user code) runs outside the config's lock.
+        let (adaptive, ceiling) = {
             let config = self.config.lock();
-            let Some(adaptive) = &config.adaptive else {
-                return value;
-            };
-            let to = adaptive.update(sample, config.max_concurrent);
-            let from = self.max();
-            if to == from {
+            match &config.adaptive {
+                Some(adaptive) => (adaptive.clone(), config.max_concurrent),
+                None => return value,
+            }
+        };
+        let to = adaptive.update(sample, ceiling);
+        let from = self.max();
+        if to == from {
+            return value;
+        }
+        {
+            let config = self.config.lock();
+            // A change in between has put its own limit in force: leave it.
+            if config.adaptive.as_ref() != Some(&adaptive) || self.max() != from {
                 return value;
             }
             // As `set_max_concurrent`: lowering takes no permit back; raising grants
@@ -418,8 +427,7 @@ impl SemaphoreBulkhead {
             if to > from {
                 self.grant_waiters();
             }
-            (from, to)
-        };
+        }
         self.listeners
             .emit(&self.name, EventKind::LimitChanged { from, to });
         value

@@ -529,3 +529,69 @@ fn semaphore_limit_bounds_permits_and_raising_grants_waiters() {
     drop(raw);
     assert_eq!(sem.stats().running, 0);
 }
+
+/// An algorithm that reads its bulkhead's stats from inside `update`, as a user's algorithm
+/// logging its decisions might.
+struct Introspecting {
+    pool: Arc<Mutex<std::sync::Weak<ThreadPoolBulkhead>>>,
+    sem: Arc<Mutex<std::sync::Weak<SemaphoreBulkhead>>>,
+    seen: Arc<AtomicUsize>,
+}
+
+impl LimitAlgorithm for Introspecting {
+    fn limit(&self) -> usize {
+        2
+    }
+    fn update(&mut self, _: Sample) -> usize {
+        if let Some(pool) = self.pool.lock().unwrap().upgrade() {
+            self.seen.fetch_add(pool.stats().limit, Ordering::SeqCst);
+        }
+        if let Some(sem) = self.sem.lock().unwrap().upgrade() {
+            self.seen.fetch_add(sem.stats().limit, Ordering::SeqCst);
+        }
+        1
+    }
+}
+
+#[test]
+fn an_algorithm_may_read_its_bulkheads_stats() {
+    // Regression: the algorithm ran under the bulkhead's config lock, which `stats()` takes:
+    // a worker (or a semaphore's caller) deadlocked on its own lock.
+    let seen = Arc::new(AtomicUsize::new(0));
+    let algorithm = |pool, sem| Introspecting {
+        pool,
+        sem,
+        seen: seen.clone(),
+    };
+    let pool_slot = Arc::new(Mutex::new(std::sync::Weak::new()));
+    let pool = Arc::new(
+        ThreadPoolBulkhead::new(
+            "adaptive-introspect",
+            PoolConfig::new(2).adaptive(algorithm(pool_slot.clone(), Arc::default())),
+        )
+        .unwrap(),
+    );
+    *pool_slot.lock().unwrap() = Arc::downgrade(&pool);
+    pool.execute_timeout(LONG, || ()).unwrap();
+    wait_until(LONG, "the sample and its new limit", || {
+        pool.stats().limit == 1
+    });
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "read the limit of 2 inside update"
+    );
+
+    let sem_slot = Arc::new(Mutex::new(std::sync::Weak::new()));
+    let sem = Arc::new(
+        SemaphoreBulkhead::new(
+            "adaptive-introspect-sem",
+            SemaphoreConfig::new(2).adaptive(algorithm(Arc::default(), sem_slot.clone())),
+        )
+        .unwrap(),
+    );
+    *sem_slot.lock().unwrap() = Arc::downgrade(&sem);
+    sem.call(|| ()).unwrap();
+    assert_eq!(sem.stats().limit, 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 4);
+}

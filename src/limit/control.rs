@@ -7,44 +7,61 @@ use std::time::{Duration, Instant};
 
 use super::{LimitAlgorithm, Sample};
 use crate::sync::Arc;
-use crate::sync::plain::Mutex;
+use crate::sync::plain::{AtomicUsize, Mutex, Ordering};
 
 /// A configuration's adaptive algorithm. Clones share one algorithm, so the configuration a
 /// bulkhead returns from `config()` carries the limit in force, and handing it back to
 /// `reconfigure` keeps the algorithm's learning.
+///
+/// The algorithm is user code: it runs only in [`update`](Self::update), under its own lock
+/// and no bulkhead's. The limit it last gave is kept beside it, so that a bulkhead putting
+/// limits in force under its configuration's lock reads a number, not the algorithm.
 #[derive(Clone)]
 pub(crate) struct SharedLimit {
-    algorithm: Arc<Mutex<Box<dyn LimitAlgorithm>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    /// The algorithm's limit after its last update (unclamped).
+    current: AtomicUsize,
 }
 
 impl SharedLimit {
     pub(crate) fn new(algorithm: impl LimitAlgorithm) -> Self {
+        let current = AtomicUsize::new(algorithm.limit());
         Self {
-            algorithm: Arc::new(Mutex::new(Box::new(algorithm))),
+            inner: Arc::new(Inner {
+                algorithm: Mutex::new(Box::new(algorithm)),
+                current,
+            }),
         }
     }
 
     /// The algorithm's own checks ([`LimitAlgorithm::validate`]).
     pub(crate) fn validate(&self, name: &str) -> Result<(), crate::error::ConfigError> {
-        self.algorithm.lock().validate(name)
+        self.inner.algorithm.lock().validate(name)
     }
 
-    /// The algorithm's limit, at least 1 and at most `ceiling`.
+    /// The algorithm's limit after its last update, at least 1 and at most `ceiling`.
     pub(crate) fn limit(&self, ceiling: usize) -> usize {
-        clamp(self.algorithm.lock().limit(), ceiling)
+        clamp(self.inner.current.load(Ordering::Relaxed), ceiling)
     }
 
     /// Feeds one finished call; returns the limit now in force, within `[1, ceiling]`.
+    /// Call it with no bulkhead lock held: the algorithm is user code.
     ///
-    /// The user's algorithm runs under this algorithm's own lock and nothing else; a panic
-    /// in it is caught (the limit then stays as it was) so a faulty algorithm cannot take a
-    /// worker or the caller's thread with it.
+    /// A panic in the algorithm is caught (the limit then stays as it was), so a faulty
+    /// algorithm cannot take a worker or the caller's thread with it.
     pub(crate) fn update(&self, sample: Sample, ceiling: usize) -> usize {
-        let mut algorithm = self.algorithm.lock();
-        let limit =
+        let mut algorithm = self.inner.algorithm.lock();
+        if let Ok(limit) =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| algorithm.update(sample)))
-                .unwrap_or_else(|_| algorithm.limit());
-        clamp(limit, ceiling)
+        {
+            self.inner.current.store(limit, Ordering::Relaxed);
+        }
+        drop(algorithm);
+        self.limit(ceiling)
     }
 }
 
@@ -55,7 +72,7 @@ fn clamp(limit: usize, ceiling: usize) -> usize {
 impl PartialEq for SharedLimit {
     /// The same algorithm (a clone of one configuration's), not an equal one.
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.algorithm, &other.algorithm)
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
@@ -63,11 +80,8 @@ impl Eq for SharedLimit {}
 
 impl fmt::Debug for SharedLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `try_lock`: a `Debug` inside a listener must never wait on a worker's update.
-        match self.algorithm.try_lock() {
-            Some(algorithm) => write!(f, "Adaptive {{ limit: {} }}", algorithm.limit()),
-            None => f.write_str("Adaptive { .. }"),
-        }
+        let limit = self.inner.current.load(Ordering::Relaxed);
+        write!(f, "Adaptive {{ limit: {limit} }}")
     }
 }
 

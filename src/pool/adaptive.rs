@@ -64,17 +64,30 @@ impl Shared {
         // The tasks running now, this one included (its slot is not freed yet).
         let (running, _) = self.admission.gauges(self.admission.load());
         let sample = crate::limit::sample(started, run_time, running, deadline, overloaded);
+        // The algorithm (user code) runs outside the config's lock: a listener or an
+        // algorithm that reads `pool.stats()` must not deadlock.
+        let (adaptive, ceiling) = {
+            let config = self.config.lock();
+            match &config.adaptive {
+                Some(adaptive) => (adaptive.clone(), config.max_threads),
+                None => return,
+            }
+        };
+        if adaptive.update(sample, ceiling) == self.admission.max_threads() {
+            return;
+        }
         let (from, to) = {
             let config = self.config.lock();
-            let Some(adaptive) = &config.adaptive else {
-                return;
-            };
-            let to = adaptive.update(sample, config.max_threads);
-            let from = self.admission.max_threads();
-            if to == from {
+            // A `reconfigure` in between replaced the algorithm (or dropped it): its limits
+            // are in force, not this one's.
+            if config.adaptive.as_ref() != Some(&adaptive) {
                 return;
             }
-            self.apply_limits(&config)
+            let (from, to) = self.apply_limits(&config);
+            if from == to {
+                return;
+            }
+            (from, to)
         };
         if to < from {
             self.wake_surplus();
