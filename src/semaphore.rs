@@ -116,6 +116,10 @@ pub struct SemaphoreBulkhead {
     /// The fleet-wide semaphore each `call` takes a lease of, if any (feature `redis`).
     #[cfg(feature = "redis")]
     global: crate::sync::plain::Mutex<Option<Arc<crate::RedisSemaphore>>>,
+    /// Whether `global` is set: read once per `call`, so semaphores without a global limit
+    /// take no lock for it.
+    #[cfg(feature = "redis")]
+    global_on: crate::sync::plain::AtomicBool,
 }
 
 impl fmt::Debug for SemaphoreBulkhead {
@@ -267,6 +271,8 @@ impl SemaphoreBulkhead {
             adaptive_on: crate::sync::plain::AtomicBool::new(config.adaptive.is_some()),
             #[cfg(feature = "redis")]
             global: crate::sync::plain::Mutex::new(config.global.as_ref().map(|g| g.0.clone())),
+            #[cfg(feature = "redis")]
+            global_on: crate::sync::plain::AtomicBool::new(config.global.is_some()),
             max_wait: crate::sync::plain::AtomicU64::new(wait_nanos(config.max_wait)),
             config: crate::sync::plain::Mutex::new(config),
             state: AtomicU64::new(0),
@@ -375,6 +381,8 @@ impl SemaphoreBulkhead {
         #[cfg(feature = "redis")]
         {
             *self.global.lock() = next.global.as_ref().map(|g| g.0.clone());
+            self.global_on
+                .store(next.global.is_some(), crate::sync::plain::Ordering::Relaxed);
         }
         *config = next;
         if raised {
@@ -441,6 +449,9 @@ impl SemaphoreBulkhead {
     ) -> Result<crate::pool::global::Held, BulkheadError> {
         #[cfg(feature = "redis")]
         {
+            if !self.global_on.load(crate::sync::plain::Ordering::Relaxed) {
+                return Ok(crate::pool::global::Held(None));
+            }
             let Some(semaphore) = self.global.lock().clone() else {
                 return Ok(crate::pool::global::Held(None));
             };

@@ -29,6 +29,10 @@ impl Shared {
         #[cfg(feature = "redis")]
         {
             *self.global.lock() = config.global.as_ref().map(|g| g.0.clone());
+            self.global_on.store(
+                config.global.is_some(),
+                crate::sync::plain::Ordering::Relaxed,
+            );
         }
         #[cfg(not(feature = "redis"))]
         let _ = config;
@@ -39,6 +43,9 @@ impl Shared {
     pub(crate) fn global_lease(&self, deadline: Option<Instant>) -> Result<Held, BulkheadError> {
         #[cfg(feature = "redis")]
         {
+            if !self.global_on.load(crate::sync::plain::Ordering::Relaxed) {
+                return Ok(Held(None));
+            }
             // Cloned out: the wait for the lease must not hold the lock.
             let Some(semaphore) = self.global.lock().clone() else {
                 return Ok(Held(None));

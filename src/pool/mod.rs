@@ -70,6 +70,10 @@ pub(crate) struct Shared {
     /// The fleet-wide semaphore each task takes a lease of, if any (`global.rs`).
     #[cfg(feature = "redis")]
     pub(crate) global: Mutex<Option<Arc<crate::RedisSemaphore>>>,
+    /// Whether `global` is set: read once per task, so pools without a global limit take
+    /// no lock for it.
+    #[cfg(feature = "redis")]
+    pub(crate) global_on: AtomicBool,
 }
 
 /// How new worker threads are made: `<prefix>-<n>`, with this stack size.
@@ -251,6 +255,8 @@ impl ThreadPoolBulkhead {
             this: this.clone(),
             #[cfg(feature = "redis")]
             global: Mutex::new(config.global.as_ref().map(|g| g.0.clone())),
+            #[cfg(feature = "redis")]
+            global_on: AtomicBool::new(config.global.is_some()),
             config: Mutex::new(config),
         });
         let pool = Self {
