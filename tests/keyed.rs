@@ -446,3 +446,159 @@ fn prometheus_text_is_valid_and_bounded_to_the_top_n_keys() {
     );
     drop(held);
 }
+
+// The thread's cache of its last keys: never a stale compartment, never another registry's.
+
+#[test]
+fn a_key_evicted_while_this_thread_caches_it_starts_afresh() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(1))
+        .idle_ttl(Duration::from_secs(10))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    for _ in 0..3 {
+        keyed.call("a", || ()).unwrap(); // cached by this thread from the first call
+    }
+    assert_eq!(keyed.key_stats("a").unwrap().permitted, 3);
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(keyed.evict_idle(), 1);
+    // Had the call used the evicted compartment this thread still caches, the registry
+    // would hold no key and the counts would go on from 3.
+    keyed.call("a", || ()).unwrap();
+    assert_eq!(keyed.len(), 1);
+    assert_eq!(keyed.key_stats("a").unwrap().permitted, 1);
+    let held = keyed.try_acquire("a").unwrap();
+    assert!(
+        keyed.call("a", || ()).unwrap_err().is_rejected(),
+        "one compartment"
+    );
+    drop(held);
+    let s = keyed.stats();
+    assert_eq!((s.evicted, s.permitted, s.rejected), (1, 5, 1));
+}
+
+#[test]
+fn registries_never_share_a_cached_key() {
+    let one = keyed(1);
+    let two = keyed(1);
+    one.call("a", || ()).unwrap();
+    let held = one.try_acquire("a").unwrap();
+    // Same key, same thread, another registry: its own compartment.
+    two.call("a", || ()).unwrap();
+    assert_eq!(two.key_stats("a").unwrap().permitted, 1);
+    drop(held);
+    // A registry dropped and another made (perhaps at the same address): a fresh key.
+    drop(one);
+    let three = keyed(1);
+    three.call("a", || ()).unwrap();
+    assert_eq!(three.key_stats("a").unwrap().permitted, 1);
+    assert_eq!(three.len(), 1);
+}
+
+#[test]
+fn a_call_inside_a_call_on_the_same_key_takes_a_second_permit() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(2))
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config).unwrap();
+    let inner = keyed
+        .call("a", || {
+            let running = keyed.stats().running;
+            let (nested, third) = keyed
+                .call("a", || (keyed.stats().running, keyed.call("a", || ())))
+                .unwrap();
+            (running, nested, third.unwrap_err().is_rejected())
+        })
+        .unwrap();
+    assert_eq!(inner, (1, 2, true));
+    // Every one of the three calls booked its end: the key is idle and goes.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(keyed.evict_idle(), 1);
+}
+
+#[test]
+fn the_cache_holds_a_few_keys_per_thread_and_any_key_still_works() {
+    let keyed = keyed(1);
+    // More keys in turn than the cache holds: each call on a key not cached finds it in
+    // the registry; the books are the same either way.
+    for round in 0..5 {
+        for k in 0..10 {
+            keyed.call(&format!("k{k}"), || ()).unwrap();
+            assert_eq!(
+                keyed.key_stats(&format!("k{k}")).unwrap().permitted,
+                round + 1
+            );
+        }
+    }
+    assert_eq!(keyed.len(), 10);
+    assert_eq!(keyed.stats().permitted, 50);
+}
+
+// Calls run as the key's semaphore runs them: the current deadline and an adaptive limit.
+
+#[test]
+fn call_inside_a_pool_task_waits_no_longer_than_its_deadline() {
+    use bulkheads::{PoolConfig, ThreadPoolBulkhead};
+    use std::time::Instant;
+    let keyed = KeyedSemaphore::new(
+        "t",
+        KeyedConfig::new(SemaphoreConfig::new(1).max_wait(Duration::from_secs(30))),
+    )
+    .unwrap();
+    let held = keyed.try_acquire("a").unwrap();
+    let pool = ThreadPoolBulkhead::new("p", PoolConfig::new(1)).unwrap();
+    let k = keyed.clone();
+    let (waited, refused) = pool
+        .execute_timeout(Duration::from_millis(200), move || {
+            let start = Instant::now();
+            let r = k.call("a", || ());
+            (start.elapsed(), r.is_err_and(|e| e.is_rejected()))
+        })
+        .expect("the task ends within its deadline, the wait with it");
+    assert!(refused);
+    assert!(
+        waited < Duration::from_secs(10),
+        "waited {waited:?} of max_wait 30 s"
+    );
+    drop(held);
+}
+
+#[test]
+fn a_per_key_adaptive_limit_is_fed_by_keyed_calls() {
+    use bulkheads::limit::{self, Aimd};
+    let keyed = KeyedSemaphore::new(
+        "t",
+        KeyedConfig::new(SemaphoreConfig::new(16))
+            .adaptive(|_: &str| Aimd::new().initial_limit(10).min_limit(2)),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        keyed.call("a", limit::report_overload).unwrap();
+    }
+    // 10 → 9 → 8 → 7 for the key that reported overload; the other key keeps its own.
+    assert_eq!(keyed.key_stats("a").unwrap().limit, 7);
+    keyed.call("b", || ()).unwrap();
+    assert_eq!(keyed.key_stats("b").unwrap().limit, 10);
+}
+
+#[test]
+fn a_shared_adaptive_config_and_a_bad_per_key_algorithm_are_clear_errors() {
+    use bulkheads::limit::Aimd;
+    let shared = KeyedConfig::new(SemaphoreConfig::new(16).adaptive(Aimd::new().initial_limit(4)));
+    let err = KeyedSemaphore::new("tenants", shared).unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("tenants", "adaptive"));
+    // An algorithm the factory makes wrong is refused for that key, naming it.
+    let keyed = KeyedSemaphore::new(
+        "tenants",
+        KeyedConfig::new(SemaphoreConfig::new(16)).adaptive(|tenant: &str| {
+            let initial = if tenant == "bad" { 0 } else { 4 };
+            Aimd::new().initial_limit(initial).min_limit(1)
+        }),
+    )
+    .unwrap();
+    let err = keyed.call("bad", || ()).unwrap_err();
+    assert!(err.to_string().contains("tenants/bad"), "{err}");
+    assert!(keyed.call("good", || ()).is_ok());
+    assert_eq!(keyed.len(), 1);
+}

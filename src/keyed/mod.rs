@@ -7,23 +7,33 @@
 //! key a fresh count (resilience4j users who bolt a cache onto its registry get exactly that).
 //!
 //! Each key's compartment is a [`SemaphoreBulkhead`] named `"{name}/{key}"`, so its errors
-//! and [`stats`](KeyedSemaphore::key_stats) say which tenant was refused. In-flight calls are
-//! counted per key under the registry's read lock and eviction takes the write lock, so the
-//! two cannot interleave.
+//! and [`stats`](KeyedSemaphore::key_stats) say which tenant was refused.
+//!
+//! How a call finds its key: first in the calling thread's cache of its last 4 keys (no
+//! lock, no reference count raised), then in the registry under its read lock. Each key
+//! counts its calls in flight on a gate that eviction closes only from exactly "nothing in
+//! flight" (`gate.rs`, checked by loom models), so a cached reference to an evicted key is
+//! refused and looked up again, never used. Idle times are read from the coarse clock
+//! (`CLOCK_MONOTONIC_COARSE`, a few nanoseconds) when the clock is the default and
+//! `idle_ttl` is at least 1000 of its ticks (4 s where a tick is 4 ms); a configured clock
+//! is always read instead.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, coarse};
 use crate::config::SemaphoreConfig;
 use crate::error::{BulkheadError, ConfigError};
 use crate::semaphore::{OwnedPermit, SemaphoreBulkhead};
 use crate::stats::SemaphoreStats;
 use crate::sync::Arc;
-use crate::sync::plain::{AtomicU64, AtomicUsize, Ordering, RwLock};
+use crate::sync::plain::{AtomicU64, Ordering, RwLock};
 
+mod cache;
+mod gate;
 mod stats;
+use gate::Gate;
 pub use stats::KeyedStats;
 pub(crate) use stats::{TOP_REJECTED, append_prometheus, write_table};
 
@@ -34,6 +44,9 @@ type Keys = HashMap<Box<str>, Arc<Slot>, foldhash::fast::RandomState>;
 
 /// Gives the permit limit of one key (tiers: a paying tenant gets more).
 type LimitFor = Arc<dyn Fn(&str) -> usize + Send + Sync>;
+
+/// Makes a new key's semaphore config adaptive, with an algorithm of its own.
+type AdaptiveFor = Arc<dyn Fn(&str, SemaphoreConfig) -> SemaphoreConfig + Send + Sync>;
 
 /// The configuration of a [`KeyedSemaphore`].
 ///
@@ -56,8 +69,11 @@ pub struct KeyedConfig {
     max_keys: usize,
     idle_ttl: Duration,
     limit_for: Option<LimitFor>,
+    adaptive: Option<AdaptiveFor>,
     global_limit: Option<usize>,
     clock: Arc<dyn Clock>,
+    /// Whether `clock` was set (then it is always read; see the module docs).
+    clock_set: bool,
 }
 
 impl fmt::Debug for KeyedConfig {
@@ -67,6 +83,7 @@ impl fmt::Debug for KeyedConfig {
             .field("max_keys", &self.max_keys)
             .field("idle_ttl", &self.idle_ttl)
             .field("limit_for", &self.limit_for.as_ref().map(|_| "<closure>"))
+            .field("adaptive", &self.adaptive.as_ref().map(|_| "<closure>"))
             .field("global_limit", &self.global_limit)
             .finish_non_exhaustive()
     }
@@ -85,8 +102,10 @@ impl KeyedConfig {
             max_keys: Self::DEFAULT_MAX_KEYS,
             idle_ttl: Duration::from_secs(300),
             limit_for: None,
+            adaptive: None,
             global_limit: None,
             clock: Arc::new(SystemClock),
+            clock_set: false,
         }
     }
 
@@ -117,6 +136,42 @@ impl KeyedConfig {
         self
     }
 
+    /// Makes each key's compartment adaptive, with an algorithm of its own made by
+    /// `algorithm_for` when the key is created (called with no lock held): one tenant's
+    /// overload cuts that tenant's limit, no other's. The algorithm's limit is clamped to
+    /// the key's limit (`limit_for`, or the semaphore config's `max_concurrent`) and fed by
+    /// [`call`](KeyedSemaphore::call), as [`SemaphoreConfig::adaptive`] describes.
+    ///
+    /// (An adaptive [`SemaphoreConfig`] given to [`new`](Self::new) is refused: its one
+    /// algorithm would be shared by every key.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::limit::{self, Aimd};
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+    ///
+    /// let config = KeyedConfig::new(SemaphoreConfig::new(16))
+    ///     .adaptive(|_tenant: &str| Aimd::new().initial_limit(8).min_limit(1));
+    /// let tenants = KeyedSemaphore::new("tenants", config)?;
+    /// tenants.call("noisy", limit::report_overload)?; // its backend said 429
+    /// tenants.call("quiet", || ())?;
+    /// assert_eq!(tenants.key_stats("noisy").unwrap().limit, 7);
+    /// assert_eq!(tenants.key_stats("quiet").unwrap().limit, 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn adaptive<F, A>(mut self, algorithm_for: F) -> Self
+    where
+        F: Fn(&str) -> A + Send + Sync + 'static,
+        A: crate::limit::LimitAlgorithm,
+    {
+        self.adaptive = Some(Arc::new(move |key: &str, config: SemaphoreConfig| {
+            config.adaptive(algorithm_for(key))
+        }));
+        self
+    }
+
     /// A limit over all keys together: a call needs a permit of its key and one of the
     /// global semaphore. Defaults to none.
     #[must_use]
@@ -129,6 +184,7 @@ impl KeyedConfig {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self.clock_set = true;
         self
     }
 
@@ -142,7 +198,8 @@ impl KeyedConfig {
     /// # Errors
     ///
     /// A `ConfigError` naming `name` and the field: `max_keys` 0, `idle_ttl` zero,
-    /// `global_limit` 0, or an invalid per-key semaphore config.
+    /// `global_limit` 0, an adaptive per-key semaphore config (`adaptive`: use
+    /// [`KeyedConfig::adaptive`]), or an invalid per-key semaphore config.
     pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
         if name.is_empty() {
             return Err(ConfigError::new(name, "name", "must not be empty"));
@@ -166,6 +223,14 @@ impl KeyedConfig {
                 ));
             }
         }
+        if self.semaphore.is_adaptive() {
+            return Err(ConfigError::new(
+                name,
+                "adaptive",
+                "an adaptive semaphore config would share one algorithm among all keys; \
+                 give KeyedConfig::adaptive a function that makes one per key",
+            ));
+        }
         self.semaphore.validate(name)
     }
 }
@@ -174,19 +239,23 @@ impl KeyedConfig {
 struct Slot {
     key: Box<str>,
     semaphore: Arc<SemaphoreBulkhead>,
-    /// Permits out for this key; changed under the registry's read lock (acquire) or with
-    /// no lock (release), read under the write lock by eviction.
-    in_flight: AtomicUsize,
-    /// Nanoseconds after the registry's `base` of the last acquire or release.
-    last_used: AtomicU64,
+    /// Calls in flight and the last use, in the registry's nanoseconds.
+    gate: Gate,
 }
 
+/// Gives each registry an id for the threads' caches.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 struct Inner {
+    /// Unique in the process.
+    id: u64,
     name: Arc<str>,
     config: KeyedConfig,
     keys: RwLock<Keys>,
     global: Option<Arc<SemaphoreBulkhead>>,
     base: Instant,
+    /// The coarse clock's reading at `base`, when idle times are read from it.
+    coarse_base: Option<u64>,
     evicted: AtomicU64,
     /// When a new key at the cap last swept (nanoseconds after `base`, `u64::MAX`: never);
     /// written under the write lock.
@@ -199,7 +268,11 @@ struct Inner {
 }
 
 impl Inner {
+    #[inline]
     fn now_nanos(&self) -> u64 {
+        if let Some(base) = self.coarse_base {
+            return coarse::now_nanos().saturating_sub(base);
+        }
         let since = self.config.clock.now().saturating_duration_since(self.base);
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
@@ -255,8 +328,8 @@ impl fmt::Debug for KeyedSemaphore {
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct KeyedPermit {
     // Options so that `drop` can give the permits back before it books the end of the
-    // call: were the books first, an evictor could drop this key while its permit is still
-    // out, and a new compartment for the same key would admit one call too many.
+    // call: were the books first, an evictor could close this key while its permit is
+    // still out, and a new compartment for the same key would admit one call too many.
     key_permit: Option<OwnedPermit>,
     global_permit: Option<OwnedPermit>,
     slot: Arc<Slot>,
@@ -283,18 +356,8 @@ impl Drop for KeyedPermit {
     fn drop(&mut self) {
         drop(self.global_permit.take());
         drop(self.key_permit.take());
-        self.slot.exit(&self.inner);
-    }
-}
-
-impl Slot {
-    /// Books the end of a call counted in `in_flight` (also a refused one: an attempt is
-    /// use, so the key stays).
-    fn exit(&self, inner: &Inner) {
-        self.last_used.store(inner.now_nanos(), Ordering::Relaxed);
-        // Release pairs with eviction's Acquire load: the last_used store above is seen by
-        // whoever sees the count fall.
-        self.in_flight.fetch_sub(1, Ordering::Release);
+        self.slot.gate.exit(self.inner.now_nanos());
+        cache::put(self.inner.id, Arc::clone(&self.slot));
     }
 }
 
@@ -320,21 +383,30 @@ impl KeyedSemaphore {
         let global = match config.global_limit {
             Some(n) => Some(Arc::new(SemaphoreBulkhead::new(
                 format!("{name}/*"),
+                // The per-key wait and waiting bound; not its adaptive limit nor its fleet
+                // budget, which belong to each key's compartment.
                 SemaphoreConfig {
                     max_concurrent: n,
-                    ..config.semaphore.clone()
+                    max_wait: config.semaphore.max_wait,
+                    max_waiting: config.semaphore.max_waiting,
+                    ..SemaphoreConfig::new(n)
                 },
             )?)),
             None => None,
         };
         let base = config.clock.now();
+        let coarse_base = coarse::resolution()
+            .filter(|tick| !config.clock_set && config.idle_ttl >= *tick * 1000)
+            .map(|_| coarse::now_nanos());
         Ok(Self {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 name: name.into(),
                 config,
                 keys: RwLock::new(Keys::default()),
                 global,
                 base,
+                coarse_base,
                 evicted: AtomicU64::new(0),
                 last_sweep: AtomicU64::new(u64::MAX),
                 keys_refused: AtomicU64::new(0),
@@ -360,7 +432,9 @@ impl KeyedSemaphore {
     }
 
     /// Runs `f` on the caller's thread under a permit of `key`, waiting at most the per-key
-    /// config's `max_wait` (and the rest of it for the global limit).
+    /// config's `max_wait` (and the rest of it for the global limit), as the key's
+    /// [`SemaphoreBulkhead::call`] runs it: inside a pool's task with a deadline, no longer
+    /// than it, and with the per-key config's adaptive limit, if any, fed by the call.
     ///
     /// # Errors
     ///
@@ -370,18 +444,37 @@ impl KeyedSemaphore {
     where
         F: FnOnce() -> T,
     {
-        // The same steps as `acquire_timeout`, with borrowed permits: no reference count
-        // to raise per call. Locals drop in reverse order: the permits, then the books.
-        let timeout = self.inner.config.semaphore.max_wait;
-        let since = self.since(timeout);
-        let slot = self.slot(key)?;
-        let _exit = Exit(&slot, &self.inner);
-        let _key_permit = slot.semaphore.acquire_timeout(timeout)?;
-        let _global_permit = match &self.inner.global {
-            Some(global) => Some(global.acquire_timeout(left(since, timeout))?),
-            None => None,
+        let exit = Exit {
+            slot: Some(self.enter(key)?),
+            inner: &self.inner,
         };
-        Ok(f())
+        let semaphore = &exit.slot.as_ref().expect("held until dropped").semaphore;
+        // The permits are given back inside, before `exit` books the end of the call.
+        match &self.inner.global {
+            None => semaphore.call(f),
+            Some(global) => {
+                let timeout = self.inner.config.semaphore.max_wait;
+                let since = self.since(timeout);
+                semaphore.call(|| {
+                    let wait = crate::deadline::wait_within_current(left(since, timeout));
+                    let _global_permit = global.acquire_timeout(wait)?;
+                    Ok(f())
+                })?
+            }
+        }
+    }
+
+    /// The key's slot with a call counted in flight: from this thread's cache if there
+    /// (and not evicted), else from the registry.
+    #[inline]
+    fn enter(&self, key: &str) -> Result<Arc<Slot>, BulkheadError> {
+        if let Some(slot) = cache::take(self.inner.id, key) {
+            if slot.gate.enter() {
+                return Ok(slot);
+            }
+            // Evicted since this thread cached it: let it go and look again.
+        }
+        self.slot(key)
     }
 
     /// A permit of `key` at once, or an error.
@@ -405,15 +498,18 @@ impl KeyedSemaphore {
         timeout: Duration,
     ) -> Result<KeyedPermit, BulkheadError> {
         let since = self.since(timeout);
-        let slot = self.slot(key)?;
-        // From here the key's in_flight is counted: give it back on every error path.
-        let exit = Exit(&slot, &self.inner);
+        // From here the key's call is counted: `exit` books its end on every error path.
+        let mut exit = Exit {
+            slot: Some(self.enter(key)?),
+            inner: &self.inner,
+        };
+        let slot = exit.slot.as_ref().expect("held until dropped");
         let key_permit = slot.semaphore.acquire_owned_timeout(timeout)?;
         let global_permit = match &self.inner.global {
             Some(global) => Some(global.acquire_owned_timeout(left(since, timeout))?),
             None => None,
         };
-        std::mem::forget(exit);
+        let slot = exit.slot.take().expect("held until now");
         Ok(KeyedPermit {
             key_permit: Some(key_permit),
             global_permit,
@@ -427,14 +523,15 @@ impl KeyedSemaphore {
         (self.inner.global.is_some() && !timeout.is_zero()).then(Instant::now)
     }
 
-    /// The key's slot with its `in_flight` raised, created if needed.
+    /// The key's slot from the registry with a call counted in flight, created if needed.
     fn slot(&self, key: &str) -> Result<Arc<Slot>, BulkheadError> {
         {
             let keys = self.inner.keys.read();
             if let Some(slot) = keys.get(key) {
-                // Raised under the read lock, so eviction (write lock) sees it.
-                slot.in_flight.fetch_add(1, Ordering::Relaxed);
-                return Ok(Arc::clone(slot));
+                // Always open here: a key is closed and removed under the write lock.
+                if slot.gate.enter() {
+                    return Ok(Arc::clone(slot));
+                }
             }
         }
         self.check_key(key)?;
@@ -445,19 +542,21 @@ impl KeyedSemaphore {
             return Err(self.full(key));
         }
         let limit = self.limit_of(key)?;
-        let semaphore = SemaphoreBulkhead::new(
-            format!("{}/{key}", self.inner.name),
-            SemaphoreConfig {
-                max_concurrent: limit,
-                ..self.inner.config.semaphore.clone()
-            },
-        )
-        .map_err(|e| self.refuse(key, e))?;
+        let mut config = SemaphoreConfig {
+            max_concurrent: limit,
+            ..self.inner.config.semaphore.clone()
+        };
+        if let Some(adaptive) = &self.inner.config.adaptive {
+            config = adaptive(key, config); // user code: no lock held
+        }
+        let semaphore = SemaphoreBulkhead::new(format!("{}/{key}", self.inner.name), config)
+            .map_err(|e| self.refuse(key, e))?;
         let mut keys = self.inner.keys.write();
         if let Some(slot) = keys.get(key) {
-            // Another caller created it meanwhile.
-            slot.in_flight.fetch_add(1, Ordering::Relaxed);
-            return Ok(Arc::clone(slot));
+            // Another caller created it meanwhile (open: closing happens under this lock).
+            if slot.gate.enter() {
+                return Ok(Arc::clone(slot));
+            }
         }
         if keys.len() >= self.inner.config.max_keys && self.sweep_due(now) {
             self.inner.last_sweep.store(now, Ordering::Relaxed);
@@ -470,8 +569,7 @@ impl KeyedSemaphore {
         let slot = Arc::new(Slot {
             key: key.into(),
             semaphore: Arc::new(semaphore),
-            in_flight: AtomicUsize::new(1),
-            last_used: AtomicU64::new(now),
+            gate: Gate::entered(now),
         });
         keys.insert(key.into(), Arc::clone(&slot));
         Ok(slot)
@@ -564,12 +662,10 @@ impl KeyedSemaphore {
         let before = keys.len();
         let (mut permitted, mut rejected) = (0, 0);
         keys.retain(|_, slot| {
-            // Acquire pairs with the permit's Release: a zero count comes with its last_used
-            // and its semaphore's counters.
-            let keep = slot.in_flight.load(Ordering::Acquire) > 0
-                || now.saturating_sub(slot.last_used.load(Ordering::Relaxed)) < ttl;
+            // A closed gate comes with the last call's counters (see `gate.rs`).
+            let keep = !slot.gate.try_close(now, ttl);
             if !keep {
-                // Nothing is in flight and no one can reach the slot again to add to these.
+                // Nothing is in flight and no one can enter the slot again to add to these.
                 let s = slot.semaphore.stats();
                 permitted += s.permitted;
                 rejected += s.rejected;
@@ -706,11 +802,19 @@ fn left(since: Option<Instant>, timeout: Duration) -> Duration {
     since.map_or(timeout, |since| timeout.saturating_sub(since.elapsed()))
 }
 
-/// Books the end of a counted call when dropped: on an error path, or after `call`'s `f`.
-struct Exit<'a>(&'a Slot, &'a Inner);
+/// Books the end of a counted call when dropped (on an error path, or after `call`'s `f`,
+/// also while unwinding), and puts the key's slot back into this thread's cache.
+struct Exit<'a> {
+    slot: Option<Arc<Slot>>,
+    inner: &'a Inner,
+}
 
 impl Drop for Exit<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.0.exit(self.1);
+        if let Some(slot) = self.slot.take() {
+            slot.gate.exit(self.inner.now_nanos());
+            cache::put(self.inner.id, slot);
+        }
     }
 }
