@@ -5,7 +5,11 @@
 //!
 //! Six caller threads serve "orders": each reads the cache (a semaphore), checks stock
 //! (inventory), fetches recommendations with a 50 ms deadline, charges the card (payment),
-//! and every tenth order queues a confirmation e-mail without waiting for it. The work is
+//! and every tenth order queues a confirmation e-mail without waiting for it. Each order
+//! also calls its tenant's compartment (a keyed semaphore: one call per tenant at a time,
+//! 4 over all); half the orders come from one noisy tenant with heavy queries, whose excess
+//! is refused at its own compartment — the row names it — while the 19 others pass. The
+//! work is
 //! in-process sleeps standing in for I/O; nothing leaves the machine. A third of the way
 //! through, recommendations degrades: its calls take 400 ms instead of 2 ms. Its row fills
 //! its bar, its queue and its rejection rate, while the other rows keep flowing — until its
@@ -28,8 +32,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bulkheads::{
-    BulkheadManager, BulkheadStats, CircuitBreakerConfig, CircuitState, EventKind, ManagerStats,
-    Policy, PoolConfig, SemaphoreConfig, SlidingWindow,
+    BulkheadManager, BulkheadStats, CircuitBreakerConfig, CircuitState, EventKind, KeyedConfig,
+    ManagerStats, Policy, PoolConfig, SemaphoreConfig, SlidingWindow,
 };
 
 /// Recommendations go through a policy: its pool, its breaker, a 50 ms deadline.
@@ -53,6 +57,9 @@ const CALLERS: u64 = 6;
 const BAR: usize = 10;
 /// The one semaphore: its row reports permit waits where pools report run times.
 const CACHE: &str = "cache";
+/// The keyed semaphore: a compartment per tenant, and a limit over all of them.
+const TENANTS: &str = "tenants";
+const TENANTS_GLOBAL: usize = 4;
 
 fn parse_args() -> Result<Option<Duration>, Box<dyn std::error::Error>> {
     use lexopt::prelude::*;
@@ -99,6 +106,11 @@ fn run(run_for: Duration) -> Result<(), Box<dyn std::error::Error>> {
             .semaphore(
                 CACHE,
                 SemaphoreConfig::new(2).max_wait(Duration::from_millis(5)),
+            )
+            .keyed(
+                TENANTS,
+                KeyedConfig::new(SemaphoreConfig::new(1).max_wait(Duration::from_millis(1)))
+                    .global_limit(TENANTS_GLOBAL),
             )
             .pool("inventory", PoolConfig::new(8).queue_capacity(8))
             .pool("payment", PoolConfig::new(8).queue_capacity(8))
@@ -204,6 +216,16 @@ fn serve_orders(
         let _ = manager
             .semaphore(CACHE)
             .call(|| thread::sleep(Duration::from_millis(1)));
+        // Half the orders are the noisy tenant's; the rest spread over 19 others.
+        let pick = rng.next() % 38;
+        let (tenant, query_ms) = if pick < 19 {
+            ("tenant-0".to_owned(), 4)
+        } else {
+            (format!("tenant-{}", pick - 18), 1)
+        };
+        if let Some(tenants) = manager.keyed(TENANTS) {
+            let _ = tenants.call(&tenant, || thread::sleep(Duration::from_millis(query_ms)));
+        }
         let stock_ms = 1 + rng.next() % 3;
         let _ = manager.execute("inventory", move || {
             thread::sleep(Duration::from_millis(stock_ms));
@@ -426,6 +448,39 @@ fn table(
             recent_p99,
             fmt_duration(overall),
             health.label().to_owned(),
+        ];
+        rows.push((row, health));
+    }
+
+    // Keyed semaphores: one aggregate row each, with the key refused most (cardinality
+    // stays one row however many tenants there are).
+    for k in &now.keyed {
+        let before = last.keyed.iter().find(|b| b.name == k.name);
+        let rejected = k.rejected - before.map_or(0, |b| b.rejected);
+        let health = if rejected > 0 {
+            Health::Rejecting
+        } else {
+            Health::Ok
+        };
+        let label = match (health, k.top_rejected.first()) {
+            (Health::Rejecting, Some((key, _))) => format!("{} (most: {key})", health.label()),
+            _ => health.label().to_owned(),
+        };
+        let row = [
+            k.name.clone(),
+            "keyed".to_owned(),
+            format!(
+                "{} {:>2}/{:<2}",
+                bar(k.running, TENANTS_GLOBAL),
+                k.running,
+                TENANTS_GLOBAL
+            ),
+            format!("{} keys", k.keys),
+            (k.permitted - before.map_or(0, |b| b.permitted)).to_string(),
+            rejected.to_string(),
+            "-".to_owned(),
+            "-".to_owned(),
+            label,
         ];
         rows.push((row, health));
     }

@@ -753,3 +753,95 @@ fn a_bounded_wait_reads_from_toml_and_round_trips_and_an_unbounded_one_keeps_its
     let err = toml_err("[semaphores.db]\nmax_concurrent = 4\nmax_waiting = -1");
     assert_eq!((err.bulkhead(), err.field()), ("db", "max_waiting"));
 }
+
+#[test]
+fn keyed_tables_build_keyed_semaphores_with_their_fields() {
+    let manager = BulkheadManager::from_toml(
+        r#"
+        [keyed.tenants]
+        max_concurrent = 2
+        max_wait = "5ms"
+        max_keys = 3
+        idle_ttl = "2m"
+        global_limit = 4
+        "#,
+    )
+    .unwrap();
+    let tenants = manager.keyed("tenants").expect("built from the table");
+    let held: Vec<_> = (0..2).map(|_| tenants.try_acquire("a").unwrap()).collect();
+    assert!(
+        tenants.try_acquire("a").unwrap_err().is_rejected(),
+        "2 per key"
+    );
+    let more: Vec<_> = (0..2).map(|_| tenants.try_acquire("b").unwrap()).collect();
+    assert!(
+        tenants.try_acquire("c").unwrap_err().is_rejected(),
+        "4 over all keys"
+    );
+    drop((held, more));
+    tenants.call("c", || ()).unwrap();
+    let err = tenants.call("d", || ()).unwrap_err();
+    assert!(err.to_string().contains("max_keys"), "{err}");
+    let stats = manager.stats();
+    assert_eq!(stats.keyed[0].max_keys, 3);
+    // Through serde too.
+    let config: bulkheads::KeyedConfig =
+        serde_json::from_value(json!({ "max_concurrent": 1, "max_keys": 7 })).unwrap();
+    assert_eq!(config.max_keys_value(), 7);
+}
+
+#[test]
+fn bad_keyed_tables_name_the_keyed_semaphore_and_the_field() {
+    for (text, field) in [
+        ("[keyed.tenants]\nmax_keys = 5", "max_concurrent"),
+        (
+            "[keyed.tenants]\nmax_concurrent = 1\nmax_keys = 0",
+            "max_keys",
+        ),
+        (
+            "[keyed.tenants]\nmax_concurrent = 1\nidle_ttl = \"0s\"",
+            "idle_ttl",
+        ),
+        (
+            "[keyed.tenants]\nmax_concurrent = 1\nidle_ttl = \"soon\"",
+            "idle_ttl",
+        ),
+        (
+            "[keyed.tenants]\nmax_concurrent = 1\nglobal_limit = 0",
+            "global_limit",
+        ),
+        (
+            "[keyed.tenants]\nmax_concurrent = 1\nlimit_for = 3",
+            "unknown field",
+        ),
+        ("[keyed]\ntenants = 3", "keyed"),
+    ] {
+        let err = toml_err(text);
+        assert_eq!(
+            (err.bulkhead(), err.field()),
+            ("tenants", field),
+            "{text}: {err}"
+        );
+    }
+    let err = toml_err("[keyed.tenants]\nmax_concurrent = 1\nlimit_for = 3");
+    assert!(
+        err.to_string().contains("global_limit"),
+        "lists the fields: {err}"
+    );
+}
+
+#[test]
+fn apply_toml_checks_keyed_tables_and_keeps_their_keys() {
+    let file = "[keyed.tenants]\nmax_concurrent = 2";
+    let manager = BulkheadManager::from_toml(file).unwrap();
+    // The file it was built from applies again.
+    manager.apply_toml(file).unwrap();
+    let err = manager
+        .apply_toml("[keyed.tenats]\nmax_concurrent = 2")
+        .unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("tenats", "keyed"));
+    let err = manager
+        .apply_toml("[keyed.tenants]\nmax_concurrent = 0")
+        .unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("tenants", "max_concurrent"));
+}

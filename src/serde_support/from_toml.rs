@@ -1,7 +1,7 @@
 //! [`BulkheadManager::from_toml`]: a manager from a TOML document, where every bad entry
 //! gives a [`ConfigError`] naming the bulkhead and the field.
 
-use super::{Draft, PoolDraft, SemaphoreDraft, Value, count, field_of};
+use super::{Draft, KeyedDraft, PoolDraft, SemaphoreDraft, Value, count, field_of};
 use crate::error::ConfigError;
 use crate::manager::BulkheadManager;
 
@@ -34,6 +34,7 @@ const MANAGER_FIELDS: &[&str] = &[
     "default_semaphore",
     "pools",
     "semaphores",
+    "keyed",
 ];
 
 impl BulkheadManager {
@@ -63,6 +64,14 @@ impl BulkheadManager {
     /// max_concurrent = 25          # required
     /// max_wait = "20ms"            # default: no wait
     /// max_waiting = 8              # most callers waiting at once; default: no bound
+    ///
+    /// [keyed.tenants]              # a KeyedSemaphore: a compartment per key
+    /// max_concurrent = 4           # required: each key's permits
+    /// max_wait = "10ms"            # each key's wait; default: no wait
+    /// max_waiting = 8              # each key's waiting bound; default: no bound
+    /// max_keys = 10000             # default: 10000
+    /// idle_ttl = "5m"              # default: "5m"
+    /// global_limit = 200           # over all keys together; default: none
     /// ```
     ///
     /// Durations are strings of whole numbers with units — `ns`, `us` (or `µs`), `ms`, `s`,
@@ -152,6 +161,14 @@ impl BulkheadManager {
                     }
                     builder
                 }
+                "keyed" => {
+                    for (name, value) in table(MANAGER_NAME, "keyed", value)? {
+                        let table = table(&name, "keyed", value)?;
+                        let config = config_from_toml::<KeyedDraft>(&name, table)?;
+                        builder = builder.keyed(name, config);
+                    }
+                    builder
+                }
                 _ => return Err(unknown_field(MANAGER_NAME, &key, MANAGER_FIELDS)),
             };
         }
@@ -171,8 +188,10 @@ impl BulkheadManager {
     /// [`SemaphoreBulkhead::reconfigure`](crate::SemaphoreBulkhead::reconfigure) (never
     /// blocking; see there for what raising and lowering do). Bulkheads the document does
     /// not name keep their configuration. The manager's own settings (`max_bulkheads`,
-    /// `[default_pool]`, `[default_semaphore]`) apply when a manager is built: here they
-    /// are checked, not applied.
+    /// `[default_pool]`, `[default_semaphore]`) and the `[keyed.NAME]` tables apply when a
+    /// manager is built: here they are checked (and a keyed table must name a keyed
+    /// semaphore of this manager), not applied — a keyed semaphore's keys keep the
+    /// configuration they were created with.
     ///
     /// Every entry is validated before any is applied, so an error changes nothing.
     ///
@@ -251,6 +270,20 @@ impl BulkheadManager {
                             )
                         })?;
                         semaphores.push((semaphore, config));
+                    }
+                }
+                "keyed" => {
+                    for (name, value) in table(MANAGER_NAME, "keyed", value)? {
+                        let config =
+                            config_from_toml::<KeyedDraft>(&name, table(&name, "keyed", value)?)?;
+                        config.validate(&name)?;
+                        if self.keyed(&name).is_none() {
+                            return Err(ConfigError::new(
+                                &name,
+                                "keyed",
+                                "is not a keyed semaphore of this manager",
+                            ));
+                        }
                     }
                 }
                 _ => return Err(unknown_field(MANAGER_NAME, &key, MANAGER_FIELDS)),

@@ -279,6 +279,72 @@ impl Draft for SemaphoreDraft {
     }
 }
 
+/// A keyed semaphore's table: the per-key semaphore's fields and the registry's own.
+#[derive(Default)]
+struct KeyedDraft {
+    semaphore: SemaphoreDraft,
+    max_keys: Option<usize>,
+    idle_ttl: Option<Duration>,
+    global_limit: Option<usize>,
+}
+
+impl Draft for KeyedDraft {
+    type Config = crate::KeyedConfig;
+    const NAME: &'static str = "KeyedConfig";
+    const FIELDS: &'static [&'static str] = &[
+        "max_concurrent",
+        "max_wait",
+        "max_waiting",
+        "max_keys",
+        "idle_ttl",
+        "global_limit",
+    ];
+
+    fn set(&mut self, field: &'static str, value: Value) -> Result<(), String> {
+        match field {
+            "max_keys" => self.max_keys = Some(count(value)?),
+            "idle_ttl" => self.idle_ttl = Some(duration(value)?),
+            "global_limit" => self.global_limit = Some(count(value)?),
+            _ => return self.semaphore.set(field, value),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<crate::KeyedConfig, (&'static str, String)> {
+        let mut config = crate::KeyedConfig::new(self.semaphore.finish()?);
+        if let Some(n) = self.max_keys {
+            config = config.max_keys(n);
+        }
+        if let Some(ttl) = self.idle_ttl {
+            config = config.idle_ttl(ttl);
+        }
+        if let Some(n) = self.global_limit {
+            config = config.global_limit(n);
+        }
+        Ok(config)
+    }
+}
+
+/// Reads a keyed semaphore's fields (`max_concurrent` required; `max_wait`,
+/// `max_waiting`, `max_keys`, `idle_ttl`, `global_limit`), as
+/// [`KeyedConfig::validate`](crate::KeyedConfig::validate) will check them: not
+/// `limit_for`, `adaptive` or a clock, which are code. Available with the feature `serde`.
+///
+/// ```
+/// use bulkheads::KeyedConfig;
+///
+/// let config: KeyedConfig = serde_json::from_str(
+///     r#"{ "max_concurrent": 4, "max_keys": 500, "idle_ttl": "2m", "global_limit": 100 }"#,
+/// )?;
+/// assert_eq!(config.max_keys_value(), 500);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+impl<'de> Deserialize<'de> for crate::KeyedConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_config::<KeyedDraft, D>(deserializer)
+    }
+}
+
 /// The field of `D` called `key`, as the `'static` name a [`ConfigError`](crate::ConfigError) carries.
 fn field_of<D: Draft>(key: &str) -> Option<&'static str> {
     D::FIELDS.iter().copied().find(|f| *f == key)
