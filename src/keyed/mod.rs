@@ -111,6 +111,11 @@ impl KeyedConfig {
 
     /// The most keys held at once; a new key past it is refused. Defaults to
     /// [`DEFAULT_MAX_KEYS`](Self::DEFAULT_MAX_KEYS) (10 000).
+    ///
+    /// Memory stays within it however many distinct keys arrive, but for one bounded
+    /// remainder: each thread's cache of its last 4 keys may keep an evicted key's
+    /// compartment (never its count: an evicted key is never used again) until that thread's
+    /// next calls push it out — at most 4 compartments per thread.
     #[must_use]
     pub fn max_keys(mut self, n: usize) -> Self {
         self.max_keys = n;
