@@ -420,8 +420,14 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let now = Instant::now();
         let own = timeout.or_else(|| self.shared.default_timeout());
+        if own.is_none() && crate::deadline::current_instant().is_none() {
+            // No deadline at all: no clock to read (a rejection costs half as much).
+            let task = self.start(f, None, is_failure)?;
+            task.wait(None, Some(&self.shared.spin));
+            return task.take(&self.shared);
+        }
+        let now = Instant::now();
         let deadline = crate::deadline::within_current(own.and_then(|t| now.checked_add(t)));
         let Some(at) = deadline else {
             let task = self.start(f, None, is_failure)?;
