@@ -641,8 +641,10 @@ impl ThreadPoolBulkhead {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let submitted_at = Instant::now();
+        // The task's own submission time: one clock reading, after admission (a rejection
+        // reads none).
         let task = self.start(f, None, never_failed)?;
+        let submitted_at = task.submitted();
         Ok(TaskHandle::new(
             task,
             Arc::clone(&self.shared),

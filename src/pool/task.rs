@@ -155,6 +155,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    /// When it was submitted (admitted).
+    pub(crate) fn submitted(&self) -> Instant {
+        self.submitted
+    }
+
     pub(crate) fn new(f: F, submitted: Instant, deadline: Option<Instant>, span: CallSpan) -> Self {
         Self {
             state: AtomicU8::new(PENDING),
