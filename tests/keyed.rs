@@ -602,3 +602,140 @@ fn a_shared_adaptive_config_and_a_bad_per_key_algorithm_are_clear_errors() {
     assert!(keyed.call("good", || ()).is_ok());
     assert_eq!(keyed.len(), 1);
 }
+
+// reconfigure: every held key at once, new keys from the new config, errors change nothing.
+
+#[test]
+fn reconfigure_raises_and_lowers_every_held_key_at_once() {
+    let keyed = keyed(2);
+    let a: Vec<_> = (0..2).map(|_| keyed.try_acquire("a").unwrap()).collect();
+    keyed.call("b", || ()).unwrap();
+    keyed
+        .reconfigure(KeyedConfig::new(SemaphoreConfig::new(3)))
+        .unwrap();
+    let third = keyed
+        .try_acquire("a")
+        .expect("raised while held: free at once");
+    assert_eq!(keyed.key_stats("b").unwrap().max_concurrent, 3);
+    // Lowered below what "a" holds: nothing is taken back, nothing more is granted.
+    keyed
+        .reconfigure(KeyedConfig::new(SemaphoreConfig::new(1)))
+        .unwrap();
+    assert_eq!(keyed.key_stats("a").unwrap().running, 3);
+    drop(third);
+    drop(a);
+    let one = keyed.try_acquire("a").unwrap();
+    assert!(
+        keyed.try_acquire("a").unwrap_err().is_rejected(),
+        "limit 1 now"
+    );
+    drop(one);
+    // A new key is made from the new configuration.
+    keyed.call("c", || ()).unwrap();
+    assert_eq!(keyed.key_stats("c").unwrap().max_concurrent, 1);
+    assert_eq!(
+        keyed.config().max_keys_value(),
+        KeyedConfig::DEFAULT_MAX_KEYS
+    );
+}
+
+#[test]
+fn reconfigure_applies_new_tiers_and_global_limit_and_keeps_learnt_limits() {
+    use bulkheads::limit::{self, Aimd};
+    let config = KeyedConfig::new(SemaphoreConfig::new(4))
+        .global_limit(8)
+        .adaptive(|_: &str| Aimd::new().initial_limit(4).min_limit(1));
+    let keyed = KeyedSemaphore::new("t", config.clone()).unwrap();
+    keyed.call("gold-1", limit::report_overload).unwrap(); // learnt: 4 → 3
+    keyed.call("free-1", || ()).unwrap();
+    keyed
+        .reconfigure(
+            config
+                .limit_for(|t: &str| if t.starts_with("gold-") { 16 } else { 2 })
+                .global_limit(3),
+        )
+        .unwrap();
+    let gold = keyed.key_stats("gold-1").unwrap();
+    assert_eq!(
+        (gold.max_concurrent, gold.limit),
+        (16, 3),
+        "new ceiling, learnt limit"
+    );
+    assert_eq!(keyed.key_stats("free-1").unwrap().max_concurrent, 2);
+    assert_eq!(keyed.global_stats().unwrap().max_concurrent, 3);
+    let held: Vec<_> = (0..3)
+        .map(|i| keyed.try_acquire(&format!("k{i}")).unwrap())
+        .collect();
+    assert!(
+        keyed.try_acquire("k9").unwrap_err().is_rejected(),
+        "3 over all keys"
+    );
+    drop(held);
+}
+
+#[test]
+fn a_refused_reconfigure_changes_nothing_and_names_the_field() {
+    let clock = ManualClock::new();
+    let config = KeyedConfig::new(SemaphoreConfig::new(2)).clock(Arc::new(clock.clone()));
+    let keyed = KeyedSemaphore::new("t", config.clone()).unwrap();
+    keyed.call("a", || ()).unwrap();
+    keyed.call("b", || ()).unwrap();
+    let cases: Vec<(KeyedConfig, &str, &str)> = vec![
+        (config.clone().max_keys(0), "t", "max_keys"),
+        (config.clone().global_limit(4), "t", "global_limit"),
+        (
+            config.clone().clock(Arc::new(ManualClock::new())),
+            "t",
+            "clock",
+        ),
+        (
+            config
+                .clone()
+                .limit_for(|k: &str| if k == "b" { 0 } else { 5 }),
+            "t",
+            "limit_for",
+        ),
+    ];
+    for (bad, bulkhead, field) in cases {
+        let err = keyed.reconfigure(bad).unwrap_err();
+        assert_eq!((err.bulkhead(), err.field()), (bulkhead, field), "{err}");
+        // Nothing changed, not even the keys before the bad one.
+        assert_eq!(keyed.key_stats("a").unwrap().max_concurrent, 2);
+        assert_eq!(keyed.key_stats("b").unwrap().max_concurrent, 2);
+    }
+    // The same clock again is no change.
+    keyed.reconfigure(config.max_keys(5)).unwrap();
+    assert_eq!(keyed.config().max_keys_value(), 5);
+}
+
+#[test]
+fn a_key_made_while_reconfigure_runs_is_made_from_the_new_config() {
+    use std::sync::Mutex;
+    use std::sync::mpsc;
+    // The old config's `limit_for` holds the maker of key "x" (between reading the config
+    // and inserting the key) until the reconfigure has run.
+    let (inside_tx, inside) = mpsc::channel::<()>();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let gate = Mutex::new(Some((inside_tx, go_rx)));
+    let old = KeyedConfig::new(SemaphoreConfig::new(1)).limit_for(move |_: &str| {
+        if let Some((inside, go)) = gate.lock().unwrap().take() {
+            inside.send(()).unwrap();
+            go.recv_timeout(Duration::from_secs(60)).unwrap();
+        }
+        1
+    });
+    let keyed = KeyedSemaphore::new("t", old).unwrap();
+    let maker = {
+        let keyed = keyed.clone();
+        thread::spawn(move || keyed.call("x", || ()).unwrap())
+    };
+    inside.recv_timeout(Duration::from_secs(60)).unwrap();
+    keyed
+        .reconfigure(KeyedConfig::new(SemaphoreConfig::new(1)).limit_for(|_: &str| 7))
+        .unwrap();
+    go.send(()).unwrap();
+    maker.join().unwrap();
+    // Made from the old config and inserted after the reconfigure looked at the held
+    // keys, it would have kept the old limit of 1.
+    assert_eq!(keyed.key_stats("x").unwrap().max_concurrent, 7);
+}

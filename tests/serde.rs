@@ -831,17 +831,40 @@ fn bad_keyed_tables_name_the_keyed_semaphore_and_the_field() {
 }
 
 #[test]
-fn apply_toml_checks_keyed_tables_and_keeps_their_keys() {
-    let file = "[keyed.tenants]\nmax_concurrent = 2";
-    let manager = BulkheadManager::from_toml(file).unwrap();
-    // The file it was built from applies again.
-    manager.apply_toml(file).unwrap();
+fn apply_toml_reconfigures_keyed_semaphores_and_keeps_their_code() {
+    use bulkheads::{KeyedConfig, SemaphoreConfig};
+    let manager = BulkheadManager::builder()
+        .keyed(
+            "tenants",
+            KeyedConfig::new(SemaphoreConfig::new(2))
+                .limit_for(|t: &str| if t.starts_with("gold-") { 8 } else { 2 }),
+        )
+        .build()
+        .unwrap();
+    let tenants = manager.keyed("tenants").unwrap();
+    tenants.call("acme", || ()).unwrap();
+    tenants.call("gold-1", || ()).unwrap();
+    manager
+        .apply_toml("[keyed.tenants]\nmax_concurrent = 3\nmax_keys = 50")
+        .unwrap();
+    // The file's fields are in force; the code's tiers stay (the file has none).
+    assert_eq!(tenants.config().max_keys_value(), 50);
+    assert_eq!(tenants.key_stats("acme").unwrap().max_concurrent, 2);
+    assert_eq!(tenants.key_stats("gold-1").unwrap().max_concurrent, 8);
     let err = manager
         .apply_toml("[keyed.tenats]\nmax_concurrent = 2")
         .unwrap_err();
     assert_eq!((err.bulkhead(), err.field()), ("tenats", "keyed"));
+    // One bad entry: nothing applied.
     let err = manager
-        .apply_toml("[keyed.tenants]\nmax_concurrent = 0")
+        .apply_toml(
+            "[keyed.tenants]\nmax_concurrent = 2\nmax_keys = 9\n[pools.nope]\nmax_threads = 1",
+        )
         .unwrap_err();
-    assert_eq!((err.bulkhead(), err.field()), ("tenants", "max_concurrent"));
+    assert_eq!((err.bulkhead(), err.field()), ("nope", "pools"));
+    assert_eq!(tenants.config().max_keys_value(), 50);
+    let err = manager
+        .apply_toml("[keyed.tenants]\nmax_concurrent = 1\nglobal_limit = 5")
+        .unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("tenants", "global_limit"));
 }

@@ -68,8 +68,8 @@ pub struct KeyedConfig {
     semaphore: SemaphoreConfig,
     max_keys: usize,
     idle_ttl: Duration,
-    limit_for: Option<LimitFor>,
-    adaptive: Option<AdaptiveFor>,
+    pub(crate) limit_for: Option<LimitFor>,
+    pub(crate) adaptive: Option<AdaptiveFor>,
     global_limit: Option<usize>,
     clock: Arc<dyn Clock>,
     /// Whether `clock` was set (then it is always read; see the module docs).
@@ -240,6 +240,13 @@ impl KeyedConfig {
     }
 }
 
+/// A configuration checked by [`KeyedSemaphore::prepare`], ready to be put in force.
+pub(crate) struct Prepared {
+    config: KeyedConfig,
+    /// The held keys' new semaphore configs (no adaptive algorithm: each keeps its own).
+    keys: HashMap<Box<str>, SemaphoreConfig>,
+}
+
 /// One key's compartment and its books.
 struct Slot {
     key: Box<str>,
@@ -255,7 +262,14 @@ struct Inner {
     /// Unique in the process.
     id: u64,
     name: Arc<str>,
-    config: KeyedConfig,
+    /// The configuration in force; read where keys are made, swept or counted, never on a
+    /// call to an existing key. Replaced whole by `reconfigure` (under the keys' write lock,
+    /// so that a key made meanwhile can tell it was made from the old one).
+    config: RwLock<Arc<KeyedConfig>>,
+    /// The per-key `max_wait`, for the global limit's share of a call's wait.
+    max_wait_nanos: AtomicU64,
+    /// Fixed at creation, as idle times are measured from `base` on it.
+    clock: Arc<dyn Clock>,
     keys: RwLock<Keys>,
     global: Option<Arc<SemaphoreBulkhead>>,
     base: Instant,
@@ -278,9 +292,28 @@ impl Inner {
         if let Some(base) = self.coarse_base {
             return coarse::now_nanos().saturating_sub(base);
         }
-        let since = self.config.clock.now().saturating_duration_since(self.base);
+        let since = self.clock.now().saturating_duration_since(self.base);
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
     }
+
+    fn config(&self) -> Arc<KeyedConfig> {
+        Arc::clone(&self.config.read())
+    }
+}
+
+/// The global limit's semaphore config: the per-key wait and waiting bound; not the per-key
+/// adaptive limit nor its fleet budget, which belong to each key's compartment.
+fn global_config(n: usize, per_key: &SemaphoreConfig) -> SemaphoreConfig {
+    SemaphoreConfig {
+        max_concurrent: n,
+        max_wait: per_key.max_wait,
+        max_waiting: per_key.max_waiting,
+        ..SemaphoreConfig::new(n)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A semaphore compartment per key, created on first use, bounded in number and evicted
@@ -310,7 +343,7 @@ impl fmt::Debug for KeyedSemaphore {
         f.debug_struct("KeyedSemaphore")
             .field("name", &self.inner.name)
             .field("keys", &self.len())
-            .field("config", &self.inner.config)
+            .field("config", &*self.inner.config())
             .finish()
     }
 }
@@ -388,14 +421,7 @@ impl KeyedSemaphore {
         let global = match config.global_limit {
             Some(n) => Some(Arc::new(SemaphoreBulkhead::new(
                 format!("{name}/*"),
-                // The per-key wait and waiting bound; not its adaptive limit nor its fleet
-                // budget, which belong to each key's compartment.
-                SemaphoreConfig {
-                    max_concurrent: n,
-                    max_wait: config.semaphore.max_wait,
-                    max_waiting: config.semaphore.max_waiting,
-                    ..SemaphoreConfig::new(n)
-                },
+                global_config(n, &config.semaphore),
             )?)),
             None => None,
         };
@@ -407,7 +433,9 @@ impl KeyedSemaphore {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 name: name.into(),
-                config,
+                max_wait_nanos: AtomicU64::new(nanos(config.semaphore.max_wait)),
+                clock: Arc::clone(&config.clock),
+                config: RwLock::new(Arc::new(config)),
                 keys: RwLock::new(Keys::default()),
                 global,
                 base,
@@ -424,6 +452,116 @@ impl KeyedSemaphore {
     /// The keyed semaphore's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The configuration in force (its `limit_for`, `adaptive` and clock included).
+    pub fn config(&self) -> KeyedConfig {
+        KeyedConfig::clone(&self.inner.config())
+    }
+
+    /// Replaces the configuration while calls run, for operators changing limits without a
+    /// restart: every held key's compartment is reconfigured at once (its limit from the
+    /// new `limit_for` or `max_concurrent`, its `max_wait` and `max_waiting`, as
+    /// [`SemaphoreBulkhead::reconfigure`] applies them: lowering takes no permit back), as
+    /// is the global limit; new keys are made from the new configuration; `max_keys` and
+    /// `idle_ttl` apply from the next key and the next sweep (keys past a lowered cap stay
+    /// until they are evicted). Each held key keeps its adaptive algorithm, if it has one;
+    /// the new `adaptive` makes those of new keys. `limit_for` is called once per held key,
+    /// with no lock held.
+    ///
+    /// # Errors
+    ///
+    /// A `ConfigError`, and nothing changes: what [`new`](Self::new) refuses; a
+    /// `global_limit` added or removed (field `global_limit`: its value can change, its
+    /// presence cannot); a clock other than the one the keyed semaphore was created with
+    /// (field `clock`: idle times are measured on it); a held key's new limit out of range
+    /// (naming `"{name}/{key}"`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+    ///
+    /// let tenants = KeyedSemaphore::new("tenants", KeyedConfig::new(SemaphoreConfig::new(1)))?;
+    /// let held = tenants.try_acquire("acme")?;
+    /// assert!(tenants.try_acquire("acme").is_err());
+    /// // Raised while acme holds its one permit: a second one is free at once.
+    /// tenants.reconfigure(KeyedConfig::new(SemaphoreConfig::new(2)))?;
+    /// let second = tenants.try_acquire("acme")?;
+    /// assert_eq!(tenants.key_stats("acme").unwrap().max_concurrent, 2);
+    /// # drop((held, second));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reconfigure(&self, config: KeyedConfig) -> Result<(), ConfigError> {
+        let prepared = self.prepare(config)?;
+        self.apply(prepared);
+        Ok(())
+    }
+
+    /// Checks `config` as [`reconfigure`](Self::reconfigure) will apply it, with the held
+    /// keys' new semaphore configs.
+    pub(crate) fn prepare(&self, mut config: KeyedConfig) -> Result<Prepared, ConfigError> {
+        let name = &*self.inner.name;
+        config.validate(name)?;
+        if config.global_limit.is_some() != self.inner.global.is_some() {
+            return Err(ConfigError::new(
+                name,
+                "global_limit",
+                "can change its value at run time, but cannot be added or removed",
+            ));
+        }
+        if config.clock_set && !Arc::ptr_eq(&config.clock, &self.inner.clock) {
+            return Err(ConfigError::new(
+                name,
+                "clock",
+                "is fixed when the keyed semaphore is created (idle times are measured on it)",
+            ));
+        }
+        let old = self.inner.config();
+        config.clock = Arc::clone(&self.inner.clock);
+        config.clock_set = old.clock_set;
+        let held: Vec<Arc<Slot>> = self.inner.keys.read().values().cloned().collect();
+        let mut keys = HashMap::with_capacity(held.len());
+        for slot in held {
+            // User code, no lock held.
+            let limits = self.key_limits(&config, &slot.key)?;
+            limits.validate(&format!("{name}/{}", slot.key))?;
+            keys.insert(slot.key.clone(), limits);
+        }
+        Ok(Prepared { config, keys })
+    }
+
+    /// Puts a prepared configuration in force.
+    pub(crate) fn apply(&self, prepared: Prepared) {
+        let Prepared { config, mut keys } = prepared;
+        let held: Vec<Arc<Slot>> = {
+            // Swapped under the keys' write lock: a key made meanwhile either is in `held`
+            // or sees the new configuration when it inserts (and is made from it).
+            let keys = self.inner.keys.write();
+            self.inner
+                .max_wait_nanos
+                .store(nanos(config.semaphore.max_wait), Ordering::Relaxed);
+            if let (Some(global), Some(n)) = (&self.inner.global, config.global_limit) {
+                // Valid: checked with the rest by `prepare`.
+                let _ = global.reconfigure(global_config(n, &config.semaphore));
+            }
+            let held = keys.values().cloned().collect();
+            *self.inner.config.write() = Arc::new(config);
+            held
+        };
+        let config = self.inner.config();
+        for slot in held {
+            // A key made after `prepare` looked gets its limits now (user code, no lock).
+            let Some(mut limits) = keys
+                .remove(&slot.key)
+                .or_else(|| self.key_limits(&config, &slot.key).ok())
+            else {
+                continue; // its new limit is invalid: it keeps the old one
+            };
+            limits.adaptive = slot.semaphore.config().adaptive;
+            // Valid: checked by `prepare` (or just now, by `key_limits`, for the limit).
+            let _ = slot.semaphore.reconfigure(limits);
+        }
     }
 
     /// How many keys are held now.
@@ -458,7 +596,8 @@ impl KeyedSemaphore {
         match &self.inner.global {
             None => semaphore.call(f),
             Some(global) => {
-                let timeout = self.inner.config.semaphore.max_wait;
+                let timeout =
+                    Duration::from_nanos(self.inner.max_wait_nanos.load(Ordering::Relaxed));
                 let since = self.since(timeout);
                 semaphore.call(|| {
                     let wait = crate::deadline::wait_within_current(left(since, timeout));
@@ -540,53 +679,55 @@ impl KeyedSemaphore {
             }
         }
         self.check_key(key)?;
-        let now = self.inner.now_nanos();
-        if self.inner.keys.read().len() >= self.inner.config.max_keys && !self.sweep_due(now) {
-            // Full, and no sweep due: refused under the read lock, before `limit_for` and
-            // any allocation, so a flood of new keys costs little and blocks no one.
-            return Err(self.full(key));
-        }
-        let limit = self.limit_of(key)?;
-        let mut config = SemaphoreConfig {
-            max_concurrent: limit,
-            ..self.inner.config.semaphore.clone()
-        };
-        if let Some(adaptive) = &self.inner.config.adaptive {
-            config = adaptive(key, config); // user code: no lock held
-        }
-        let semaphore = SemaphoreBulkhead::new(format!("{}/{key}", self.inner.name), config)
-            .map_err(|e| self.refuse(key, e))?;
-        let mut keys = self.inner.keys.write();
-        if let Some(slot) = keys.get(key) {
-            // Another caller created it meanwhile (open: closing happens under this lock).
-            if slot.gate.enter() {
-                return Ok(Arc::clone(slot));
+        loop {
+            let config = self.inner.config();
+            let now = self.inner.now_nanos();
+            if self.inner.keys.read().len() >= config.max_keys && !self.sweep_due(now, &config) {
+                // Full, and no sweep due: refused under the read lock, before `limit_for`
+                // and any allocation, so a flood of new keys costs little and blocks no one.
+                return Err(self.full(key, config.max_keys));
             }
+            let semaphore = self
+                .key_config(&config, key) // user code: no lock held
+                .and_then(|c| SemaphoreBulkhead::new(format!("{}/{key}", self.inner.name), c))
+                .map_err(|e| self.refuse(key, e))?;
+            let mut keys = self.inner.keys.write();
+            if let Some(slot) = keys.get(key) {
+                // Another caller created it meanwhile (open: closing happens under this lock).
+                if slot.gate.enter() {
+                    return Ok(Arc::clone(slot));
+                }
+            }
+            if !Arc::ptr_eq(&config, &self.inner.config.read()) {
+                // Reconfigured meanwhile (the swap happens under this lock): make the key
+                // from the configuration in force, or `reconfigure` would miss it.
+                continue;
+            }
+            if keys.len() >= config.max_keys && self.sweep_due(now, &config) {
+                self.inner.last_sweep.store(now, Ordering::Relaxed);
+                self.evict_locked(&mut keys, now, nanos(config.idle_ttl));
+            }
+            if keys.len() >= config.max_keys {
+                drop(keys);
+                return Err(self.full(key, config.max_keys));
+            }
+            let slot = Arc::new(Slot {
+                key: key.into(),
+                semaphore: Arc::new(semaphore),
+                gate: Gate::entered(now),
+            });
+            keys.insert(key.into(), Arc::clone(&slot));
+            return Ok(slot);
         }
-        if keys.len() >= self.inner.config.max_keys && self.sweep_due(now) {
-            self.inner.last_sweep.store(now, Ordering::Relaxed);
-            self.evict_locked(&mut keys, now);
-        }
-        if keys.len() >= self.inner.config.max_keys {
-            drop(keys);
-            return Err(self.full(key));
-        }
-        let slot = Arc::new(Slot {
-            key: key.into(),
-            semaphore: Arc::new(semaphore),
-            gate: Gate::entered(now),
-        });
-        keys.insert(key.into(), Arc::clone(&slot));
-        Ok(slot)
     }
 
     /// Whether a new key at the cap may sweep: at most once per `idle_ttl / 8`, so that a
     /// flood of new keys at the cap is refused in O(1) each instead of scanning every key
     /// under the write lock each time. The price: a key past its ttl may hold its place up
     /// to `idle_ttl / 8` longer.
-    fn sweep_due(&self, now: u64) -> bool {
+    fn sweep_due(&self, now: u64, config: &KeyedConfig) -> bool {
         let last = self.inner.last_sweep.load(Ordering::Relaxed);
-        let every = u64::try_from((self.inner.config.idle_ttl / 8).as_nanos()).unwrap_or(u64::MAX);
+        let every = nanos(config.idle_ttl / 8);
         last == u64::MAX || now.saturating_sub(last) >= every
     }
 
@@ -605,24 +746,37 @@ impl KeyedSemaphore {
         Ok(())
     }
 
-    /// A new key's limit, from `limit_for` (user code: called with no lock held).
-    fn limit_of(&self, key: &str) -> Result<usize, BulkheadError> {
-        let name = &*self.inner.name;
-        let limit = match &self.inner.config.limit_for {
-            Some(f) => f(key),
-            None => self.inner.config.semaphore.max_concurrent,
-        };
-        if limit == 0 {
-            return Err(self.refuse(
-                key,
-                ConfigError::new(name, "limit_for", "gave this key a limit of 0"),
-            ));
-        }
-        Ok(limit)
+    /// A new key's semaphore config under `config`: its limit from `limit_for`, its own
+    /// adaptive algorithm (both user code: call with no lock held).
+    fn key_config(&self, config: &KeyedConfig, key: &str) -> Result<SemaphoreConfig, ConfigError> {
+        let semaphore = self.key_limits(config, key)?;
+        Ok(match &config.adaptive {
+            Some(adaptive) => adaptive(key, semaphore),
+            None => semaphore,
+        })
     }
 
-    fn full(&self, key: &str) -> BulkheadError {
-        let reason = format!("{} keys are held already", self.inner.config.max_keys);
+    /// A key's semaphore config under `config` without an adaptive algorithm.
+    fn key_limits(&self, config: &KeyedConfig, key: &str) -> Result<SemaphoreConfig, ConfigError> {
+        let limit = match &config.limit_for {
+            Some(f) => f(key),
+            None => config.semaphore.max_concurrent,
+        };
+        if limit == 0 {
+            return Err(ConfigError::new(
+                &self.inner.name,
+                "limit_for",
+                format!("gave the key {key:?} a limit of 0"),
+            ));
+        }
+        Ok(SemaphoreConfig {
+            max_concurrent: limit,
+            ..config.semaphore.clone()
+        })
+    }
+
+    fn full(&self, key: &str, max_keys: usize) -> BulkheadError {
+        let reason = format!("{max_keys} keys are held already");
         self.refuse(key, ConfigError::new(&self.inner.name, "max_keys", reason))
     }
 
@@ -657,13 +811,13 @@ impl KeyedSemaphore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn evict_idle(&self) -> usize {
+        let ttl = nanos(self.inner.config().idle_ttl);
         let now = self.inner.now_nanos();
         let mut keys = self.inner.keys.write();
-        self.evict_locked(&mut keys, now)
+        self.evict_locked(&mut keys, now, ttl)
     }
 
-    fn evict_locked(&self, keys: &mut Keys, now: u64) -> usize {
-        let ttl = u64::try_from(self.inner.config.idle_ttl.as_nanos()).unwrap_or(u64::MAX);
+    fn evict_locked(&self, keys: &mut Keys, now: u64, ttl: u64) -> usize {
         let before = keys.len();
         let (mut permitted, mut rejected) = (0, 0);
         keys.retain(|_, slot| {
@@ -777,7 +931,7 @@ impl KeyedSemaphore {
         let mut stats = KeyedStats {
             name: self.inner.name.to_string(),
             keys: slots.len(),
-            max_keys: self.inner.config.max_keys,
+            max_keys: self.inner.config().max_keys,
             running: 0,
             permitted,
             rejected,

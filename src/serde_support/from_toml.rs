@@ -187,11 +187,11 @@ impl BulkheadManager {
     /// with [`ThreadPoolBulkhead::reconfigure`](crate::ThreadPoolBulkhead::reconfigure) or
     /// [`SemaphoreBulkhead::reconfigure`](crate::SemaphoreBulkhead::reconfigure) (never
     /// blocking; see there for what raising and lowering do). Bulkheads the document does
-    /// not name keep their configuration. The manager's own settings (`max_bulkheads`,
-    /// `[default_pool]`, `[default_semaphore]`) and the `[keyed.NAME]` tables apply when a
-    /// manager is built: here they are checked (and a keyed table must name a keyed
-    /// semaphore of this manager), not applied — a keyed semaphore's keys keep the
-    /// configuration they were created with.
+    /// not name keep their configuration. A `[keyed.NAME]` table reconfigures that keyed
+    /// semaphore with [`KeyedSemaphore::reconfigure`](crate::KeyedSemaphore::reconfigure)
+    /// (every held key at once; its `limit_for` and `adaptive`, which are code, stay). The
+    /// manager's own settings (`max_bulkheads`, `[default_pool]`, `[default_semaphore]`)
+    /// apply when a manager is built: here they are checked, not applied.
     ///
     /// Every entry is validated before any is applied, so an error changes nothing.
     ///
@@ -230,6 +230,7 @@ impl BulkheadManager {
         let document: toml::Table = text.parse().map_err(|e| syntax_error(text, &e))?;
         let mut pools = Vec::new();
         let mut semaphores = Vec::new();
+        let mut keyed = Vec::new();
         for (key, value) in document {
             match key.as_str() {
                 "max_bulkheads" => {
@@ -274,16 +275,23 @@ impl BulkheadManager {
                 }
                 "keyed" => {
                     for (name, value) in table(MANAGER_NAME, "keyed", value)? {
-                        let config =
+                        let mut config =
                             config_from_toml::<KeyedDraft>(&name, table(&name, "keyed", value)?)?;
                         config.validate(&name)?;
-                        if self.keyed(&name).is_none() {
-                            return Err(ConfigError::new(
+                        let semaphore = self.keyed(&name).ok_or_else(|| {
+                            ConfigError::new(
                                 &name,
                                 "keyed",
                                 "is not a keyed semaphore of this manager",
-                            ));
-                        }
+                            )
+                        })?;
+                        // The file has no `limit_for` or `adaptive` (code, not data): the
+                        // ones in force stay.
+                        let old = semaphore.config();
+                        config.limit_for = old.limit_for;
+                        config.adaptive = old.adaptive;
+                        let prepared = semaphore.prepare(config)?;
+                        keyed.push((semaphore, prepared));
                     }
                 }
                 _ => return Err(unknown_field(MANAGER_NAME, &key, MANAGER_FIELDS)),
@@ -301,6 +309,9 @@ impl BulkheadManager {
         for (semaphore, mut config) in semaphores {
             config.adaptive = semaphore.config().adaptive;
             semaphore.reconfigure(config)?;
+        }
+        for (semaphore, prepared) in keyed {
+            semaphore.apply(prepared);
         }
         Ok(())
     }
