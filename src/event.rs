@@ -45,6 +45,11 @@ pub struct Event<'a> {
     pub bulkhead: &'a str,
     /// What happened.
     pub kind: EventKind,
+    /// What sort of bulkhead fired it: `"pool"` (a thread pool or a connection pool),
+    /// `"semaphore"`, `"process"`, `"circuit_breaker"` or `"retry"` — the `kind` label of
+    /// the metrics and the Prometheus text. A manager's listener hears them all; two
+    /// bulkheads of different sorts may share a name.
+    pub bulkhead_kind: &'static str,
 }
 
 /// What happened; durations are measured by the bulkhead.
@@ -179,13 +184,14 @@ pub(crate) type Listener = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 /// (`manager.on_event`) that waited for this list, and parking_lot's fair `RwLock` also
 /// blocks a listener's recursive read (an event fired from inside a listener) behind a
 /// waiting writer.
-#[derive(Default)]
 pub(crate) struct Listeners {
     /// How many listeners there are; zero makes `emit` one relaxed load.
     count: AtomicUsize,
     /// Read only when `count > 0`; a plain lock keeps an idle bulkhead small. Held only to
     /// clone or swap the `Arc`, never while a listener runs.
     list: RwLock<Arc<[Listener]>>,
+    /// [`Event::bulkhead_kind`] of every event fired here.
+    bulkhead_kind: &'static str,
 }
 
 impl fmt::Debug for Listeners {
@@ -195,6 +201,15 @@ impl fmt::Debug for Listeners {
 }
 
 impl Listeners {
+    /// No listeners yet, for a bulkhead of the sort `bulkhead_kind`.
+    pub(crate) fn new(bulkhead_kind: &'static str) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            list: RwLock::new(Arc::from(Vec::new())),
+            bulkhead_kind,
+        }
+    }
+
     pub(crate) fn add(&self, listener: Listener) {
         let mut list = self.list.write();
         let grown: Arc<[Listener]> = list.iter().cloned().chain([listener]).collect();
@@ -217,7 +232,11 @@ impl Listeners {
     #[inline]
     pub(crate) fn emit(&self, bulkhead: &str, kind: EventKind) {
         if self.any() {
-            self.emit_slow(&Event { bulkhead, kind });
+            self.emit_slow(&Event {
+                bulkhead,
+                kind,
+                bulkhead_kind: self.bulkhead_kind,
+            });
         }
     }
 

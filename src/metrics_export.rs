@@ -63,8 +63,8 @@ fn seconds(family: usize, kind: &'static str, bulkhead: &str, d: Duration) {
 ///
 /// | metric | type | labels | values |
 /// | --- | --- | --- | --- |
-/// | `bulkhead_queue_wait_seconds` | histogram | `bulkhead`, `kind="pool"` | time from submission to start |
-/// | `bulkhead_run_seconds` | histogram | `bulkhead`, `kind="pool"` | time a task ran, whether it finished or panicked |
+/// | `bulkhead_queue_wait_seconds` | histogram | `bulkhead`, `kind="pool"` or `"process"` | time from submission to start |
+/// | `bulkhead_run_seconds` | histogram | `bulkhead`, `kind="pool"` or `"process"` | time a task (or program) ran, whether it finished, failed or panicked (or was killed) |
 /// | `bulkhead_permit_wait_seconds` | histogram | `bulkhead`, `kind="semaphore"` | time a caller that found no free permit waited for one |
 ///
 /// These are the histograms of [`ManagerStats::to_prometheus`], with the same names,
@@ -94,18 +94,21 @@ pub fn metrics_listener() -> impl Fn(&Event<'_>) + Send + Sync + 'static {
 
 fn record(event: &Event<'_>) {
     let name = event.bulkhead;
+    let kind = event.bulkhead_kind;
     match event.kind {
-        // Only pools start tasks, and only semaphores wait to admit a call: each event
-        // below tells its bulkhead's kind. (A pool's `Permitted` never waited, and neither
-        // did a semaphore's free permit; their counts come from `publish`.)
-        EventKind::Started { queue_wait } => seconds(QUEUE_WAIT, "pool", name, queue_wait),
+        // Pools and process bulkheads start tasks; semaphores wait to admit a call. (A
+        // pool's `Permitted` never waited, and neither did a semaphore's free permit; their
+        // counts come from `publish`.)
+        EventKind::Started { queue_wait } => seconds(QUEUE_WAIT, kind, name, queue_wait),
+        // (A killed program's `Killed` comes with its `Finished`: counted once.)
         EventKind::Finished { run_time }
         | EventKind::Failed { run_time }
         | EventKind::Panicked { run_time } => {
-            seconds(RUN, "pool", name, run_time);
+            seconds(RUN, kind, name, run_time);
         }
-        EventKind::Permitted { waited } if !waited.is_zero() => {
-            seconds(PERMIT_WAIT, "semaphore", name, waited);
+        // A process bulkhead's `Permitted` carries its queue wait, counted from `Started`.
+        EventKind::Permitted { waited } if !waited.is_zero() && kind == "semaphore" => {
+            seconds(PERMIT_WAIT, kind, name, waited);
         }
         _ => {}
     }

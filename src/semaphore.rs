@@ -280,7 +280,7 @@ impl SemaphoreBulkhead {
             max_waiters: crate::sync::plain::AtomicUsize::new(max_waiters),
             counters: SemaphoreCounters::default(),
             wait: Histogram::default(),
-            listeners: Listeners::default(),
+            listeners: Listeners::new("semaphore"),
         })
     }
 

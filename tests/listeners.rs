@@ -174,3 +174,37 @@ fn a_panicking_listener_leaves_the_outcome_the_worker_and_the_books_intact() {
     assert_eq!(heard.load(Ordering::Relaxed), pool_events + 3);
     assert!(manager.shutdown(GENEROUS));
 }
+
+#[test]
+fn every_event_says_what_sort_of_bulkhead_fired_it() {
+    use bulkheads::{CircuitBreakerConfig, CircuitState};
+    use std::sync::Mutex;
+    // One name for a pool, a semaphore and a breaker: the kind tells them apart.
+    let manager = BulkheadManager::builder()
+        .pool("dep", PoolConfig::new(1))
+        .semaphore("dep", SemaphoreConfig::new(1))
+        .circuit_breaker("dep", CircuitBreakerConfig::new())
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    manager.on_event(move |e| {
+        sink.lock()
+            .unwrap()
+            .push((e.bulkhead.to_owned(), e.bulkhead_kind))
+    });
+    manager.pool("dep").execute(|| ()).unwrap();
+    manager.semaphore("dep").call(|| ()).unwrap();
+    manager
+        .circuit_breaker("dep")
+        .unwrap()
+        .transition_to(CircuitState::Open)
+        .unwrap();
+    let kinds: std::collections::BTreeSet<&str> =
+        seen.lock().unwrap().iter().map(|(_, k)| *k).collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["circuit_breaker", "pool", "semaphore"]
+    );
+    assert!(seen.lock().unwrap().iter().all(|(name, _)| name == "dep"));
+}

@@ -467,3 +467,44 @@ fn every_metric_is_described_with_its_unit() {
     }
     assert!(descriptions.values().all(|(_, help)| !help.is_empty()));
 }
+
+/// A process bulkhead's run times are its own series (`kind="process"`), as in the
+/// Prometheus text, never under a pool's label; a killed program is counted once.
+#[cfg(unix)]
+#[test]
+fn process_bulkheads_report_under_their_own_kind() {
+    recorder();
+    let manager = BulkheadManager::builder()
+        .process(
+            "metrics-proc",
+            bulkheads::ProcessConfig::new(1)
+                .timeout(Duration::from_millis(200))
+                .kill_grace(Duration::from_millis(50)),
+        )
+        .build()
+        .unwrap();
+    manager.export_metrics();
+    let proc = manager.process("metrics-proc");
+    assert!(
+        proc.run(std::process::Command::new("true"))
+            .unwrap()
+            .status
+            .success()
+    );
+    // Ignores SIGTERM: killed after the grace.
+    let mut stubborn = std::process::Command::new("sh");
+    stubborn.args(["-c", "trap '' TERM; sleep 30"]);
+    assert!(proc.run(stubborn).unwrap().timed_out);
+    let runs = histogram("bulkhead_run_seconds", "metrics-proc", "process");
+    assert_eq!(
+        runs.len(),
+        2,
+        "one per program, the killed one once: {runs:?}"
+    );
+    assert_eq!(
+        histogram("bulkhead_queue_wait_seconds", "metrics-proc", "process").len(),
+        2
+    );
+    assert!(histogram("bulkhead_run_seconds", "metrics-proc", "pool").is_empty());
+    assert!(histogram("bulkhead_permit_wait_seconds", "metrics-proc", "semaphore").is_empty());
+}

@@ -211,7 +211,7 @@ impl CircuitBreaker {
                 ),
                 lifetime: Lifetime::default(),
             }),
-            listeners: Listeners::default(),
+            listeners: Listeners::new("circuit_breaker"),
             config,
         })
     }

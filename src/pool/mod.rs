@@ -239,7 +239,7 @@ impl ThreadPoolBulkhead {
             counters: PoolCounters::default(),
             queue_wait: Histogram::default(),
             run_time: Histogram::default(),
-            listeners: Listeners::default(),
+            listeners: Listeners::new("pool"),
             rejection_log: crate::trace::RejectionLog::default(),
             queue: Queue::new(),
             keep_alive: AtomicU64::new(nanos(config.keep_alive)),

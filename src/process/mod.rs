@@ -205,7 +205,7 @@ impl ProcessBulkhead {
             slots,
             counters: ProcessCounters::default(),
             run_time: Histogram::default(),
-            listeners: Listeners::default(),
+            listeners: Listeners::new("process"),
         })
     }
 

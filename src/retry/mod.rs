@@ -149,7 +149,7 @@ impl Shared {
             failed_retried: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
-            listeners: Listeners::default(),
+            listeners: Listeners::new("retry"),
         }
     }
 
