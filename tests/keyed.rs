@@ -684,11 +684,6 @@ fn a_refused_reconfigure_changes_nothing_and_names_the_field() {
         (config.clone().max_keys(0), "t", "max_keys"),
         (config.clone().global_limit(4), "t", "global_limit"),
         (
-            config.clone().clock(Arc::new(ManualClock::new())),
-            "t",
-            "clock",
-        ),
-        (
             config
                 .clone()
                 .limit_for(|k: &str| if k == "b" { 0 } else { 5 }),
@@ -703,9 +698,17 @@ fn a_refused_reconfigure_changes_nothing_and_names_the_field() {
         assert_eq!(keyed.key_stats("a").unwrap().max_concurrent, 2);
         assert_eq!(keyed.key_stats("b").unwrap().max_concurrent, 2);
     }
-    // The same clock again is no change.
-    keyed.reconfigure(config.max_keys(5)).unwrap();
+    // Another clock is not used: idle times stay on the one the keyed semaphore has.
+    keyed
+        .reconfigure(config.max_keys(5).clock(Arc::new(ManualClock::new())))
+        .unwrap();
     assert_eq!(keyed.config().max_keys_value(), 5);
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(
+        keyed.evict_idle(),
+        2,
+        "idle for 300 s on the original clock"
+    );
 }
 
 #[test]
@@ -738,4 +741,129 @@ fn a_key_made_while_reconfigure_runs_is_made_from_the_new_config() {
     // Made from the old config and inserted after the reconfigure looked at the held
     // keys, it would have kept the old limit of 1.
     assert_eq!(keyed.key_stats("x").unwrap().max_concurrent, 7);
+}
+
+/// Many callers over more keys than the cap (and than a thread's cache holds), permits owned
+/// and borrowed, while a thread moves the clock past the ttl and evicts whatever is idle —
+/// keys the callers' caches still hold among them — and reconfigures the cap and the ttl:
+/// no key ever runs more than its limit, the global limit holds, the registry never passes
+/// its cap, and the books match what callers saw (a call through an evicted compartment
+/// would be lost from them).
+#[test]
+fn keyed_holds_its_limits_and_books_under_churn() {
+    use common::Rng;
+    use std::sync::atomic::AtomicBool;
+    const CALLERS: usize = 6;
+    const KEYS: usize = 10;
+    const CALLS: usize = if cfg!(miri) { 50 } else { 6_000 };
+    const GLOBAL: usize = 6;
+    fn limit(i: usize) -> usize {
+        i % 3 + 1
+    }
+    let clock = ManualClock::new();
+    let config_clock = clock.clone();
+    let config = move |max_keys: usize, ttl_us: u64| {
+        KeyedConfig::new(SemaphoreConfig::new(1))
+            .clock(Arc::new(config_clock.clone()))
+            .limit_for(move |k: &str| limit(k[1..].parse::<usize>().unwrap()))
+            .global_limit(GLOBAL)
+            .max_keys(max_keys)
+            .idle_ttl(Duration::from_micros(ttl_us))
+    };
+    let keyed = KeyedSemaphore::new("churn", config(8, 1_000)).unwrap();
+    let inside: Arc<Vec<AtomicUsize>> = Arc::new((0..KEYS).map(|_| AtomicUsize::new(0)).collect());
+    let total = Arc::new(AtomicUsize::new(0));
+    let over = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|t| {
+            let (keyed, inside, total, over) = (
+                keyed.clone(),
+                Arc::clone(&inside),
+                Arc::clone(&total),
+                Arc::clone(&over),
+            );
+            thread::spawn(move || {
+                let mut rng = Rng::new(t as u64);
+                let (mut ok, mut rejected, mut refused) = (0_u64, 0_u64, 0_u64);
+                for _ in 0..CALLS {
+                    let i = rng.below(KEYS as u64) as usize;
+                    let key = format!("k{i}");
+                    let body = || {
+                        let n = inside[i].fetch_add(1, Ordering::SeqCst) + 1;
+                        let all = total.fetch_add(1, Ordering::SeqCst) + 1;
+                        if n > limit(i) || all > GLOBAL {
+                            over.fetch_add(1, Ordering::SeqCst);
+                        }
+                        thread::yield_now();
+                        total.fetch_sub(1, Ordering::SeqCst);
+                        inside[i].fetch_sub(1, Ordering::SeqCst);
+                    };
+                    let outcome = if rng.below(2) == 0 {
+                        keyed.call(&key, body)
+                    } else {
+                        keyed.try_acquire(&key).map(|permit| {
+                            body();
+                            drop(permit);
+                        })
+                    };
+                    match outcome {
+                        Ok(()) => ok += 1,
+                        Err(e) if e.is_rejected() => rejected += 1,
+                        Err(_) => refused += 1, // a new key past the cap
+                    }
+                }
+                (ok, rejected, refused)
+            })
+        })
+        .collect();
+    let changer = {
+        let (keyed, done, clock) = (keyed.clone(), Arc::clone(&done), clock.clone());
+        thread::spawn(move || {
+            let mut flips = 0_u64;
+            let mut peak = 0;
+            while !done.load(Ordering::SeqCst) {
+                let (cap, ttl) = if flips % 2 == 0 {
+                    (6, 2_000)
+                } else {
+                    (8, 1_000)
+                };
+                keyed.reconfigure(config(cap, ttl)).unwrap();
+                clock.advance(Duration::from_micros(2_000));
+                keyed.evict_idle();
+                peak = peak.max(keyed.len());
+                flips += 1;
+                thread::yield_now();
+            }
+            (flips, peak)
+        })
+    };
+    let (mut ok, mut rejected, mut refused) = (0, 0, 0);
+    for h in callers {
+        let (o, r, f) = h.join().unwrap();
+        (ok, rejected, refused) = (ok + o, rejected + r, refused + f);
+    }
+    done.store(true, Ordering::SeqCst);
+    let (flips, peak) = changer.join().unwrap();
+    assert_eq!(
+        over.load(Ordering::SeqCst),
+        0,
+        "a key's or the global limit was passed"
+    );
+    assert!(peak <= 8, "the registry passed its cap: {peak}");
+    assert!(
+        flips > 0 && ok > 0 && rejected + refused > 0,
+        "{flips} {ok} {rejected} {refused}"
+    );
+    assert!(keyed.stats().evicted > 0, "nothing was evicted");
+    let s = keyed.stats();
+    assert_eq!(s.running, 0);
+    assert_eq!((s.permitted, s.rejected), (ok, rejected), "{s:?}");
+    assert_eq!(s.keys_refused, refused);
+    assert_eq!(ok + rejected + refused, (CALLERS * CALLS) as u64);
+    // Every gate is back at zero: all keys go once idle.
+    clock.advance(Duration::from_secs(1));
+    keyed.evict_idle();
+    assert!(keyed.is_empty(), "a gate was left above zero");
+    assert_eq!(keyed.stats().permitted, ok, "evicted keys' counts are kept");
 }

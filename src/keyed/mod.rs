@@ -467,15 +467,15 @@ impl KeyedSemaphore {
     /// `idle_ttl` apply from the next key and the next sweep (keys past a lowered cap stay
     /// until they are evicted). Each held key keeps its adaptive algorithm, if it has one;
     /// the new `adaptive` makes those of new keys. `limit_for` is called once per held key,
-    /// with no lock held.
+    /// with no lock held. The clock stays the one the keyed semaphore was created with
+    /// (idle times are measured on it from its creation): `config`'s is not used.
     ///
     /// # Errors
     ///
     /// A `ConfigError`, and nothing changes: what [`new`](Self::new) refuses; a
     /// `global_limit` added or removed (field `global_limit`: its value can change, its
-    /// presence cannot); a clock other than the one the keyed semaphore was created with
-    /// (field `clock`: idle times are measured on it); a held key's new limit out of range
-    /// (naming `"{name}/{key}"`).
+    /// presence cannot); a held key's new limit out of range (`limit_for` giving 0, or past
+    /// [`SemaphoreConfig::MAX_CONCURRENT`], naming `"{name}/{key}"`).
     ///
     /// # Examples
     ///
@@ -508,13 +508,6 @@ impl KeyedSemaphore {
                 name,
                 "global_limit",
                 "can change its value at run time, but cannot be added or removed",
-            ));
-        }
-        if config.clock_set && !Arc::ptr_eq(&config.clock, &self.inner.clock) {
-            return Err(ConfigError::new(
-                name,
-                "clock",
-                "is fixed when the keyed semaphore is created (idle times are measured on it)",
             ));
         }
         let old = self.inner.config();
