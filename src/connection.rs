@@ -92,7 +92,9 @@ pub(crate) fn close_this_threads_connections() {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ConnectionPoolBulkhead<C> {
-    pool: ThreadPoolBulkhead,
+    /// Shared with a manager that holds this bulkhead
+    /// ([`BulkheadManagerBuilder::connection_pool`](crate::BulkheadManagerBuilder::connection_pool)).
+    pool: Arc<ThreadPoolBulkhead>,
     inner: Arc<Inner<C>>,
 }
 
@@ -102,7 +104,8 @@ struct Inner<C> {
     name: Arc<str>,
     connect: Box<Connect<C>>,
     health_check: Option<Box<HealthCheck<C>>>,
-    connect_failures: AtomicU64,
+    /// The pool's books, where failed connects are counted.
+    pool: Arc<crate::pool::Shared>,
 }
 
 impl<C> fmt::Debug for ConnectionPoolBulkhead<C> {
@@ -136,14 +139,14 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
             connect().map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         });
         Ok(Self {
-            pool,
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 name,
                 connect,
                 health_check: None,
-                connect_failures: AtomicU64::new(0),
+                pool: pool.shared(),
             }),
+            pool: Arc::new(pool),
         })
     }
 
@@ -340,9 +343,7 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
 
     /// The pool's stats, with [`connect_failures`](PoolStats::connect_failures) counted.
     pub fn stats(&self) -> PoolStats {
-        let mut stats = self.pool.stats();
-        stats.connect_failures = self.inner.connect_failures.load(Ordering::Relaxed);
-        stats
+        self.pool.stats()
     }
 
     /// The bulkhead's name.
@@ -354,6 +355,11 @@ impl<C: 'static> ConnectionPoolBulkhead<C> {
     /// `submit` of tasks that need no connection).
     pub fn pool(&self) -> &ThreadPoolBulkhead {
         &self.pool
+    }
+
+    /// The thread pool underneath, shared (for a manager that holds this bulkhead).
+    pub(crate) fn pool_arc(&self) -> Arc<ThreadPoolBulkhead> {
+        Arc::clone(&self.pool)
     }
 
     /// As [`ThreadPoolBulkhead::shutdown`]: queued tasks still run; connections close as
@@ -394,7 +400,10 @@ impl<C: 'static> Inner<C> {
         match (self.connect)() {
             Ok(conn) => Ok(Box::new(conn)),
             Err(source) => {
-                self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                self.pool
+                    .counters
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(BulkheadError::Connect {
                     name: Arc::clone(&self.name),
                     message: source.to_string(),

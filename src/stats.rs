@@ -29,6 +29,9 @@ pub(crate) struct PoolCounters {
     pub(crate) cancelled: AtomicU64,
     /// Tasks refused at their start by the pool's fleet-wide semaphore (feature `redis`).
     pub(crate) global_refused: AtomicU64,
+    /// Failed connects of a [`ConnectionPoolBulkhead`](crate::ConnectionPoolBulkhead)'s
+    /// workers (zero for a plain pool).
+    pub(crate) connect_failures: AtomicU64,
     pub(crate) peak_running: AtomicUsize,
 }
 
@@ -173,7 +176,7 @@ impl PoolStats {
             submitted: read(&c.submitted),
             rejected: read(&c.rejected),
             shutdown_refused: read(&c.shutdown_refused),
-            connect_failures: 0,
+            connect_failures: read(&c.connect_failures),
             completed: read(&c.completed),
             failed: read(&c.failed),
             panicked: read(&c.panicked),

@@ -255,3 +255,88 @@ fn a_connection_that_closes_through_its_own_thread_local_closes_cleanly_on_retir
         "each closed, the process alive"
     );
 }
+
+// Held by a manager: one of its pools for stats, events, the text and shutdown.
+
+#[test]
+fn a_manager_holds_a_connection_pool_as_one_of_its_pools() {
+    use bulkheads::{BulkheadManager, EventKind};
+    use std::sync::atomic::AtomicBool;
+
+    static OPEN: AtomicUsize = AtomicUsize::new(0);
+    struct Conn;
+    impl Drop for Conn {
+        fn drop(&mut self) {
+            OPEN.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let fail_next = Arc::new(AtomicBool::new(true));
+    let fail = Arc::clone(&fail_next);
+    let db = Arc::new(
+        ConnectionPoolBulkhead::new("mgr-db", PoolConfig::new(2), move || {
+            if fail.swap(false, Ordering::SeqCst) {
+                return Err(std::io::Error::other("server starting"));
+            }
+            OPEN.fetch_add(1, Ordering::SeqCst);
+            Ok(Conn)
+        })
+        .unwrap(),
+    );
+    let manager = BulkheadManager::builder()
+        .connection_pool(Arc::clone(&db))
+        .build()
+        .unwrap();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&finished);
+    manager.on_event(move |e| {
+        if e.bulkhead == "mgr-db" && matches!(e.kind, EventKind::Finished { .. }) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let same = manager
+        .connection_pool::<Conn>("mgr-db")
+        .expect("registered");
+    assert!(Arc::ptr_eq(&same, &db));
+    assert!(
+        manager.connection_pool::<String>("mgr-db").is_none(),
+        "another type"
+    );
+    assert!(manager.connection_pool::<Conn>("other").is_none());
+    assert!(
+        same.execute(|_: &mut Conn| ())
+            .unwrap_err()
+            .to_string()
+            .contains("server starting")
+    );
+    for _ in 0..3 {
+        same.execute(|_: &mut Conn| ()).unwrap();
+    }
+    let stats = manager.stats();
+    let row = stats.pool("mgr-db").expect("one of the manager's pools");
+    assert_eq!((row.connect_failures, row.completed, row.failed), (1, 3, 1));
+    let own = db.stats();
+    assert_eq!(
+        (row.submitted, row.connect_failures, row.completed),
+        (own.submitted, own.connect_failures, own.completed),
+        "one set of books"
+    );
+    assert!(stats.to_prometheus().contains("bulkhead=\"mgr-db\""));
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        3,
+        "the manager's listener hears it"
+    );
+    // The manager's pool of that name is its thread pool.
+    assert_eq!(manager.pool("mgr-db").stats().completed, 3);
+    // Shutdown through the manager closes the connections.
+    assert!(OPEN.load(Ordering::SeqCst) >= 1);
+    assert!(manager.shutdown(Duration::from_secs(30)));
+    assert_eq!(OPEN.load(Ordering::SeqCst), 0, "every connection closed");
+    // A name taken twice is an error.
+    let err = BulkheadManager::builder()
+        .pool("mgr-db", PoolConfig::new(1))
+        .connection_pool(db)
+        .build()
+        .unwrap_err();
+    assert_eq!((err.bulkhead(), err.field()), ("mgr-db", "name"));
+}

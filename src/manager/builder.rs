@@ -4,6 +4,7 @@
 use crate::breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::config::{PoolConfig, SemaphoreConfig};
 use crate::error::ConfigError;
+use crate::pool::ThreadPoolBulkhead;
 #[cfg(unix)]
 use crate::process::ProcessConfig;
 use crate::recent;
@@ -11,7 +12,7 @@ use crate::retry::Retry;
 use crate::sync::Arc;
 
 use super::registry::*;
-use super::{BulkheadManager, DEFAULT_MAX_BULKHEADS, DEFAULT_NAME, Map, on_demand};
+use super::{AnyBulkhead, BulkheadManager, DEFAULT_MAX_BULKHEADS, DEFAULT_NAME, Map, on_demand};
 
 /// Builds a [`BulkheadManager`]; see [`BulkheadManager::builder`].
 ///
@@ -49,6 +50,8 @@ pub struct BulkheadManagerBuilder {
     circuit_breakers: Vec<(String, CircuitBreakerConfig)>,
     retries: Vec<(String, Retry)>,
     keyed: Vec<(String, crate::KeyedConfig)>,
+    /// Connection pools built by the caller: their name, their thread pool, themselves.
+    connection_pools: Vec<(String, Arc<ThreadPoolBulkhead>, AnyBulkhead)>,
     routes: Vec<(String, String)>,
 }
 
@@ -231,6 +234,42 @@ impl BulkheadManagerBuilder {
         self
     }
 
+    /// A [`ConnectionPoolBulkhead`](crate::ConnectionPoolBulkhead) the caller built (it
+    /// needs the driver's `connect`, and its connection type), held by the manager under its
+    /// name: get it back with [`BulkheadManager::connection_pool`]. Its thread pool is one
+    /// of the manager's pools — in [`stats`](BulkheadManager::stats) (its
+    /// `connect_failures` counted), the table, the Prometheus text, the manager's event
+    /// listeners, [`shutdown`](BulkheadManager::shutdown) (connections close as their workers
+    /// exit) and `max_bulkheads` — and [`BulkheadManager::pool`] with its name gives that
+    /// thread pool (for tasks that need no connection).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bulkheads::{BulkheadManager, ConnectionPoolBulkhead, PoolConfig};
+    ///
+    /// struct Conn;
+    /// let db = Arc::new(ConnectionPoolBulkhead::new("orders-db", PoolConfig::new(2), || {
+    ///     Ok::<_, std::io::Error>(Conn)
+    /// })?);
+    /// let manager = BulkheadManager::builder().connection_pool(Arc::clone(&db)).build()?;
+    /// let same = manager.connection_pool::<Conn>("orders-db").expect("registered");
+    /// same.execute(|_conn: &mut Conn| ())?;
+    /// assert_eq!(manager.stats().pool("orders-db").unwrap().completed, 1);
+    /// assert!(manager.shutdown(std::time::Duration::from_secs(5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connection_pool<C: 'static>(
+        mut self,
+        bulkhead: Arc<crate::ConnectionPoolBulkhead<C>>,
+    ) -> Self {
+        let pool = bulkhead.pool_arc();
+        self.connection_pools
+            .push((bulkhead.name().to_owned(), pool, bulkhead));
+        self
+    }
+
     /// A keyed semaphore called `name` (a compartment per tenant, customer or API key),
     /// held by the manager: get it with [`BulkheadManager::keyed`]. Its aggregate row and
     /// its most rejected keys are in the manager's stats, table and Prometheus text — not
@@ -300,7 +339,19 @@ impl BulkheadManagerBuilder {
         default_pool.validate(DEFAULT_NAME)?;
         let default_semaphore = self.default_semaphore.unwrap_or_default();
         default_semaphore.validate(DEFAULT_NAME)?;
-        let pools = configured(self.pools)?;
+        let mut pools = configured(self.pools)?;
+        let mut connection_pools = std::collections::BTreeMap::new();
+        for (name, pool, bulkhead) in self.connection_pools {
+            if pools.contains_key(name.as_str()) {
+                return Err(ConfigError::new(
+                    &name,
+                    "name",
+                    "is configured twice as a pool (a connection pool's thread pool is one)",
+                ));
+            }
+            pools.insert(Arc::from(name.as_str()), pool);
+            connection_pools.insert(Arc::from(name), bulkhead);
+        }
         let semaphores = configured(self.semaphores)?;
         #[cfg(unix)]
         let default_process = self.default_process.unwrap_or_default();
@@ -333,6 +384,7 @@ impl BulkheadManagerBuilder {
             breakers,
             retries,
             keyed,
+            connection_pools,
             routes: self
                 .routes
                 .into_iter()

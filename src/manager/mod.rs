@@ -88,7 +88,14 @@ pub struct BulkheadManager {
     routes: Vec<(Box<str>, Box<str>)>,
     /// The configured keyed semaphores, by name; fixed at build.
     keyed: std::collections::BTreeMap<Arc<str>, Arc<crate::KeyedSemaphore>>,
+    /// The connection pools the builder was given (each an
+    /// `Arc<ConnectionPoolBulkhead<C>>` of its own `C`), by name; fixed at build. Their
+    /// thread pools are in `pools`.
+    connection_pools: std::collections::BTreeMap<Arc<str>, AnyBulkhead>,
 }
+
+/// A bulkhead of a type the manager cannot name (a connection pool of some `C`).
+pub(crate) type AnyBulkhead = Arc<dyn std::any::Any + Send + Sync>;
 
 impl fmt::Debug for BulkheadManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,7 +110,11 @@ impl fmt::Debug for BulkheadManager {
                 &self.breakers.keys().collect::<Vec<_>>(),
             )
             .field("retries", &self.retries.keys().collect::<Vec<_>>())
-            .field("keyed", &self.keyed.keys().collect::<Vec<_>>());
+            .field("keyed", &self.keyed.keys().collect::<Vec<_>>())
+            .field(
+                "connection_pools",
+                &self.connection_pools.keys().collect::<Vec<_>>(),
+            );
         #[cfg(unix)]
         d.field("processes", &self.processes.names());
         d.finish()
@@ -146,6 +157,7 @@ impl BulkheadManager {
             retries: std::collections::BTreeMap::new(),
             routes: Vec::new(),
             keyed: std::collections::BTreeMap::new(),
+            connection_pools: std::collections::BTreeMap::new(),
         }
     }
 
@@ -417,6 +429,17 @@ impl BulkheadManager {
         for retry in self.retries.values() {
             retry.add_listener(Arc::clone(&listener));
         }
+    }
+
+    /// The connection pool called `name` with connections of type `C`, if the builder was
+    /// given one ([`BulkheadManagerBuilder::connection_pool`]); `None` for another name or
+    /// another connection type.
+    pub fn connection_pool<C: 'static>(
+        &self,
+        name: &str,
+    ) -> Option<Arc<crate::ConnectionPoolBulkhead<C>>> {
+        let any = Arc::clone(self.connection_pools.get(name)?);
+        any.downcast::<crate::ConnectionPoolBulkhead<C>>().ok()
     }
 
     /// The keyed semaphore called `name`, if the builder configured one

@@ -880,6 +880,14 @@ pub(crate) fn flatten<T, E>(
     }
 }
 
+impl ThreadPoolBulkhead {
+    /// The state its workers and handles share (a connection pool counts its failed
+    /// connects in its counters).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+}
+
 impl Drop for ThreadPoolBulkhead {
     /// Shuts the pool down gracefully without waiting: queued tasks still run and every
     /// handle still gets its outcome; the workers exit when the queue is empty.
