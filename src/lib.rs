@@ -301,7 +301,7 @@ pub use deadline::Deadline;
 pub use error::{BulkheadError, ConfigError, DriverError, PanicPayload};
 pub use event::{Event, EventKind};
 pub use histogram::{LatencyBuckets, LatencySummary};
-pub use keyed::{KeyedConfig, KeyedPermit, KeyedSemaphore, KeyedStats};
+pub use keyed::{KeyStats, KeyedConfig, KeyedPermit, KeyedSemaphore, KeyedStats};
 pub use manager::{BulkheadManager, BulkheadManagerBuilder, DEFAULT_MAX_BULKHEADS};
 #[cfg(feature = "metrics")]
 pub use metrics_export::metrics_listener;

@@ -867,3 +867,64 @@ fn keyed_holds_its_limits_and_books_under_churn() {
     assert!(keyed.is_empty(), "a gate was left above zero");
     assert_eq!(keyed.stats().permitted, ok, "evicted keys' counts are kept");
 }
+
+#[test]
+fn per_key_metrics_put_a_row_per_key_in_the_snapshot_and_the_text_only_when_asked() {
+    use bulkheads::BulkheadManager;
+    let manager = BulkheadManager::builder()
+        .keyed(
+            "partners",
+            KeyedConfig::new(SemaphoreConfig::new(2))
+                .limit_for(|k: &str| if k == "big" { 5 } else { 2 })
+                .per_key_metrics(true),
+        )
+        .keyed("tenants", KeyedConfig::new(SemaphoreConfig::new(1)))
+        .build()
+        .unwrap();
+    let partners = manager.keyed("partners").unwrap();
+    let tenants = manager.keyed("tenants").unwrap();
+    let held = partners.try_acquire("big").unwrap();
+    partners.call("small \"quoted\"", || ()).unwrap();
+    let t = tenants.try_acquire("acme").unwrap();
+    assert!(tenants.try_acquire("acme").is_err());
+    let stats = manager.stats();
+    let rows = &stats
+        .keyed
+        .iter()
+        .find(|k| k.name == "partners")
+        .unwrap()
+        .per_key;
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (r.key.as_str(), r.limit, r.running, r.permitted))
+        .collect();
+    assert_eq!(got, [("big", 5, 1, 1), ("small \"quoted\"", 2, 0, 1)]);
+    assert!(
+        stats
+            .keyed
+            .iter()
+            .find(|k| k.name == "tenants")
+            .unwrap()
+            .per_key
+            .is_empty()
+    );
+    let text = stats.to_prometheus();
+    let exposition = common::exposition::parse(&text);
+    let per_key: Vec<_> = exposition
+        .samples
+        .keys()
+        .filter(|k| k.starts_with("bulkhead_keyed_key_"))
+        .collect();
+    // 2 keys × (running, limit, permitted, rejected); none for the tenants.
+    assert_eq!(per_key.len(), 8, "{per_key:?}");
+    assert!(per_key.iter().all(|k| k.contains("bulkhead=\"partners\"")));
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_key_running{bulkhead="partners",key="big"}"#],
+        1.0
+    );
+    assert_eq!(
+        exposition.samples[r#"bulkhead_keyed_key_calls_total{bulkhead="partners",key="small \"quoted\"",outcome="permitted"}"#],
+        1.0
+    );
+    drop((held, t));
+}

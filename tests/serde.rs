@@ -868,3 +868,24 @@ fn apply_toml_reconfigures_keyed_semaphores_and_keeps_their_code() {
         .unwrap_err();
     assert_eq!((err.bulkhead(), err.field()), ("tenants", "global_limit"));
 }
+
+#[test]
+fn per_key_metrics_read_from_toml_and_write_rows_to_json() {
+    let manager =
+        BulkheadManager::from_toml("[keyed.partners]\nmax_concurrent = 2\nper_key_metrics = true")
+            .unwrap();
+    let partners = manager.keyed("partners").unwrap();
+    assert!(partners.config().per_key_metrics_value());
+    partners.call("acme", || ()).unwrap();
+    let json = serde_json::to_value(manager.stats()).unwrap();
+    assert_eq!(
+        json["keyed"][0]["per_key"],
+        json!([{ "key": "acme", "limit": 2, "max_concurrent": 2, "running": 0,
+                 "permitted": 1, "rejected": 0 }])
+    );
+    let err = toml_err("[keyed.partners]\nmax_concurrent = 2\nper_key_metrics = 1");
+    assert_eq!(
+        (err.bulkhead(), err.field()),
+        ("partners", "per_key_metrics")
+    );
+}

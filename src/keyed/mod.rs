@@ -34,7 +34,7 @@ mod cache;
 mod gate;
 mod stats;
 use gate::Gate;
-pub use stats::KeyedStats;
+pub use stats::{KeyStats, KeyedStats};
 pub(crate) use stats::{TOP_REJECTED, append_prometheus, write_table};
 
 /// The registry's map. foldhash, seeded per process, as the manager's registry: keys come
@@ -71,6 +71,7 @@ pub struct KeyedConfig {
     pub(crate) limit_for: Option<LimitFor>,
     pub(crate) adaptive: Option<AdaptiveFor>,
     global_limit: Option<usize>,
+    per_key_metrics: bool,
     clock: Arc<dyn Clock>,
     /// Whether `clock` was set (then it is always read; see the module docs).
     clock_set: bool,
@@ -85,6 +86,7 @@ impl fmt::Debug for KeyedConfig {
             .field("limit_for", &self.limit_for.as_ref().map(|_| "<closure>"))
             .field("adaptive", &self.adaptive.as_ref().map(|_| "<closure>"))
             .field("global_limit", &self.global_limit)
+            .field("per_key_metrics", &self.per_key_metrics)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +106,7 @@ impl KeyedConfig {
             limit_for: None,
             adaptive: None,
             global_limit: None,
+            per_key_metrics: false,
             clock: Arc::new(SystemClock),
             clock_set: false,
         }
@@ -183,6 +186,44 @@ impl KeyedConfig {
     pub fn global_limit(mut self, n: usize) -> Self {
         self.global_limit = Some(n);
         self
+    }
+
+    /// Puts a row per held key ([`KeyStats`]) in the manager's snapshot
+    /// ([`KeyedStats::per_key`]), its JSON and its Prometheus text
+    /// (`bulkhead_keyed_key_running`, `bulkhead_keyed_key_limit`,
+    /// `bulkhead_keyed_key_calls_total`, each labelled `key`): for a bounded set of tenants an
+    /// operator does want one by one. Defaults to off — the aggregate row and the 5 most
+    /// rejected keys only — since a series per tenant is how a metrics system falls over;
+    /// `max_keys` bounds the series when it is on. [`KeyedSemaphore::per_key_stats`] gives
+    /// the rows on demand either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{BulkheadManager, KeyedConfig, SemaphoreConfig};
+    ///
+    /// let manager = BulkheadManager::builder()
+    ///     .keyed(
+    ///         "partners",
+    ///         KeyedConfig::new(SemaphoreConfig::new(2)).max_keys(20).per_key_metrics(true),
+    ///     )
+    ///     .build()?;
+    /// manager.keyed("partners").unwrap().call("acme", || ())?;
+    /// let text = manager.stats().to_prometheus();
+    /// assert!(text.contains(
+    ///     "bulkhead_keyed_key_calls_total{bulkhead=\"partners\",key=\"acme\",outcome=\"permitted\"} 1\n"
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn per_key_metrics(mut self, on: bool) -> Self {
+        self.per_key_metrics = on;
+        self
+    }
+
+    /// Whether [`per_key_metrics`](Self::per_key_metrics) is on.
+    pub fn per_key_metrics_value(&self) -> bool {
+        self.per_key_metrics
     }
 
     /// The clock idle time is measured on. Defaults to [`SystemClock`].
@@ -878,21 +919,24 @@ impl KeyedSemaphore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn top_rejected(&self, n: usize) -> Vec<(String, u64)> {
-        let slots: Vec<(String, Arc<Slot>)> = self
-            .inner
-            .keys
-            .read()
-            .iter()
-            .map(|(k, s)| (k.to_string(), Arc::clone(s)))
-            .collect();
-        let mut rows: Vec<(String, u64)> = slots
+        let mut rows: Vec<(String, u64)> = self
+            .held()
             .into_iter()
-            .map(|(k, s)| (k, s.semaphore.stats().rejected))
+            .map(|(k, s)| (k, s.rejected))
             .filter(|(_, r)| *r > 0)
             .collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         rows.truncate(n);
         rows
+    }
+
+    /// Each held key with its compartment's stats (taken after the registry's lock).
+    pub(crate) fn held(&self) -> Vec<(String, SemaphoreStats)> {
+        let slots: Vec<Arc<Slot>> = self.inner.keys.read().values().cloned().collect();
+        slots
+            .into_iter()
+            .map(|s| (s.key.to_string(), s.semaphore.stats()))
+            .collect()
     }
 
     /// Aggregate statistics over all keys held now.
@@ -931,6 +975,7 @@ impl KeyedSemaphore {
             evicted: self.inner.evicted.load(Ordering::Relaxed),
             keys_refused: self.inner.keys_refused.load(Ordering::Relaxed),
             top_rejected: Vec::new(),
+            per_key: Vec::new(),
         };
         for slot in slots {
             let s = slot.semaphore.stats();

@@ -32,6 +32,27 @@ pub struct KeyedStats {
     /// snapshot asked for ([`KeyedSemaphore::stats_with_top`]; a manager's snapshot takes
     /// 5); empty from [`KeyedSemaphore::stats`].
     pub top_rejected: Vec<(String, u64)>,
+    /// A row per held key, by key, in a manager's snapshot of a keyed semaphore with
+    /// [`per_key_metrics`](crate::KeyedConfig::per_key_metrics) on; empty otherwise.
+    pub per_key: Vec<KeyStats>,
+}
+
+/// One held key's row ([`KeyedSemaphore::per_key_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyStats {
+    /// The key.
+    pub key: String,
+    /// Its permit limit in force (below `max_concurrent` while an adaptive limit is lower).
+    pub limit: usize,
+    /// Its configured permit limit.
+    pub max_concurrent: usize,
+    /// Its permits out now.
+    pub running: usize,
+    /// Permits it granted since it was created (a key evicted and used again starts anew).
+    pub permitted: u64,
+    /// Calls its compartment refused since it was created.
+    pub rejected: u64,
 }
 
 /// How many of each keyed semaphore's most rejected keys a manager's snapshot (and so its
@@ -82,6 +103,49 @@ impl KeyedSemaphore {
     pub fn stats_with_top(&self, top_n: usize) -> KeyedStats {
         let mut stats = self.stats();
         stats.top_rejected = self.top_rejected(top_n);
+        stats
+    }
+
+    /// A row per held key, by key: what [`KeyedStats::per_key`] carries when
+    /// [`per_key_metrics`](crate::KeyedConfig::per_key_metrics) is on, on demand whether or
+    /// not it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bulkheads::{KeyedConfig, KeyedSemaphore, SemaphoreConfig};
+    ///
+    /// let keyed = KeyedSemaphore::new("t", KeyedConfig::new(SemaphoreConfig::new(2)))?;
+    /// let _held = keyed.try_acquire("b")?;
+    /// keyed.call("a", || ())?;
+    /// let rows = keyed.per_key_stats();
+    /// assert_eq!(rows.iter().map(|r| (r.key.as_str(), r.running)).collect::<Vec<_>>(),
+    ///            [("a", 0), ("b", 1)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn per_key_stats(&self) -> Vec<KeyStats> {
+        let mut rows: Vec<KeyStats> = self
+            .held()
+            .into_iter()
+            .map(|(key, s)| KeyStats {
+                key,
+                limit: s.limit,
+                max_concurrent: s.max_concurrent,
+                running: s.running,
+                permitted: s.permitted,
+                rejected: s.rejected,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows
+    }
+
+    /// The manager's snapshot: the top `top_n` rejected, and every key if asked for.
+    pub(crate) fn stats_for_manager(&self, top_n: usize) -> KeyedStats {
+        let mut stats = self.stats_with_top(top_n);
+        if self.config().per_key_metrics_value() {
+            stats.per_key = self.per_key_stats();
+        }
         stats
     }
 }
@@ -157,6 +221,9 @@ pub(crate) fn append_prometheus(text: &mut String, all: &[KeyedStats]) {
             let _ = writeln!(text, "{family}{{bulkhead=\"{name}\"}} {}", value(s));
         }
     }
+    if all.iter().any(|s| !s.per_key.is_empty()) {
+        append_per_key(text, all, &names);
+    }
     let family = "bulkhead_keyed_top_rejected";
     let _ = writeln!(
         text,
@@ -169,6 +236,57 @@ pub(crate) fn append_prometheus(text: &mut String, all: &[KeyedStats]) {
             let _ = writeln!(
                 text,
                 "{family}{{bulkhead=\"{name}\",key=\"{k}\"}} {rejected}"
+            );
+        }
+    }
+}
+
+/// A family of one series per key: name, help, the value of a key's row.
+type KeyFamily = (&'static str, &'static str, fn(&KeyStats) -> usize);
+
+/// The per-key families, for the keyed semaphores whose snapshots carry rows per key.
+fn append_per_key(text: &mut String, all: &[KeyedStats], names: &[String]) {
+    let rows = || {
+        all.iter().zip(names).flat_map(|(s, name)| {
+            s.per_key.iter().map(move |row| {
+                let mut key = String::new();
+                let _ = crate::prometheus::write_label_value(&mut key, &row.key);
+                (name, key, row)
+            })
+        })
+    };
+    let gauges: [KeyFamily; 2] = [
+        (
+            "bulkhead_keyed_key_running",
+            "Permits one key holds now (per_key_metrics).",
+            |r| r.running,
+        ),
+        (
+            "bulkhead_keyed_key_limit",
+            "One key's permit limit in force (per_key_metrics).",
+            |r| r.limit,
+        ),
+    ];
+    for (family, help, value) in gauges {
+        let _ = writeln!(text, "# HELP {family} {help}\n# TYPE {family} gauge");
+        for (name, key, row) in rows() {
+            let _ = writeln!(
+                text,
+                "{family}{{bulkhead=\"{name}\",key=\"{key}\"}} {}",
+                value(row)
+            );
+        }
+    }
+    let family = "bulkhead_keyed_key_calls_total";
+    let _ = writeln!(
+        text,
+        "# HELP {family} Calls on one key since it was created, by outcome (per_key_metrics).\n# TYPE {family} counter"
+    );
+    for (name, key, row) in rows() {
+        for (outcome, value) in [("permitted", row.permitted), ("rejected", row.rejected)] {
+            let _ = writeln!(
+                text,
+                "{family}{{bulkhead=\"{name}\",key=\"{key}\",outcome=\"{outcome}\"}} {value}"
             );
         }
     }

@@ -548,7 +548,7 @@ impl BulkheadManager {
         let keyed = self
             .keyed
             .values()
-            .map(|k| k.stats_with_top(crate::keyed::TOP_REJECTED))
+            .map(|k| k.stats_for_manager(crate::keyed::TOP_REJECTED))
             .collect();
         ManagerStats {
             bulkheads,

@@ -72,6 +72,7 @@ impl BulkheadManager {
     /// max_keys = 10000             # default: 10000
     /// idle_ttl = "5m"              # default: "5m"
     /// global_limit = 200           # over all keys together; default: none
+    /// per_key_metrics = false      # a series per key in the text; default: false
     /// ```
     ///
     /// Durations are strings of whole numbers with units — `ns`, `us` (or `µs`), `ms`, `s`,

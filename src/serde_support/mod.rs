@@ -286,6 +286,7 @@ struct KeyedDraft {
     max_keys: Option<usize>,
     idle_ttl: Option<Duration>,
     global_limit: Option<usize>,
+    per_key_metrics: bool,
 }
 
 impl Draft for KeyedDraft {
@@ -298,6 +299,7 @@ impl Draft for KeyedDraft {
         "max_keys",
         "idle_ttl",
         "global_limit",
+        "per_key_metrics",
     ];
 
     fn set(&mut self, field: &'static str, value: Value) -> Result<(), String> {
@@ -305,6 +307,7 @@ impl Draft for KeyedDraft {
             "max_keys" => self.max_keys = Some(count(value)?),
             "idle_ttl" => self.idle_ttl = Some(duration(value)?),
             "global_limit" => self.global_limit = Some(count(value)?),
+            "per_key_metrics" => self.per_key_metrics = flag(value)?,
             _ => return self.semaphore.set(field, value),
         }
         Ok(())
@@ -321,12 +324,12 @@ impl Draft for KeyedDraft {
         if let Some(n) = self.global_limit {
             config = config.global_limit(n);
         }
-        Ok(config)
+        Ok(config.per_key_metrics(self.per_key_metrics))
     }
 }
 
 /// Reads a keyed semaphore's fields (`max_concurrent` required; `max_wait`,
-/// `max_waiting`, `max_keys`, `idle_ttl`, `global_limit`), as
+/// `max_waiting`, `max_keys`, `idle_ttl`, `global_limit`, `per_key_metrics`), as
 /// [`KeyedConfig::validate`](crate::KeyedConfig::validate) will check them: not
 /// `limit_for`, `adaptive` or a clock, which are code. Available with the feature `serde`.
 ///

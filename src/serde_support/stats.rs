@@ -196,7 +196,9 @@ impl Serialize for ManagerStats {
     }
 }
 
-/// A keyed semaphore's aggregate row; `top_rejected` as `[{"key": .., "rejected": ..}]`.
+/// A keyed semaphore's aggregate row; `top_rejected` as `[{"key": .., "rejected": ..}]`;
+/// `per_key` as `[{"key", "limit", "max_concurrent", "running", "permitted", "rejected"}]`
+/// (empty unless [`per_key_metrics`](crate::KeyedConfig::per_key_metrics) is on).
 ///
 /// # Examples
 ///
@@ -241,7 +243,22 @@ impl Serialize for crate::keyed::KeyedStats {
                 s.end()
             }
         }
-        let mut s = serializer.serialize_struct("KeyedStats", 9)?;
+        struct Row<'a>(&'a crate::keyed::KeyStats);
+        impl Serialize for Row<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let r = self.0;
+                let mut s = serializer.serialize_struct("KeyStats", 6)?;
+                s.serialize_field("key", &r.key)?;
+                s.serialize_field("limit", &r.limit)?;
+                s.serialize_field("max_concurrent", &r.max_concurrent)?;
+                s.serialize_field("running", &r.running)?;
+                s.serialize_field("permitted", &r.permitted)?;
+                s.serialize_field("rejected", &r.rejected)?;
+                s.end()
+            }
+        }
+        let per_key: Vec<Row<'_>> = self.per_key.iter().map(Row).collect();
+        let mut s = serializer.serialize_struct("KeyedStats", 10)?;
         s.serialize_field("name", &self.name)?;
         s.serialize_field("keys", &self.keys)?;
         s.serialize_field("max_keys", &self.max_keys)?;
@@ -251,6 +268,7 @@ impl Serialize for crate::keyed::KeyedStats {
         s.serialize_field("evicted", &self.evicted)?;
         s.serialize_field("keys_refused", &self.keys_refused)?;
         s.serialize_field("top_rejected", &Top(&self.top_rejected))?;
+        s.serialize_field("per_key", &per_key)?;
         s.end()
     }
 }
