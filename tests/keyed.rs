@@ -549,13 +549,17 @@ fn call_inside_a_pool_task_waits_no_longer_than_its_deadline() {
     let held = keyed.try_acquire("a").unwrap();
     let pool = ThreadPoolBulkhead::new("p", PoolConfig::new(1)).unwrap();
     let k = keyed.clone();
-    let (waited, refused) = pool
-        .execute_timeout(Duration::from_millis(200), move || {
-            let start = Instant::now();
-            let r = k.call("a", || ());
-            (start.elapsed(), r.is_err_and(|e| e.is_rejected()))
-        })
-        .expect("the task ends within its deadline, the wait with it");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The task's wait ends at its deadline, the instant its caller gives up too: the caller
+    // may get the task's value or `Timeout`, so the task reports through a channel.
+    let _ = pool.execute_timeout(Duration::from_millis(200), move || {
+        let start = Instant::now();
+        let r = k.call("a", || ());
+        let _ = tx.send((start.elapsed(), r.is_err_and(|e| e.is_rejected())));
+    });
+    let (waited, refused) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the keyed call returned");
     assert!(refused);
     assert!(
         waited < Duration::from_secs(10),
