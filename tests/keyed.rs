@@ -826,7 +826,8 @@ fn keyed_holds_its_limits_and_books_under_churn() {
         thread::spawn(move || {
             let mut flips = 0_u64;
             let mut peak = 0;
-            while !done.load(Ordering::SeqCst) {
+            // At least one round, however the threads are scheduled.
+            loop {
                 let (cap, ttl) = if flips % 2 == 0 {
                     (6, 2_000)
                 } else {
@@ -837,9 +838,11 @@ fn keyed_holds_its_limits_and_books_under_churn() {
                 keyed.evict_idle();
                 peak = peak.max(keyed.len());
                 flips += 1;
+                if done.load(Ordering::SeqCst) {
+                    break (flips, peak);
+                }
                 thread::yield_now();
             }
-            (flips, peak)
         })
     };
     let (mut ok, mut rejected, mut refused) = (0, 0, 0);
