@@ -421,15 +421,13 @@ impl ThreadPoolBulkhead {
         T: Send + 'static,
     {
         let own = timeout.or_else(|| self.shared.default_timeout());
-        if own.is_none() && crate::deadline::current_instant().is_none() {
-            // No deadline at all: no clock to read (a rejection costs half as much).
-            let task = self.start(f, None, is_failure)?;
-            task.wait(None, Some(&self.shared.spin));
-            return task.take(&self.shared);
-        }
-        let now = Instant::now();
-        let deadline = crate::deadline::within_current(own.and_then(|t| now.checked_add(t)));
-        let Some(at) = deadline else {
+        // No deadline at all (none given, no default, none inherited): no clock to read, so
+        // a rejection costs half as much.
+        let now =
+            (own.is_some() || crate::deadline::current_instant().is_some()).then(Instant::now);
+        let deadline = now
+            .and_then(|now| crate::deadline::within_current(own.and_then(|t| now.checked_add(t))));
+        let (Some(at), Some(now)) = (deadline, now) else {
             let task = self.start(f, None, is_failure)?;
             task.wait(None, Some(&self.shared.spin));
             return task.take(&self.shared);
