@@ -935,3 +935,66 @@ fn per_key_metrics_put_a_row_per_key_in_the_snapshot_and_the_text_only_when_aske
     );
     drop((held, t));
 }
+
+/// An evicted key's user code (here an adaptive algorithm whose `Drop` looks at the keyed
+/// semaphore) is dropped with no lock of the registry held: under the write lock its read
+/// would deadlock.
+#[test]
+fn user_code_of_evicted_keys_is_dropped_with_no_lock_held() {
+    use bulkheads::limit::{LimitAlgorithm, Sample};
+    use std::sync::{Mutex, OnceLock, mpsc};
+    struct Peeks(Arc<OnceLock<KeyedSemaphore>>, mpsc::Sender<usize>);
+    impl LimitAlgorithm for Peeks {
+        fn limit(&self) -> usize {
+            2
+        }
+        fn update(&mut self, _: Sample) -> usize {
+            2
+        }
+    }
+    impl Drop for Peeks {
+        fn drop(&mut self) {
+            if let Some(keyed) = self.0.get() {
+                let _ = self.1.send(keyed.len()); // the registry's read lock
+            }
+        }
+    }
+    let clock = ManualClock::new();
+    let shared: Arc<OnceLock<KeyedSemaphore>> = Arc::new(OnceLock::new());
+    let (tx, dropped) = mpsc::channel();
+    let make = {
+        let (shared, tx) = (Arc::clone(&shared), Mutex::new(tx));
+        move |_: &str| Peeks(Arc::clone(&shared), tx.lock().unwrap().clone())
+    };
+    let config = KeyedConfig::new(SemaphoreConfig::new(2))
+        .idle_ttl(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()))
+        .adaptive(make);
+    let keyed = KeyedSemaphore::new("t", config.clone()).unwrap();
+    assert!(shared.set(keyed.clone()).is_ok());
+    // Called from a thread that ends, so that no thread's cache still holds the keys.
+    let caller = keyed.clone();
+    thread::spawn(move || {
+        caller.call("a", || ()).unwrap();
+        caller.call("b", || ()).unwrap();
+    })
+    .join()
+    .unwrap();
+    // Evict on another thread, so that a deadlock fails the test instead of hanging it.
+    let evictor = {
+        let (keyed, clock) = (keyed.clone(), clock.clone());
+        thread::spawn(move || {
+            clock.advance(Duration::from_secs(1));
+            keyed.evict_idle()
+        })
+    };
+    let seen: Vec<usize> = (0..2)
+        .map(|_| {
+            dropped
+                .recv_timeout(Duration::from_secs(30))
+                .expect("dropped, no deadlock")
+        })
+        .collect();
+    assert_eq!(seen, [0, 0], "read after both keys left the registry");
+    assert_eq!(evictor.join().unwrap(), 2);
+}

@@ -568,22 +568,24 @@ impl KeyedSemaphore {
     /// Puts a prepared configuration in force.
     pub(crate) fn apply(&self, prepared: Prepared) {
         let Prepared { config, mut keys } = prepared;
-        let held: Vec<Arc<Slot>> = {
+        let (held, old): (Vec<Arc<Slot>>, _) = {
             // Swapped under the keys' write lock: a key made meanwhile either is in `held`
             // or sees the new configuration when it inserts (and is made from it).
             let keys = self.inner.keys.write();
             self.inner
                 .max_wait_nanos
                 .store(nanos(config.semaphore.max_wait), Ordering::Relaxed);
-            if let (Some(global), Some(n)) = (&self.inner.global, config.global_limit) {
-                // Valid: checked with the rest by `prepare`.
-                let _ = global.reconfigure(global_config(n, &config.semaphore));
-            }
             let held = keys.values().cloned().collect();
-            *self.inner.config.write() = Arc::new(config);
-            held
+            let old = std::mem::replace(&mut *self.inner.config.write(), Arc::new(config));
+            (held, old)
         };
+        // The old config's closures (user code, their captures' `Drop`) go with no lock held.
+        drop(old);
         let config = self.inner.config();
+        if let (Some(global), Some(n)) = (&self.inner.global, config.global_limit) {
+            // Valid: checked with the rest by `prepare`.
+            let _ = global.reconfigure(global_config(n, &config.semaphore));
+        }
         for slot in held {
             // A key made after `prepare` looked gets its limits now (user code, no lock).
             let Some(mut limits) = keys
@@ -725,6 +727,9 @@ impl KeyedSemaphore {
                 .key_config(&config, key) // user code: no lock held
                 .and_then(|c| SemaphoreBulkhead::new(format!("{}/{key}", self.inner.name), c))
                 .map_err(|e| self.refuse(key, e))?;
+            // Declared before the lock, so dropped after it: evicted keys' compartments hold
+            // user code (an adaptive algorithm) whose `Drop` must not run under the lock.
+            let mut evicted = Vec::new();
             let mut keys = self.inner.keys.write();
             if let Some(slot) = keys.get(key) {
                 // Another caller created it meanwhile (open: closing happens under this lock).
@@ -739,7 +744,7 @@ impl KeyedSemaphore {
             }
             if keys.len() >= config.max_keys && self.sweep_due(now, &config) {
                 self.inner.last_sweep.store(now, Ordering::Relaxed);
-                self.evict_locked(&mut keys, now, nanos(config.idle_ttl));
+                self.evict_locked(&mut keys, now, nanos(config.idle_ttl), &mut evicted);
             }
             if keys.len() >= config.max_keys {
                 drop(keys);
@@ -847,11 +852,22 @@ impl KeyedSemaphore {
     pub fn evict_idle(&self) -> usize {
         let ttl = nanos(self.inner.config().idle_ttl);
         let now = self.inner.now_nanos();
-        let mut keys = self.inner.keys.write();
-        self.evict_locked(&mut keys, now, ttl)
+        let mut evicted = Vec::new();
+        let n = self.evict_locked(&mut self.inner.keys.write(), now, ttl, &mut evicted);
+        // Dropped after the lock: they hold user code (an adaptive algorithm).
+        drop(evicted);
+        n
     }
 
-    fn evict_locked(&self, keys: &mut Keys, now: u64, ttl: u64) -> usize {
+    /// Evicts the idle keys of `keys`, moving their slots into `evicted` for the caller to
+    /// drop once the lock is released.
+    fn evict_locked(
+        &self,
+        keys: &mut Keys,
+        now: u64,
+        ttl: u64,
+        evicted: &mut Vec<Arc<Slot>>,
+    ) -> usize {
         let before = keys.len();
         let (mut permitted, mut rejected) = (0, 0);
         keys.retain(|_, slot| {
@@ -862,6 +878,7 @@ impl KeyedSemaphore {
                 let s = slot.semaphore.stats();
                 permitted += s.permitted;
                 rejected += s.rejected;
+                evicted.push(Arc::clone(slot));
             }
             keep
         });
@@ -872,11 +889,11 @@ impl KeyedSemaphore {
         inner
             .retired_rejected
             .fetch_add(rejected, Ordering::Relaxed);
-        let evicted = before - keys.len();
+        let count = before - keys.len();
         self.inner
             .evicted
-            .fetch_add(evicted as u64, Ordering::Relaxed);
-        evicted
+            .fetch_add(count as u64, Ordering::Relaxed);
+        count
     }
 
     /// One key's statistics, if the key is held.

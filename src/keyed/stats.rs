@@ -143,7 +143,7 @@ impl KeyedSemaphore {
     /// The manager's snapshot: the top `top_n` rejected, and every key if asked for.
     pub(crate) fn stats_for_manager(&self, top_n: usize) -> KeyedStats {
         let mut stats = self.stats_with_top(top_n);
-        if self.config().per_key_metrics_value() {
+        if self.inner.config().per_key_metrics {
             stats.per_key = self.per_key_stats();
         }
         stats
