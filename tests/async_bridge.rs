@@ -245,8 +245,21 @@ fn shutdown_now_wakes_an_awaited_queued_task_with_shutdown() {
     let pool = ThreadPoolBulkhead::new("discarded", PoolConfig::new(1).queue_capacity(1)).unwrap();
     let gate = Gate::new();
     let _release = OpenOnDrop(Arc::clone(&gate));
-    let busy = gated(&pool, &gate, 1);
-    wait_until(LONG, "the first task runs", || pool.stats().running == 1);
+    // Started, not only assigned: `running` counts a task from the moment a worker is
+    // assigned to it, while it may still be in the queue that `shutdown_now` empties.
+    let started = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (gate, started) = (Arc::clone(&gate), Arc::clone(&started));
+        pool.submit(move || {
+            started.store(true, Ordering::SeqCst);
+            gate.wait();
+            1_u32
+        })
+        .unwrap()
+    };
+    wait_until(LONG, "the first task starts", || {
+        started.load(Ordering::SeqCst)
+    });
     let mut queued = pool.submit(|| 2_u32).unwrap();
     let (counter, waker) = Counting::new();
     assert!(poll(&mut queued, &waker).is_pending());
